@@ -1,0 +1,12 @@
+"""The paper's probes: attention distance, entropy, head KL, CKA, AvgDist."""
+
+from .attention import attention_distance, patch_attention, patch_distances
+from .extract import AttentionMaps, disable_fused_attention
+
+__all__ = [
+    "AttentionMaps",
+    "attention_distance",
+    "disable_fused_attention",
+    "patch_attention",
+    "patch_distances",
+]
