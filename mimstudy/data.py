@@ -54,6 +54,15 @@ def _find(folder: Path, stem: str) -> Path:
     )
 
 
+def check_available(folder: str | Path | None = None) -> Path:
+    """The data folder, after checking all four files are there (raises :class:`DatasetError`)."""
+    folder = Path(folder) if folder is not None else data_dir()
+    for stems in SPLIT_FILES.values():
+        for stem in stems:
+            _find(folder, stem)
+    return folder
+
+
 def read_idx(path: str | Path, ndim: int) -> np.ndarray:
     """Read an unsigned-byte IDX file (gzipped or plain) holding an array of ``ndim`` dimensions.
 

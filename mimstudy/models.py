@@ -60,13 +60,8 @@ def _patch_size(spec_kwargs: dict, name: str) -> int | None:
     return None
 
 
-def create_backbone(name: str, num_classes: int = 10, img_size: int | None = None, **overrides) -> nn.Module:
-    """Build backbone ``name`` (a study name or any timm model name) without pretrained weights.
-
-    ``num_classes=0`` gives a headless feature extractor. ``img_size`` and ``overrides`` are passed
-    to timm's constructor. Raises :class:`ModelConfigError` for unknown names or a patch size that
-    does not divide the image size.
-    """
+def _resolve(name: str, img_size: int | None, overrides: dict) -> tuple[str, dict]:
+    """timm model name and constructor kwargs for backbone ``name``, validated without building."""
     if name in STUDY_BACKBONES:
         spec = STUDY_BACKBONES[name]
         timm_name, kwargs = spec.timm_name, dict(spec.kwargs)
@@ -87,6 +82,22 @@ def create_backbone(name: str, num_classes: int = 10, img_size: int | None = Non
             f"patch size {patch} does not divide image size {size}: pick an image size that is a "
             f"multiple of {patch} (e.g. {size - size % patch or patch})"
         )
+    return timm_name, kwargs
+
+
+def validate_backbone(name: str, img_size: int | None = None, **overrides) -> None:
+    """Raise :class:`ModelConfigError` if :func:`create_backbone` would reject these arguments."""
+    _resolve(name, img_size, overrides)
+
+
+def create_backbone(name: str, num_classes: int = 10, img_size: int | None = None, **overrides) -> nn.Module:
+    """Build backbone ``name`` (a study name or any timm model name) without pretrained weights.
+
+    ``num_classes=0`` gives a headless feature extractor. ``img_size`` and ``overrides`` are passed
+    to timm's constructor. Raises :class:`ModelConfigError` for unknown names or a patch size that
+    does not divide the image size.
+    """
+    timm_name, kwargs = _resolve(name, img_size, overrides)
     try:
         return timm.create_model(timm_name, pretrained=False, num_classes=num_classes, **kwargs)
     except (TypeError, AssertionError, ValueError) as err:

@@ -1,0 +1,41 @@
+"""The ``mimstudy`` command: ``mimstudy run --preset quick`` and ``mimstudy plan --preset ci``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import ConfigError
+from .data import DatasetError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mimstudy", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_ in (("run", "execute a preset's notebooks with papermill"),
+                        ("plan", "list a preset's steps and whether each would run")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--preset", default="quick", help="preset name in presets/ or a .yaml path (default: quick)")
+        p.add_argument("--force", action="store_true", help="re-run steps whose results are current")
+        p.add_argument("--results-dir", default="results", help="where datasets and executed notebooks go")
+        p.add_argument("--runs-dir", default="runs", help="where training checkpoints go")
+    args = parser.parse_args(argv)
+
+    from .runner import run_preset
+
+    try:
+        run_preset(args.preset, force=args.force, results_dir=args.results_dir, runs_dir=args.runs_dir,
+                   dry_run=args.command == "plan")
+    except (ConfigError, DatasetError) as err:
+        print(f"mimstudy: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # papermill reports a failing cell with the notebook's traceback
+        if type(err).__name__ == "PapermillExecutionError":
+            print(f"mimstudy: a notebook failed: {err}", file=sys.stderr)
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Where a result came from: parameters, code version, package versions, time and machine."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import json
+import platform
+import subprocess
+from pathlib import Path
+
+PACKAGES = ("mimstudy", "torch", "torchvision", "timm", "numpy", "scipy", "xarray", "papermill")
+
+
+def git_commit(cwd: str | Path | None = None) -> tuple[str, bool]:
+    """``(commit, dirty)`` of the repository holding this package, or ``("unknown", False)``."""
+    cwd = Path(cwd) if cwd else Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                                check=True, timeout=10).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                                capture_output=True, text=True, check=True, timeout=10).stdout
+        return commit, bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", False
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def provenance_attrs(parameters: dict, preset: str, seed: int) -> dict[str, str | int]:
+    """netCDF-safe attributes (strings and ints only) describing a run."""
+    commit, dirty = git_commit()
+    return {
+        "parameters": json.dumps(parameters, sort_keys=True),
+        "preset": preset,
+        "seed": int(seed),
+        "git_commit": commit,
+        "git_dirty": int(dirty),
+        "package_versions": json.dumps(package_versions(), sort_keys=True),
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()} {platform.system()}",
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }

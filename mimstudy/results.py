@@ -1,0 +1,59 @@
+"""xarray results on disk: one netCDF file per run, written atomically, with provenance attrs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import xarray as xr
+
+from .atomic import atomic_path
+from .config import RunConfig
+from .provenance import provenance_attrs
+
+ENGINE = "h5netcdf"
+
+
+def result_path(config: RunConfig) -> Path:
+    """``<results_dir>/<preset>/<notebook>/<run_id>.nc``"""
+    return Path(config.results_dir) / config.preset / config.notebook / f"{config.run_id}.nc"
+
+
+def save_dataset(ds: xr.Dataset, path: str | Path, parameters: dict, preset: str, seed: int) -> Path:
+    """Attach provenance to ``ds`` and write it to ``path`` atomically (netCDF via h5netcdf)."""
+    ds = ds.copy()
+    ds.attrs.update(provenance_attrs(parameters, preset, seed))
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine=ENGINE)
+    return Path(path)
+
+
+def save_result(ds: xr.Dataset, config: RunConfig) -> Path:
+    """Save a run's dataset where :func:`result_path` says, with the run's parameters."""
+    return save_dataset(ds, result_path(config), config.to_dict(), config.preset, config.seed)
+
+
+def load_dataset(path: str | Path) -> xr.Dataset:
+    """Open a result fully into memory (the file is closed afterwards)."""
+    with xr.open_dataset(path, engine=ENGINE) as ds:
+        return ds.load()
+
+
+def stored_parameters(path: str | Path) -> dict | None:
+    """The parameters a stored result was made with, or ``None`` when there is no readable result."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(load_dataset(path).attrs["parameters"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def load_runs(folder: str | Path, dim: str = "model") -> xr.Dataset:
+    """Concatenate every run of one notebook (``*.nc`` in ``folder``) along ``dim``, sorted by name."""
+    paths = sorted(Path(folder).glob("*.nc"))
+    if not paths:
+        raise FileNotFoundError(f"no results in {folder}: run the study first (make study)")
+    datasets = [load_dataset(p) for p in paths]
+    return xr.concat(datasets, dim=dim, combine_attrs="drop_conflicts")
