@@ -77,14 +77,14 @@ def read_idx(path: str | Path, ndim: int) -> np.ndarray:
     except (OSError, EOFError) as err:  # gzip raises these on truncated streams
         raise DatasetError(f"{path}: cannot read IDX file ({err}); re-install the dataset") from err
     header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DatasetError(f"{path}: file is {len(raw)} bytes, too short for an IDX header")
-    magic = int.from_bytes(raw[:4], "big")
+    magic = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
     if magic != _IDX_MAGIC[ndim]:
         raise DatasetError(
-            f"{path}: magic number {magic:#010x}, expected {_IDX_MAGIC[ndim]:#010x} "
-            f"(an unsigned-byte IDX file with {ndim} dimension(s))"
+            f"{path}: magic number {magic if magic is None else hex(magic)}, expected {_IDX_MAGIC[ndim]:#010x} "
+            f"(an unsigned-byte IDX file with {ndim} dimension(s)); wrong or corrupt file"
         )
+    if len(raw) < header:
+        raise DatasetError(f"{path}: file is {len(raw)} bytes, too short for an IDX header")
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     expected = int(np.prod(shape))
     if len(raw) - header != expected:

@@ -1,0 +1,57 @@
+"""Shared fixtures: a small synthetic Fashion-MNIST in IDX format, so unit tests need no real data."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
+    """Write a uint8 array as an IDX file (magic 0x0000080N, big-endian dims, payload)."""
+    header = (0x0800 + array.ndim).to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    payload = header + array.astype(np.uint8).tobytes()
+    if compress:
+        path = path.with_name(path.name + ".gz")
+        with gzip.open(path, "wb") as f:
+            f.write(payload)
+    else:
+        path.write_bytes(payload)
+    return path
+
+
+def make_fashion_folder(folder: Path, n_train: int = 600, n_test: int = 200, seed: int = 0, compress: bool = True) -> Path:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, size=n).astype(np.uint8)
+        # class-dependent brightness so a classifier can learn something
+        images = (rng.random((n, 28, 28)) * 80 + labels[:, None, None] * 17).astype(np.uint8)
+        write_idx(folder / f"{stem}-images-idx3-ubyte", images, compress)
+        write_idx(folder / f"{stem}-labels-idx1-ubyte", labels, compress)
+    return folder
+
+
+@pytest.fixture
+def fashion_dir(tmp_path, monkeypatch):
+    """A synthetic Fashion-MNIST folder, set as ``$MIMSTUDY_DATA``."""
+    folder = make_fashion_folder(tmp_path / "fashion")
+    monkeypatch.setenv("MIMSTUDY_DATA", str(folder))
+    return folder
+
+
+def real_data_available() -> bool:
+    from mimstudy.data import DatasetError, check_available
+
+    try:
+        check_available()
+        return True
+    except DatasetError:
+        return False
+
+
+requires_real_data = pytest.mark.skipif(
+    not real_data_available(), reason="Fashion-MNIST not installed (make data, or set MIMSTUDY_DATA)"
+)

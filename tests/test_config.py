@@ -1,0 +1,33 @@
+import pytest
+
+from mimstudy.config import AttentionConfig, ConfigError, PretrainConfig
+
+
+def test_defaults_validate():
+    PretrainConfig().validate()
+    AttentionConfig().validate()
+
+
+@pytest.mark.parametrize("params,match", [
+    ({"mask_ratio": 1.0}, r"mask_ratio must lie in \(0, 1\)"),
+    ({"mask_ratio": 0.0}, r"mask_ratio"),
+    ({"objective": "byol"}, "objective must be one of"),
+    ({"arch": "vit_huge_32"}, "unknown backbone"),
+    ({"epochs": 0}, "epochs"),
+    ({"warmup_epochs": 1, "epochs": 1}, "warmup_epochs"),
+    ({"train_size": 10, "batch_size": 64}, "at least one batch"),
+    ({"run_id": "a/b"}, "run_id"),
+])
+def test_bad_pretrain_parameters(params, match):
+    with pytest.raises(ConfigError, match=match):
+        PretrainConfig.from_dict(params)
+
+
+def test_unknown_parameter_lists_valid_ones():
+    with pytest.raises(ConfigError, match="unknown parameter.*'learning_rate'.*valid"):
+        PretrainConfig.from_dict({"learning_rate": 0.1})
+
+
+def test_from_namespace_ignores_other_globals():
+    config = AttentionConfig.from_namespace({"num_images": 5, "plt": object(), "run_id": "x"})
+    assert config.num_images == 5 and config.run_id == "x"

@@ -1,0 +1,56 @@
+import json
+import os
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from mimstudy.atomic import atomic_path
+from mimstudy.config import AttentionConfig
+from mimstudy.results import load_dataset, load_runs, result_path, save_dataset, save_result, stored_parameters
+
+
+def small_dataset(model: str) -> xr.Dataset:
+    values = np.arange(6, dtype=np.float32).reshape(2, 3)
+    return xr.Dataset({"attention_distance": (("layer", "head"), values)},
+                      coords={"layer": [1, 2], "head": [0, 1, 2], "model": model, "objective": "simmim"})
+
+
+def test_roundtrip_keeps_values_coords_and_provenance(tmp_path):
+    path = save_dataset(small_dataset("m"), tmp_path / "a" / "r.nc", {"lr": 0.1, "bf16": False}, "ci", 7)
+    back = load_dataset(path)
+    xr.testing.assert_equal(back.drop_attrs(), small_dataset("m"))
+    assert json.loads(back.attrs["parameters"]) == {"lr": 0.1, "bf16": False}
+    assert back.attrs["preset"] == "ci" and back.attrs["seed"] == 7
+    assert len(back.attrs["git_commit"]) in (7, 40) or back.attrs["git_commit"] == "unknown"
+    assert "torch" in json.loads(back.attrs["package_versions"])
+    assert back.attrs["git_dirty"] in (0, 1)
+
+
+def test_save_result_uses_config_path_and_parameters(tmp_path):
+    config = AttentionConfig(preset="ci", run_id="vit_x", results_dir=str(tmp_path))
+    path = save_result(small_dataset("vit_x"), config)
+    assert path == result_path(config) == tmp_path / "ci" / "attention" / "vit_x.nc"
+    assert stored_parameters(path) == config.to_dict()
+    assert stored_parameters(tmp_path / "missing.nc") is None
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half-written")
+            raise RuntimeError("crash mid-write")
+    assert target.read_text() == "old"
+    assert os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_load_runs_concatenates_models(tmp_path):
+    for name in ("b", "a"):
+        save_dataset(small_dataset(name), tmp_path / f"{name}.nc", {}, "ci", 0)
+    both = load_runs(tmp_path)
+    assert list(both["model"].values) == ["a", "b"]
+    assert both["attention_distance"].dims == ("model", "layer", "head")
+    with pytest.raises(FileNotFoundError, match="make study"):
+        load_runs(tmp_path / "empty")
