@@ -1,12 +1,17 @@
 """The paper's probes: attention distance, entropy, head KL, CKA, AvgDist."""
 
-from .attention import attention_distance, patch_attention, patch_distances
+from .attention import attention_distance, attention_entropy, head_kl, patch_attention, patch_distances
+from .distributions import head_kl_per_head, layer_kl
 from .extract import AttentionMaps, disable_fused_attention
 
 __all__ = [
     "AttentionMaps",
     "attention_distance",
+    "attention_entropy",
     "disable_fused_attention",
+    "head_kl",
+    "head_kl_per_head",
+    "layer_kl",
     "patch_attention",
     "patch_distances",
 ]
