@@ -1,13 +1,16 @@
 """The paper's probes: attention distance, entropy, head KL, CKA, AvgDist."""
 
 from .attention import attention_distance, attention_entropy, head_kl, patch_attention, patch_distances
+from .cka import MinibatchCKA, cka
 from .distributions import head_kl_per_head, layer_kl
 from .extract import AttentionMaps, disable_fused_attention
 
 __all__ = [
     "AttentionMaps",
+    "MinibatchCKA",
     "attention_distance",
     "attention_entropy",
+    "cka",
     "disable_fused_attention",
     "head_kl",
     "head_kl_per_head",
