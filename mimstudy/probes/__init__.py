@@ -1,6 +1,7 @@
 """The paper's probes: attention distance, entropy, head KL, CKA, AvgDist."""
 
 from .attention import attention_distance, attention_entropy, head_kl, patch_attention, patch_distances
+from .avgdist import avg_dist, expected_avg_dist
 from .cka import MinibatchCKA, cka
 from .distributions import head_kl_per_head, layer_kl
 from .extract import AttentionMaps, disable_fused_attention
@@ -10,8 +11,10 @@ __all__ = [
     "MinibatchCKA",
     "attention_distance",
     "attention_entropy",
+    "avg_dist",
     "cka",
     "disable_fused_attention",
+    "expected_avg_dist",
     "head_kl",
     "head_kl_per_head",
     "layer_kl",
