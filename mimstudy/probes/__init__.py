@@ -4,11 +4,20 @@ from .attention import attention_distance, attention_entropy, head_kl, patch_att
 from .avgdist import avg_dist, expected_avg_dist
 from .cka import MinibatchCKA, cka
 from .distributions import head_kl_per_head, layer_kl
-from .extract import AttentionMaps, disable_fused_attention
+from .extract import (
+    AttentionMaps,
+    SwinAttentionMaps,
+    WindowAttentionMap,
+    disable_fused_attention,
+    swin_attention_maps,
+)
+from .windowed import window_attention_distance, window_attention_entropy, window_head_kl
 
 __all__ = [
     "AttentionMaps",
     "MinibatchCKA",
+    "SwinAttentionMaps",
+    "WindowAttentionMap",
     "attention_distance",
     "attention_entropy",
     "avg_dist",
@@ -20,4 +29,8 @@ __all__ = [
     "layer_kl",
     "patch_attention",
     "patch_distances",
+    "swin_attention_maps",
+    "window_attention_distance",
+    "window_attention_entropy",
+    "window_head_kl",
 ]
