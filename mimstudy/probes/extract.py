@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -80,7 +81,9 @@ class SwinAttentionMaps:
 
     def __init__(self, model: nn.Module):
         self.model = model
-        self.extractor = AttentionExtract(disable_fused_attention(model), names=["*attn.softmax"], method="fx")
+        with warnings.catch_warnings():  # torchvision notes that Swin's eval graph lacks train-only nodes
+            warnings.filterwarnings("ignore", message="NOTE: The nodes obtained by tracing", category=UserWarning)
+            self.extractor = AttentionExtract(disable_fused_attention(model), names=["*attn.softmax"], method="fx")
         self.blocks = {name.removesuffix(".attn.softmax"): name for name in self.extractor.names}
 
     @torch.no_grad()
