@@ -1,14 +1,38 @@
 """The paper's probes: attention distance, entropy, head KL, CKA, AvgDist."""
 
-from .attention import attention_distance, patch_attention, patch_distances
+from .attention import attention_distance, attention_entropy, head_kl, patch_attention, patch_distances
+from .avgdist import avg_dist, expected_avg_dist
+from .cka import MinibatchCKA, cka
 from .dataset import probe_attention
-from .extract import AttentionMaps, disable_fused_attention
+from .distributions import head_kl_per_head, layer_kl
+from .extract import (
+    AttentionMaps,
+    SwinAttentionMaps,
+    WindowAttentionMap,
+    disable_fused_attention,
+    swin_attention_maps,
+)
+from .windowed import window_attention_distance, window_attention_entropy, window_head_kl
 
 __all__ = [
     "AttentionMaps",
+    "MinibatchCKA",
+    "SwinAttentionMaps",
+    "WindowAttentionMap",
     "attention_distance",
+    "attention_entropy",
+    "avg_dist",
+    "cka",
     "disable_fused_attention",
+    "expected_avg_dist",
+    "head_kl",
+    "head_kl_per_head",
+    "layer_kl",
     "patch_attention",
     "patch_distances",
     "probe_attention",
+    "swin_attention_maps",
+    "window_attention_distance",
+    "window_attention_entropy",
+    "window_head_kl",
 ]

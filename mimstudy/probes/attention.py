@@ -1,8 +1,13 @@
-"""Probes on attention maps: where each head looks (distance) and how it spreads."""
+"""ViT attention probes: where each head looks (distance), how it spreads (entropy), how heads differ.
+
+The statistics themselves are in :mod:`.distributions`; here they run on patch-to-patch attention.
+"""
 
 from __future__ import annotations
 
 import torch
+
+from .distributions import mean_distance, mean_entropy, mean_head_kl
 
 
 def _check_attention(attn: torch.Tensor) -> None:
@@ -51,6 +56,32 @@ def attention_distance(
             f"attention over {patches.shape[-1]} patch tokens does not match grid {grid} "
             f"(after dropping {num_prefix_tokens} prefix tokens)"
         )
-    dist = patch_distances(grid, patch_size).to(patches.device)  # [L, L]
-    per_query = (patches * dist).sum(dim=-1)  # [B, H, L]
-    return per_query.mean(dim=(0, 2))
+    return mean_distance(patches, patch_distances(grid, patch_size))
+
+
+def attention_entropy(attn: torch.Tensor, num_prefix_tokens: int = 1) -> torch.Tensor:
+    """Entropy of each head's attention distribution in nats (the paper's Sec. 3.1.2, Fig. 3).
+
+    ``entropy[h] = mean_{b, q} ( -sum_k A[b, h, q, k] log A[b, h, q, k] )`` over patch queries ``q``
+    and patch keys ``k`` of the renormalised patch attention ``A`` (:func:`patch_attention`), with
+    ``0 log 0 = 0``. One-hot rows give 0, uniform rows over ``L`` patches give ``log L``: small
+    values mean focused heads, large values broad ones.
+
+    ``attn``: ``[B, H, N, N]`` softmax attention. Returns ``[H]``.
+    """
+    return mean_entropy(patch_attention(attn, num_prefix_tokens))
+
+
+def head_kl(attn: torch.Tensor, num_prefix_tokens: int = 1, eps: float = 1e-8) -> torch.Tensor:
+    """KL divergence between the attention distributions of every pair of heads (Sec. 3.1.3, Fig. 4).
+
+    ``kl[i, j] = mean_{b, q} KL(A[b, i, q] || A[b, j, q])`` in nats, for the renormalised patch
+    attention ``A`` (:func:`patch_attention`): how differently heads ``i`` and ``j`` spread the same
+    query over the patches. Rows are smoothed with ``eps`` and renormalised so that zero weights keep
+    the logs finite (see :func:`.distributions.mean_head_kl`). The diagonal is 0, the matrix is
+    non-negative and in general not symmetric. Reduce it with :func:`head_kl_per_head` (small dots
+    of Fig. 4) and :func:`layer_kl` (large dots).
+
+    ``attn``: ``[B, H, N, N]`` softmax attention. Returns ``[H, H]`` (float64).
+    """
+    return mean_head_kl(patch_attention(attn, num_prefix_tokens), eps=eps)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import warnings
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 from timm.utils import AttentionExtract
@@ -29,3 +33,87 @@ class AttentionMaps:
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.extractor(images)
+
+
+@dataclass(frozen=True)
+class WindowAttentionMap:
+    """One Swin block's window attention and the geometry the window probes need.
+
+    ``attn``: ``[B * nW, H, N, N]`` softmax maps, window ``w`` of image ``b`` at ``b * nW + w``;
+    ``pair_mask``: bool ``[B * nW, N, N]``, True = the pair may attend (False only across the seam
+    of shifted windows); ``pixel_stride``: input pixels per token at this block's stage.
+    """
+
+    attn: torch.Tensor
+    window_size: tuple[int, int]
+    shift_size: tuple[int, int]
+    pixel_stride: float
+    pair_mask: torch.Tensor
+
+    @property
+    def shifted(self) -> bool:
+        return any(self.shift_size)
+
+
+def _allowed_pairs(block: nn.Module, num_images: int) -> torch.Tensor:
+    """``[B * nW, N, N]`` bool: pairs that the block's shifted-window mask lets attend."""
+    rows, cols = (math.ceil(r / w) for r, w in zip(block.input_resolution, block.window_size))
+    area = block.window_size[0] * block.window_size[1]
+    if any(block.shift_size):
+        additive = block.attn_mask if block.attn_mask is not None else block.get_attn_mask()  # [nW, N, N]
+        allowed = additive == 0  # timm puts -100 on pairs from different pre-roll regions
+    else:
+        allowed = torch.ones(rows * cols, area, area, dtype=torch.bool)
+    return allowed.cpu().repeat(num_images, 1, 1)
+
+
+class SwinAttentionMaps:
+    """Callable returning ``{block name: WindowAttentionMap}`` for every block of a timm Swin(V2).
+
+    Traces the ``*attn.softmax`` nodes of ``WindowAttention`` with ``AttentionExtract`` (fx), the same
+    route as :class:`AttentionMaps`; works for ``swinv2_*`` and, with fused attention disabled, for
+    ``swin_*``. Block geometry comes from the blocks' own ``window_size``, ``shift_size``,
+    ``input_resolution`` and shifted-window ``attn_mask``. Consecutive blocks alternate regular and
+    shifted windows (no shift when a stage's map fits in one window). The images must have the size
+    the model was built for. If a window size does not divide a stage's map, timm pads the map with
+    zero tokens that are not masked; they then count as ordinary keys here too.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        with warnings.catch_warnings():  # torchvision notes that Swin's eval graph lacks train-only nodes
+            warnings.filterwarnings("ignore", message="NOTE: The nodes obtained by tracing", category=UserWarning)
+            self.extractor = AttentionExtract(disable_fused_attention(model), names=["*attn.softmax"], method="fx")
+        self.blocks = {name.removesuffix(".attn.softmax"): name for name in self.extractor.names}
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> dict[str, WindowAttentionMap]:
+        expected = tuple(getattr(self.model.patch_embed, "img_size", None) or ())
+        if expected and tuple(images.shape[-2:]) != expected:
+            raise ValueError(
+                f"images are {tuple(images.shape[-2:])} pixels, the model was built for {expected}: "
+                "build it with img_size matching the images"
+            )
+        maps = self.extractor(images)
+        out = {}
+        for block_name, node in self.blocks.items():
+            block = self.model.get_submodule(block_name)
+            stride_h, stride_w = (size / res for size, res in zip(images.shape[-2:], block.input_resolution))
+            if stride_h != stride_w:
+                raise ValueError(f"{block_name}: anisotropic token stride {stride_h} x {stride_w} pixels")
+            attn = maps[node]  # [B * nW, H, N, N]
+            pair_mask = _allowed_pairs(block, images.shape[0]).to(attn.device)  # [B * nW, N, N]
+            if pair_mask.shape[0] != attn.shape[0]:
+                raise ValueError(
+                    f"{block_name}: {attn.shape[0]} attention windows, expected {pair_mask.shape[0]}; "
+                    f"are the images {tuple(images.shape[-2:])} the size the model was built for?"
+                )
+            out[block_name] = WindowAttentionMap(
+                attn, tuple(block.window_size), tuple(block.shift_size), float(stride_h), pair_mask
+            )
+        return out
+
+
+def swin_attention_maps(model: nn.Module, images: torch.Tensor) -> dict[str, WindowAttentionMap]:
+    """One-off :class:`SwinAttentionMaps` call; build the class once to probe many batches."""
+    return SwinAttentionMaps(model)(images)
