@@ -8,7 +8,7 @@ import warnings
 import pytest
 import timm
 import torch
-from official_layouts import (
+from .official_layouts import (
     deit_checkpoint,
     mocov3_checkpoint,
     official_swinv2_encoder,
