@@ -50,10 +50,18 @@ def stored_parameters(path: str | Path) -> dict | None:
         return None
 
 
+def _plain(value):
+    """numpy scalars and arrays in netCDF attrs -> JSON-able Python values."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
 def load_runs(folder: str | Path, dim: str = "model") -> xr.Dataset:
     """Concatenate every run of one notebook (``*.nc`` in ``folder``) along ``dim``, sorted by name."""
     paths = sorted(Path(folder).glob("*.nc"))
     if not paths:
         raise FileNotFoundError(f"no results in {folder}: run the study first (make study)")
-    datasets = [load_dataset(p) for p in paths]
-    return xr.concat(datasets, dim=dim, combine_attrs="drop_conflicts")
+    # each run's provenance survives the concatenation as a JSON string coord along ``dim``
+    datasets = [ds.assign_coords(provenance=json.dumps(ds.attrs, sort_keys=True, default=_plain))
+                for ds in map(load_dataset, paths)]
+    # coords="all": identity coords (objective, arch) always get the ``dim`` axis, even when equal
+    return xr.concat(datasets, dim=dim, coords="all", compat="equals", join="outer", combine_attrs="drop_conflicts")

@@ -55,3 +55,17 @@ def real_data_available() -> bool:
 requires_real_data = pytest.mark.skipif(
     not real_data_available(), reason="Fashion-MNIST not installed (make data, or set MIMSTUDY_DATA)"
 )
+
+
+@pytest.fixture(scope="session")
+def ci_results(tmp_path_factory):
+    """The ``ci`` preset executed once through the runner (papermill): ``(results_dir, runs_dir)``."""
+    from mimstudy.runner import run_preset
+
+    if not real_data_available():
+        pytest.skip("Fashion-MNIST not installed (make data, or set MIMSTUDY_DATA)")
+    root = tmp_path_factory.mktemp("ci-preset")
+    results, runs = str(root / "results"), str(root / "runs")
+    executed = run_preset("ci", results_dir=results, runs_dir=runs, log=lambda *_: None)
+    assert executed, "a fresh results folder must execute every step"
+    return results, runs

@@ -1,0 +1,43 @@
+# The two commands of the study (see README.md):
+#   make study   pre-train, probe and build the book on the default preset (quick)
+#   make test    the whole test suite: unit tests, notebooks under nbval, the book build
+# Both set up everything on a fresh machine: a virtual environment in .venv, the Python packages
+# (pyproject.toml) and Fashion-MNIST (Debian's dataset-fashion-mnist, or $MIMSTUDY_DATA).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PRESET ?= quick
+STAMP  := $(VENV)/.installed
+
+.PHONY: study test install data book plan benchmark clean-book
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+data:
+	@sh scripts/install-data.sh
+
+study: install data
+	$(BIN)/mimstudy run --preset $(PRESET)
+	$(MAKE) book
+
+plan: install
+	$(BIN)/mimstudy plan --preset $(PRESET)
+
+book: install
+	$(BIN)/jupyter-book build . --warningiserror --keep-going --quiet
+	@echo "book: $(CURDIR)/_build/html/index.html"
+
+test: install data
+	$(BIN)/python -m pytest
+
+benchmark: install data
+	$(BIN)/python benchmarks/train_throughput.py
+
+clean-book:
+	rm -rf _build

@@ -1,0 +1,41 @@
+"""The book builds warning-free (-W), from the committed results and from a fresh ci run."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+JUPYTER_BOOK = Path(sys.executable).with_name("jupyter-book")
+
+
+def build(out: Path, **env) -> str:
+    run = subprocess.run(
+        [str(JUPYTER_BOOK), "build", str(ROOT), "--warningiserror", "--keep-going", "--path-output", str(out)],
+        capture_output=True, text=True, timeout=900, env={**os.environ, **env},
+    )
+    logs = "".join(p.read_text() for p in out.glob("_build/html/reports/**/*.log"))
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:] + logs[-4000:]
+    return (out / "_build" / "html" / "book" / "attention_distance.html").read_text()
+
+
+def verdict_of(page: str) -> str:
+    return re.search(r"Verdict on the <code[^>]*><span class=\"pre\">(\w+)</span></code> results", page).group(1)
+
+
+@pytest.mark.skipif(not (ROOT / "results" / "quick" / "attention").is_dir(), reason="no committed quick results")
+def test_book_builds_from_committed_results(tmp_path):
+    page = build(tmp_path)
+    assert verdict_of(page) == "quick"
+    assert re.search(r"<strong>(supported|partly supported|not supported)\.</strong>", page)
+    assert "<table" in page and "data:image/png" in page or "<img" in page
+
+
+def test_book_builds_from_a_fresh_ci_run(tmp_path, ci_results):
+    results, _ = ci_results
+    page = build(tmp_path, MIMSTUDY_RESULTS_DIR=results, MIMSTUDY_BOOK_PRESET="ci")
+    assert verdict_of(page) == "ci"
