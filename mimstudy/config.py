@@ -61,6 +61,10 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def required_runs(self) -> list[str]:
+        """Pre-training runs (run ids) whose checkpoints this run reads."""
+        return []
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
@@ -128,5 +132,31 @@ class AttentionConfig(RunConfig):
         _require(self.num_images >= 1, f"num_images must be >= 1, got {self.num_images}")
         _require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
 
+    def required_runs(self) -> list[str]:
+        return [self.run_id]
 
-CONFIGS: dict[str, type[RunConfig]] = {c.notebook: c for c in (PretrainConfig, AttentionConfig)}
+
+@dataclass
+class EvaluateConfig(RunConfig):
+    """Sanity evaluation of one pre-trained model: k-NN and linear-probe accuracy on frozen features
+    (``notebooks/evaluate.ipynb``). ``run_id`` names the pre-training run whose checkpoint is read.
+    """
+
+    notebook: ClassVar[str] = "evaluate"
+
+    train_size: int = 1000
+    test_size: int = 500
+    k: int = 20
+
+    def validate(self) -> None:
+        super().validate()
+        _require(self.train_size >= 10 and self.test_size >= 1,
+                 f"need train_size >= 10 and test_size >= 1, got {self.train_size}, {self.test_size}")
+        _require(1 <= self.k <= self.train_size, f"k must lie in [1, train_size], got {self.k}")
+
+    def required_runs(self) -> list[str]:
+        return [self.run_id]
+
+
+# Execution order of a preset's sections: pre-training first, then what reads its checkpoints.
+CONFIGS: dict[str, type[RunConfig]] = {c.notebook: c for c in (PretrainConfig, EvaluateConfig, AttentionConfig)}

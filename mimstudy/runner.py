@@ -98,9 +98,11 @@ def steps_to_run(steps: list[Step], force: bool = False) -> list[Step]:
     """The steps whose results are missing or stale, plus pre-training whose checkpoint is needed."""
     todo = {step.name for step in steps if force or not step.is_current()}
     pretrain_by_id = {s.config.run_id: s for s in steps if isinstance(s.config, PretrainConfig)}
-    for step in steps:
-        if step.name in todo and not isinstance(step.config, PretrainConfig):
-            producer = pretrain_by_id.get(step.config.run_id)
+    for step in reversed(steps):  # consumers come after producers: one backward pass suffices
+        if step.name not in todo:
+            continue
+        for run_id in step.config.required_runs():
+            producer = pretrain_by_id.get(run_id)
             if producer is not None and not checkpoint_path(producer.config).exists():
                 todo.add(producer.name)
     return [step for step in steps if step.name in todo]

@@ -11,9 +11,10 @@ from .test_results import small_dataset
 
 def test_ci_plan_orders_pretraining_before_probes(tmp_path):
     steps = plan("ci", results_dir=str(tmp_path))
-    assert [s.name for s in steps] == ["pretrain/vit_sup", "pretrain/vit_simmim", "attention/vit_sup", "attention/vit_simmim"]
+    assert [s.name for s in steps] == ["pretrain/vit_sup", "pretrain/vit_simmim", "evaluate/vit_sup",
+                                       "evaluate/vit_simmim", "attention/vit_sup", "attention/vit_simmim"]
     assert isinstance(steps[0].config, PretrainConfig) and steps[0].config.preset == "ci"
-    assert steps[2].result == tmp_path / "ci" / "attention" / "vit_sup.nc"
+    assert steps[4].result == tmp_path / "ci" / "attention" / "vit_sup.nc"
 
 
 def test_unknown_preset_lists_available():
@@ -41,15 +42,15 @@ def test_current_results_are_skipped_and_stale_ones_rerun(tmp_path):
         checkpoint_path(step.config).parent.mkdir(parents=True)
         checkpoint_path(step.config).write_bytes(b"")
     assert steps_to_run(steps) == []
-    assert len(steps_to_run(steps, force=True)) == 4
-    stale = steps[2]
+    assert len(steps_to_run(steps, force=True)) == 6
+    stale = steps[4]
     save_result(small_dataset("x"), AttentionConfig(**{**stale.config.to_dict(), "num_images": 3}))
     assert [s.name for s in steps_to_run(steps)] == ["attention/vit_sup"]
 
 
 def test_probe_rerun_needs_missing_checkpoint_retrained(tmp_path):
     steps = plan("ci", results_dir=str(tmp_path / "res"), runs_dir=str(tmp_path / "runs"))
-    for step in steps[:2] + steps[3:]:  # attention/vit_sup has no result; no checkpoints at all
+    for step in steps[:4] + steps[5:]:  # attention/vit_sup has no result; no checkpoints at all
         save_result(small_dataset(step.config.run_id), step.config)
     assert [s.name for s in steps_to_run(steps)] == ["pretrain/vit_sup", "attention/vit_sup"]
 
@@ -69,10 +70,13 @@ def test_ci_preset_end_to_end_then_skips(ci_results):
     results, runs = ci_results
     lines = []
     assert run_preset("ci", results_dir=results, runs_dir=runs, log=lines.append) == []
-    assert sum(line.startswith("[skip]") for line in lines) == 4
+    assert sum(line.startswith("[skip]") for line in lines) == 6
     from mimstudy.results import load_runs
 
     ds = load_runs(f"{results}/ci/attention")
     assert set(ds["objective"].values) == {"supervised", "simmim"}
     assert ds["attention_distance"].dims == ("model", "layer", "head", "image")
     assert (ds["attention_distance"] > 0).all()
+    accuracy = load_runs(f"{results}/ci/evaluate")
+    assert accuracy["knn_accuracy"].dims == ("model", "weights")
+    assert ((accuracy["knn_accuracy"] >= 0) & (accuracy["knn_accuracy"] <= 1)).all()
