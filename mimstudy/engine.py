@@ -34,15 +34,27 @@ def train_one_epoch(
     grad_clip: float = 0.0,
     bf16: bool = False,
     progress: bool = True,
+    total_steps: int | None = None,
 ) -> dict[str, float]:
-    """Train for one pass over ``loader``; returns image-weighted means of the objective's metrics."""
+    """Train for one pass over ``loader``; returns image-weighted means of the objective's metrics.
+
+    An objective with an ``on_step(step, total_steps)`` method (e.g. MoCo v3, whose momentum follows
+    the training progress) is called before each forward with the run's optimizer step counted from
+    0, ``epoch * len(loader) + i`` (every epoch has ``len(loader)`` steps: the training loader drops
+    its last partial batch), and ``total_steps``, the run's number of steps, which it then requires.
+    """
+    on_step = getattr(objective, "on_step", None)
+    if on_step is not None and total_steps is None:
+        raise ValueError(f"{type(objective).__name__} follows the training progress: pass total_steps")
     objective.train()
     sums: dict[str, float] = defaultdict(float)
     seen = 0
     start = time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not progress, mininterval=5)
-    for images, labels in bar:
+    for i, (images, labels) in enumerate(bar):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        if on_step is not None:
+            on_step(epoch * len(loader) + i, total_steps)
         with autocast(bf16, device):
             loss, metrics = objective(images, labels)
         if not math.isfinite(loss.item()):
