@@ -68,15 +68,29 @@ class Step:
         return stored_parameters(self.result) == self.config.to_dict()
 
 
+# Parameters whose value names another run of the same preset (and so follows it across seeds).
+RUN_REFERENCES = ("init_from",)
+
+
+def seeded_run_id(run_id: str, seed: int, seeds: list[int]) -> str:
+    """Run ids carry their seed only when a preset repeats runs over several seeds."""
+    return run_id if len(seeds) == 1 else f"{run_id}-s{seed}"
+
+
 def plan(preset: str | Path, results_dir: str = "results", runs_dir: str = "runs") -> list[Step]:
-    """Expand a preset into validated steps in execution order."""
+    """Expand a preset into validated steps in execution order.
+
+    A top-level ``seeds: [0, 1, 2]`` repeats every run once per seed (run ids get a ``-s<seed>``
+    suffix, and references to other runs such as ``init_from`` follow the same seed).
+    """
     path = preset_file(preset)
     spec = yaml.safe_load(path.read_text()) or {}
     name = spec.pop("name", path.stem)
     spec.pop("description", None)
+    seeds = spec.pop("seeds", None)
     unknown = sorted(set(spec) - set(CONFIGS))
     if unknown:
-        raise ConfigError(f"{path}: unknown section(s) {unknown}; sections are notebook names {list(CONFIGS)}")
+        raise ConfigError(f"{path}: unknown section(s) {unknown}; sections are notebook names and 'seeds'")
     steps = []
     for notebook, config_cls in CONFIGS.items():
         section = spec.get(notebook) or {}
@@ -85,12 +99,18 @@ def plan(preset: str | Path, results_dir: str = "results", runs_dir: str = "runs
         if isinstance(runs, list):
             runs = {run_id: {} for run_id in runs}
         for run_id, params in runs.items():
-            merged = {**defaults, **(params or {}), "preset": name, "run_id": run_id,
-                      "results_dir": results_dir, "runs_dir": runs_dir}
-            try:
-                steps.append(Step(config_cls.from_dict(merged)))
-            except (ConfigError, TypeError) as err:
-                raise ConfigError(f"{path}: {notebook} run {run_id!r}: {err}") from err
+            merged = {**defaults, **(params or {})}
+            run_seeds = [int(s) for s in seeds] if seeds else [int(merged.get("seed", 0))]
+            for seed in run_seeds:
+                seeded = {**merged, "seed": seed, "preset": name, "run_id": seeded_run_id(run_id, seed, run_seeds),
+                          "results_dir": results_dir, "runs_dir": runs_dir}
+                for ref in RUN_REFERENCES:
+                    if seeded.get(ref):
+                        seeded[ref] = seeded_run_id(seeded[ref], seed, run_seeds)
+                try:
+                    steps.append(Step(config_cls.from_dict(seeded)))
+                except (ConfigError, TypeError) as err:
+                    raise ConfigError(f"{path}: {notebook} run {run_id!r}: {err}") from err
     return steps
 
 

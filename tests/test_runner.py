@@ -34,6 +34,15 @@ def test_bad_preset_files(tmp_path, body, match):
         plan(path)
 
 
+def test_seeds_repeat_every_run(tmp_path):
+    path = tmp_path / "seeds.yaml"
+    path.write_text("seeds: [0, 3]\npretrain:\n  runs:\n    a: {}\nattention:\n  runs: [a]\n")
+    steps = plan(path)
+    assert [s.name for s in steps] == ["pretrain/a-s0", "pretrain/a-s3", "attention/a-s0", "attention/a-s3"]
+    assert [s.config.seed for s in steps] == [0, 3, 0, 3]
+    assert steps[3].config.required_runs() == ["a-s3"]
+
+
 def test_current_results_are_skipped_and_stale_ones_rerun(tmp_path):
     steps = plan("ci", results_dir=str(tmp_path / "res"), runs_dir=str(tmp_path / "runs"))
     for step in steps:
