@@ -203,7 +203,7 @@ class ModelProbe:
             if not self.cka.num_batches:
                 raise ValueError(f"CKA needs batches of at least {self.min_cka_batch} images")
             attrs = {"long_name": "linear CKA of block outputs"}
-            data["cka"] = (("layer", "layer_j"), self.cka.compute().numpy(), attrs)
+            data["cka"] = (("layer", "layer_j"), self.cka.compute().cpu().numpy(), attrs)
         layers = np.arange(1, len(self.blocks) + 1)
         coords = {
             "layer": layers,
