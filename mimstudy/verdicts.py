@@ -27,6 +27,33 @@ def bootstrap_image_means(values: xr.DataArray, n_boot: int, seed: int) -> np.nd
     return np.stack([data[..., i].mean(axis=-1) for i in idx])  # [n_boot, ...]
 
 
+
+def bootstrap_samples(values: xr.DataArray, n_boot: int = 1000, seed: int = 0) -> xr.DataArray:
+    """:func:`bootstrap_image_means` as a DataArray: dims ``("boot", *other dims)``, ``values``' coords kept.
+
+    E.g. ``bootstrap_samples(probes["attention_entropy"].mean("head"))`` gives ``(boot, layer)``
+    layer means for error bars. NaN-padded heads (Swin) stay NaN; reduce over ``head`` first with
+    xarray's NaN-skipping ``mean`` to get layer values.
+    """
+    if "image" not in values.dims:
+        raise ValueError(f"values need an 'image' dim to bootstrap over, got dims {values.dims}")
+    other = [d for d in values.dims if d != "image"]
+    samples = bootstrap_image_means(values.transpose(*other, "image"), n_boot, seed)  # [n_boot, *other]
+    coords = {name: coord for name, coord in values.coords.items() if "image" not in coord.dims}
+    return xr.DataArray(samples, dims=("boot", *other), coords=coords, name=values.name, attrs=values.attrs)
+
+
+def image_mean_interval(values: xr.DataArray, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> xr.Dataset:
+    """Mean over ``image`` with a percentile bootstrap interval: variables ``mean``, ``low``, ``high``."""
+    samples = bootstrap_samples(values, n_boot, seed)
+    tail = (1 - level) / 2
+    bounds = samples.quantile([tail, 1 - tail], dim="boot", skipna=False)  # NaN padding stays NaN, quietly
+    return xr.Dataset(
+        {"mean": values.mean("image", skipna=False), "low": bounds.isel(quantile=0, drop=True),
+         "high": bounds.isel(quantile=1, drop=True)},
+        attrs={"level": level, "n_boot": n_boot, "seed": seed},
+    )  # fmt: skip
+
 @dataclass
 class Estimate:
     value: float

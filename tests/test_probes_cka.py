@@ -95,6 +95,17 @@ def test_minibatch_cka_single_batch_equals_unbiased_cka():
             assert heatmap[i, j].item() == pytest.approx(expected, abs=1e-12)
 
 
+def test_biased_minibatch_cka_single_batch_equals_biased_cka_and_counts_examples():
+    features = layers_for(torch.Generator().manual_seed(6), 16)
+    tracker = MinibatchCKA(unbiased=False)
+    tracker.update(features)
+    tracker.update([f[:3] for f in features])  # the biased estimator accepts 3 examples
+    assert tracker.num_batches == 2 and tracker.num_examples == 19
+    single = MinibatchCKA(unbiased=False)
+    single.update(features)
+    assert single.compute()[0, 1].item() == pytest.approx(cka(features[0], features[1]).item(), abs=1e-12)
+
+
 def test_minibatch_cka_averages_per_batch_hsic_and_ignores_batch_order():
     gen = torch.Generator().manual_seed(7)
     batches = [layers_for(gen, batch) for batch in (8, 12, 10)]

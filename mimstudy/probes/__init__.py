@@ -3,7 +3,7 @@
 from .attention import attention_distance, attention_entropy, head_kl, patch_attention, patch_distances
 from .avgdist import avg_dist, expected_avg_dist
 from .cka import MinibatchCKA, cka
-from .dataset import probe_attention
+from .dataset import ModelProbe, probe_attention, probe_model
 from .distributions import head_kl_per_head, layer_kl
 from .extract import (
     AttentionMaps,
@@ -17,6 +17,7 @@ from .windowed import window_attention_distance, window_attention_entropy, windo
 __all__ = [
     "AttentionMaps",
     "MinibatchCKA",
+    "ModelProbe",
     "SwinAttentionMaps",
     "WindowAttentionMap",
     "attention_distance",
@@ -31,6 +32,7 @@ __all__ = [
     "patch_attention",
     "patch_distances",
     "probe_attention",
+    "probe_model",
     "swin_attention_maps",
     "window_attention_distance",
     "window_attention_entropy",

@@ -77,14 +77,21 @@ class MinibatchCKA:
     Each :meth:`update` adds the unbiased ``HSIC_1`` of every layer pair on one minibatch; then
     ``CKA[i, j] = mean HSIC_1(K_i, K_j) / sqrt(mean HSIC_1(K_i, K_i) * mean HSIC_1(K_j, K_j))``
     over minibatches. Memory is ``[n_layers, n_layers]``, whatever the number of minibatches.
+
+    ``unbiased=False`` averages the biased ``HSIC_0`` instead; that estimate depends on the
+    minibatch size (each minibatch's Gram is centred on its own mean), which is why Nguyen et al.
+    use ``HSIC_1``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, unbiased: bool = True) -> None:
+        self.unbiased = unbiased
         self.hsic_sum: torch.Tensor | None = None  # [n_layers, n_layers], float64
         self.num_batches = 0
+        self.num_examples = 0
 
     def update(self, features: list[torch.Tensor]) -> None:
-        """Accumulate one minibatch: ``features[i]`` is layer ``i``'s ``[B, ...]`` output, ``B > 3``."""
+        """Accumulate one minibatch: ``features[i]`` is layer ``i``'s ``[B, ...]`` output, ``B > 3``
+        (``B > 1`` for the biased estimator)."""
         if not features:
             raise ValueError("update needs a non-empty list of per-layer features")
         sizes = {f.shape[0] for f in features}
@@ -93,9 +100,10 @@ class MinibatchCKA:
         if self.hsic_sum is not None and len(features) != self.hsic_sum.shape[0]:
             raise ValueError(f"expected {self.hsic_sum.shape[0]} layers as in earlier updates, got {len(features)}")
         grams = torch.stack([_gram(f) for f in features])  # [n_layers, B, B]
-        hsic = hsic_matrix(grams, unbiased=True)  # [n_layers, n_layers]
+        hsic = hsic_matrix(grams, unbiased=self.unbiased)  # [n_layers, n_layers]
         self.hsic_sum = hsic if self.hsic_sum is None else self.hsic_sum + hsic
         self.num_batches += 1
+        self.num_examples += grams.shape[-1]
 
     def compute(self) -> torch.Tensor:
         """``[n_layers, n_layers]`` float64 CKA of the minibatches seen so far."""

@@ -15,30 +15,40 @@ def _check_rows(p: torch.Tensor) -> None:
         raise ValueError(f"distributions must be [B, H, Q, K], got shape {tuple(p.shape)}")
 
 
-def mean_distance(p: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
-    """Attention-weighted query-key distance per head: ``mean_{b,q} sum_k p[b,h,q,k] * dist[q,k]``.
+def example_distance(p: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+    """Attention-weighted query-key distance per example and head: ``mean_q sum_k p[b,h,q,k] * dist[q,k]``.
 
-    ``p``: ``[B, H, Q, K]``; ``dist``: ``[Q, K]``. Returns ``[H]`` in the units of ``dist``.
+    ``p``: ``[B, H, Q, K]``; ``dist``: ``[Q, K]``. Returns ``[B, H]`` in the units of ``dist``.
     """
     _check_rows(p)
     if dist.shape != p.shape[-2:]:
         raise ValueError(f"distance matrix {tuple(dist.shape)} does not match query x key {tuple(p.shape[-2:])}")
     per_query = (p * dist.to(p)).sum(dim=-1)  # [B, H, Q]
-    return per_query.mean(dim=(0, 2))
+    return per_query.mean(dim=2)
 
 
-def mean_entropy(p: torch.Tensor) -> torch.Tensor:
-    """Entropy in nats per head: ``mean_{b,q} -sum_k p log p`` with ``0 log 0 = 0`` (``xlogy``).
+def mean_distance(p: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+    """:func:`example_distance` averaged over examples: ``mean_{b,q} sum_k p[b,h,q,k] * dist[q,k]``. ``[H]``."""
+    return example_distance(p, dist).mean(dim=0)
 
-    ``p``: ``[B, H, Q, K]``. Returns ``[H]``, each in ``[0, log K]``.
+
+def example_entropy(p: torch.Tensor) -> torch.Tensor:
+    """Entropy in nats per example and head: ``mean_q -sum_k p log p`` with ``0 log 0 = 0`` (``xlogy``).
+
+    ``p``: ``[B, H, Q, K]``. Returns ``[B, H]``, each in ``[0, log K]``.
     """
     _check_rows(p)
     per_query = -torch.special.xlogy(p, p).sum(dim=-1)  # [B, H, Q]
-    return per_query.mean(dim=(0, 2))
+    return per_query.mean(dim=2)
 
 
-def mean_head_kl(p: torch.Tensor, eps: float = 1e-8, support: torch.Tensor | None = None) -> torch.Tensor:
-    """Pairwise head KL divergence: ``kl[i, j] = mean_{b,q} KL(p[b,i,q] || p[b,j,q])`` in nats.
+def mean_entropy(p: torch.Tensor) -> torch.Tensor:
+    """:func:`example_entropy` averaged over examples: ``mean_{b,q} -sum_k p log p``. ``[H]``."""
+    return example_entropy(p).mean(dim=0)
+
+
+def example_head_kl(p: torch.Tensor, eps: float = 1e-8, support: torch.Tensor | None = None) -> torch.Tensor:
+    """Pairwise head KL divergence per example: ``kl[b, i, j] = mean_q KL(p[b,i,q] || p[b,j,q])`` in nats.
 
     Smoothing keeps the logs finite: on the support every entry gets ``eps`` added and each row is
     renormalised, ``p~ = (p + eps) / sum_k (p + eps)``; then
@@ -47,7 +57,7 @@ def mean_head_kl(p: torch.Tensor, eps: float = 1e-8, support: torch.Tensor | Non
     mass and add nothing. Computed in float64; the diagonal is exactly 0 and tiny negative round-off
     is clamped to 0 (KL is non-negative).
 
-    ``p``: ``[B, H, Q, K]``. Returns ``[H, H]``.
+    ``p``: ``[B, H, Q, K]``. Returns ``[B, H, H]``.
     """
     _check_rows(p)
     if eps <= 0:
@@ -62,11 +72,18 @@ def mean_head_kl(p: torch.Tensor, eps: float = 1e-8, support: torch.Tensor | Non
         smooth = torch.where(keep, p + eps, torch.zeros_like(p))
         smooth = smooth / smooth.sum(dim=-1, keepdim=True)
         log_smooth = torch.where(keep, smooth.log(), torch.zeros_like(p))  # 0 off the support, never -inf
-    # cross[i, j] = mean_{b,q} sum_k p~_i log p~_j: one contraction over (b, q, k)
-    rows = p.shape[0] * p.shape[2]
-    cross = torch.einsum("biqk,bjqk->ij", smooth, log_smooth) / rows  # [H, H]
-    kl = cross.diagonal()[:, None] - cross  # [H, H]
+    # cross[b, i, j] = mean_q sum_k p~_i log p~_j: one contraction over (q, k)
+    cross = torch.einsum("biqk,bjqk->bij", smooth, log_smooth) / p.shape[2]  # [B, H, H]
+    kl = cross.diagonal(dim1=1, dim2=2)[:, :, None] - cross  # [B, H, H]
     return kl.clamp_min(0.0)
+
+
+def mean_head_kl(p: torch.Tensor, eps: float = 1e-8, support: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`example_head_kl` averaged over examples: ``kl[i, j] = mean_{b,q} KL(p[b,i,q] || p[b,j,q])``.
+
+    ``p``: ``[B, H, Q, K]``. Returns ``[H, H]`` (float64).
+    """
+    return example_head_kl(p, eps, support).mean(dim=0)
 
 
 def _head_shared(support: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -84,10 +101,10 @@ def _head_shared(support: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
 def head_kl_per_head(kl: torch.Tensor) -> torch.Tensor:
     """Mean KL from each head to the others, ``mean_{j != i} kl[i, j]``: the small dots of Fig. 4.
 
-    ``kl``: ``[H, H]`` from :func:`head_kl`. Returns ``[H]``.
+    ``kl``: ``[H, H]`` from :func:`head_kl`, or ``[..., H, H]`` (e.g. per example). Returns ``[..., H]``.
     """
-    heads = _check_kl(kl)
-    return (kl.sum(dim=1) - kl.diagonal()) / (heads - 1)
+    heads = _check_kl(kl, batched=True)
+    return (kl.sum(dim=-1) - kl.diagonal(dim1=-2, dim2=-1)) / (heads - 1)
 
 
 def layer_kl(kl: torch.Tensor) -> torch.Tensor:
@@ -96,9 +113,9 @@ def layer_kl(kl: torch.Tensor) -> torch.Tensor:
     return (kl.sum() - kl.diagonal().sum()) / (heads * (heads - 1))
 
 
-def _check_kl(kl: torch.Tensor) -> int:
-    if kl.dim() != 2 or kl.shape[0] != kl.shape[1]:
+def _check_kl(kl: torch.Tensor, batched: bool = False) -> int:
+    if (kl.dim() < 2 if batched else kl.dim() != 2) or kl.shape[-1] != kl.shape[-2]:
         raise ValueError(f"head KL must be a square [H, H] matrix, got shape {tuple(kl.shape)}")
-    if kl.shape[0] < 2:
+    if kl.shape[-1] < 2:
         raise ValueError("head KL needs at least 2 heads to compare")
-    return kl.shape[0]
+    return kl.shape[-1]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +23,45 @@ def disable_fused_attention(model: nn.Module) -> nn.Module:
         if hasattr(module, "fused_attn"):
             module.fused_attn = False
     return model
+
+
+@contextmanager
+def unfused_attention(model: nn.Module) -> Iterator[nn.Module]:
+    """:func:`disable_fused_attention` for the duration of a ``with`` block, then restore each flag."""
+    flags = {module: module.fused_attn for module in model.modules() if hasattr(module, "fused_attn")}
+    disable_fused_attention(model)
+    try:
+        yield model
+    finally:
+        for module, flag in flags.items():
+            module.fused_attn = flag
+
+
+@contextmanager
+def attention_hooks(
+    model: nn.Module, blocks: dict[str, nn.Module], callback: Callable[[str, torch.Tensor], None]
+) -> Iterator[None]:
+    """Call ``callback(block name, [B, H, N, N] softmax attention)`` for each block during any forward.
+
+    Forward hooks on each block's ``attn.attn_drop``, the modules ``timm.utils.AttentionExtract``
+    hooks by default (``method="hook"``): with fused attention off (done here, undone on exit)
+    timm applies them to the softmax output, unchanged in eval mode. Unlike the fx route of
+    :class:`AttentionMaps`, the unmodified model runs, so one forward (e.g.
+    ``forward_intermediates``) also yields features, and each map can be reduced as soon as its
+    block has run instead of holding all blocks' maps. Hooks are removed on exit.
+    """
+    handles = []
+    with unfused_attention(model):
+        try:
+            for name, block in blocks.items():
+                dropout = getattr(getattr(block, "attn", None), "attn_drop", None)
+                if dropout is None:
+                    raise ValueError(f"{name}: no attn.attn_drop module to read the attention maps from")
+                handles.append(dropout.register_forward_hook(lambda _m, _i, out, name=name: callback(name, out)))
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
 
 
 class AttentionMaps:
@@ -88,30 +129,41 @@ class SwinAttentionMaps:
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> dict[str, WindowAttentionMap]:
-        expected = tuple(getattr(self.model.patch_embed, "img_size", None) or ())
-        if expected and tuple(images.shape[-2:]) != expected:
-            raise ValueError(
-                f"images are {tuple(images.shape[-2:])} pixels, the model was built for {expected}: "
-                "build it with img_size matching the images"
-            )
+        check_image_size(self.model, images)
         maps = self.extractor(images)
-        out = {}
-        for block_name, node in self.blocks.items():
-            block = self.model.get_submodule(block_name)
-            stride_h, stride_w = (size / res for size, res in zip(images.shape[-2:], block.input_resolution))
-            if stride_h != stride_w:
-                raise ValueError(f"{block_name}: anisotropic token stride {stride_h} x {stride_w} pixels")
-            attn = maps[node]  # [B * nW, H, N, N]
-            pair_mask = _allowed_pairs(block, images.shape[0]).to(attn.device)  # [B * nW, N, N]
-            if pair_mask.shape[0] != attn.shape[0]:
-                raise ValueError(
-                    f"{block_name}: {attn.shape[0]} attention windows, expected {pair_mask.shape[0]}; "
-                    f"are the images {tuple(images.shape[-2:])} the size the model was built for?"
-                )
-            out[block_name] = WindowAttentionMap(
-                attn, tuple(block.window_size), tuple(block.shift_size), float(stride_h), pair_mask
-            )
-        return out
+        return {
+            block_name: window_attention_map(self.model.get_submodule(block_name), maps[node], images.shape, block_name)
+            for block_name, node in self.blocks.items()
+        }
+
+
+def check_image_size(model: nn.Module, images: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless ``images`` ``[B, C, H, W]`` have the size the Swin model was built for."""
+    expected = tuple(getattr(model.patch_embed, "img_size", None) or ())
+    if expected and tuple(images.shape[-2:]) != expected:
+        raise ValueError(
+            f"images are {tuple(images.shape[-2:])} pixels, the model was built for {expected}: "
+            "build it with img_size matching the images"
+        )
+
+
+def window_attention_map(
+    block: nn.Module, attn: torch.Tensor, image_shape: tuple[int, ...], block_name: str = "block"
+) -> WindowAttentionMap:
+    """Wrap one Swin block's softmax maps ``[B * nW, H, N, N]`` with the block's window geometry.
+
+    ``image_shape``: the input batch's shape ``[B, C, H, W]`` (only ``B``, ``H`` and ``W`` are used).
+    """
+    stride_h, stride_w = (size / res for size, res in zip(image_shape[-2:], block.input_resolution))
+    if stride_h != stride_w:
+        raise ValueError(f"{block_name}: anisotropic token stride {stride_h} x {stride_w} pixels")
+    pair_mask = _allowed_pairs(block, image_shape[0]).to(attn.device)  # [B * nW, N, N]
+    if pair_mask.shape[0] != attn.shape[0]:
+        raise ValueError(
+            f"{block_name}: {attn.shape[0]} attention windows, expected {pair_mask.shape[0]}; "
+            f"are the images {tuple(image_shape[-2:])} the size the model was built for?"
+        )
+    return WindowAttentionMap(attn, tuple(block.window_size), tuple(block.shift_size), float(stride_h), pair_mask)
 
 
 def swin_attention_maps(model: nn.Module, images: torch.Tensor) -> dict[str, WindowAttentionMap]:

@@ -108,3 +108,33 @@ def window_head_kl(
     """
     p, support = window_distributions(attn, pair_mask, mask_threshold)
     return mean_head_kl(p, eps=eps, support=support)
+
+
+def image_distributions(
+    attn: torch.Tensor,
+    window_size: int | tuple[int, int],
+    pixel_stride: float,
+    num_images: int,
+    pair_mask: torch.Tensor | None = None,
+    mask_threshold: float = MASK_THRESHOLD,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Window attention regrouped per image, for per-image statistics of :mod:`.distributions`.
+
+    The ``nW`` windows of image ``b`` (``attn`` rows ``b * nW .. b * nW + nW - 1``) become
+    ``nW * N`` query rows of example ``b``, each over its window's ``N`` keys, so a mean over an
+    example's queries is the mean over its windows and their queries. Returns
+    ``(p [B, H, nW * N, N], support [B, nW * N, N], dist [nW * N, N])`` with masked pairs removed as
+    in :func:`window_distributions` and window-local distances in pixels.
+    """
+    window = _window_shape(window_size)
+    if attn.dim() != 4 or attn.shape[-1] != window[0] * window[1]:
+        raise ValueError(f"attention {tuple(attn.shape)} does not hold windows of {window[0]}x{window[1]} tokens")
+    if attn.shape[0] % num_images:
+        raise ValueError(f"{attn.shape[0]} attention windows do not split evenly over {num_images} images")
+    p, support = window_distributions(attn, pair_mask, mask_threshold)  # [B * nW, H, N, N], [B * nW, N, N]
+    windows, heads, tokens = attn.shape[0] // num_images, attn.shape[1], attn.shape[-1]
+    p = p.view(num_images, windows, heads, tokens, tokens).transpose(1, 2)  # [B, H, nW, N, N]
+    p = p.reshape(num_images, heads, windows * tokens, tokens)
+    support = support.reshape(num_images, windows * tokens, tokens)
+    dist = patch_distances(window, pixel_stride).repeat(windows, 1)  # [nW * N, N]
+    return p, support, dist
