@@ -115,22 +115,34 @@ class PretrainConfig(RunConfig):
         _require(self.grad_clip >= 0, f"grad_clip must be >= 0 (0 disables clipping), got {self.grad_clip}")
 
 
-@dataclass
-class AttentionConfig(RunConfig):
-    """Attention probes of one pre-trained model (``notebooks/attention.ipynb``).
+PROBES = ("distance", "entropy", "kl", "cka")
 
-    ``run_id`` names the pre-training run whose checkpoint is probed.
+
+@dataclass
+class ProbeConfig(RunConfig):
+    """The paper's probes on one pre-trained model (``notebooks/probes.ipynb``): attention distance,
+    attention entropy, KL between heads and CKA between layers, over ``num_images`` test images.
+
+    ``run_id`` names the pre-training run whose checkpoint is probed; ``probes`` is a comma-separated
+    subset of ``distance,entropy,kl,cka``.
     """
 
-    notebook: ClassVar[str] = "attention"
+    notebook: ClassVar[str] = "probes"
 
     num_images: int = 64
     batch_size: int = 64
+    probes: str = ",".join(PROBES)
+    cka_unbiased: bool = True
+
+    def probe_names(self) -> tuple[str, ...]:
+        return tuple(name.strip() for name in self.probes.split(",") if name.strip())
 
     def validate(self) -> None:
         super().validate()
         _require(self.num_images >= 1, f"num_images must be >= 1, got {self.num_images}")
-        _require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _require(self.batch_size >= 4, f"batch_size must be >= 4 (minibatch CKA needs 4 images), got {self.batch_size}")
+        unknown = sorted(set(self.probe_names()) - set(PROBES))
+        _require(self.probe_names() and not unknown, f"probes must be a comma-separated subset of {PROBES}, got {self.probes!r}")
 
     def required_runs(self) -> list[str]:
         return [self.run_id]
@@ -159,4 +171,4 @@ class EvaluateConfig(RunConfig):
 
 
 # Execution order of a preset's sections: pre-training first, then what reads its checkpoints.
-CONFIGS: dict[str, type[RunConfig]] = {c.notebook: c for c in (PretrainConfig, EvaluateConfig, AttentionConfig)}
+CONFIGS: dict[str, type[RunConfig]] = {c.notebook: c for c in (PretrainConfig, EvaluateConfig, ProbeConfig)}

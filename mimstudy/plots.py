@@ -18,7 +18,7 @@ def plot_head_dots(values: xr.DataArray, ax=None, title: str = "", ylabel: str =
     jitter = np.linspace(-0.15, 0.15, heads.shape[1]) if heads.shape[1] > 1 else np.zeros(1)
     for h in range(heads.shape[1]):
         ax.scatter(layers + jitter[h], heads[:, h], s=12, color=color, alpha=0.6, linewidths=0)
-    ax.plot(layers, heads.mean(axis=1), "o-", color="black", ms=5, lw=1, label="layer mean")
+    ax.plot(layers, np.nanmean(heads, axis=1), "o-", color="black", ms=5, lw=1, label="layer mean")  # NaN: padded heads
     ax.set_xticks(layers)
     ax.set_xlabel("layer")
     ax.set_ylabel(ylabel)

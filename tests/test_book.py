@@ -27,7 +27,7 @@ def verdict_of(page: str) -> str:
     return re.search(r"Verdict on the <code[^>]*><span class=\"pre\">(\w+)</span></code> results", page).group(1)
 
 
-@pytest.mark.skipif(not (ROOT / "results" / "quick" / "attention").is_dir(), reason="no committed quick results")
+@pytest.mark.skipif(not (ROOT / "results" / "quick" / "probes").is_dir(), reason="no committed quick results")
 def test_book_builds_from_committed_results(tmp_path):
     page = build(tmp_path)
     assert verdict_of(page) == "quick"

@@ -1,11 +1,11 @@
 import pytest
 
-from mimstudy.config import AttentionConfig, ConfigError, PretrainConfig
+from mimstudy.config import ProbeConfig, ConfigError, PretrainConfig
 
 
 def test_defaults_validate():
     PretrainConfig().validate()
-    AttentionConfig().validate()
+    ProbeConfig().validate()
 
 
 @pytest.mark.parametrize("params,match", [
@@ -29,5 +29,5 @@ def test_unknown_parameter_lists_valid_ones():
 
 
 def test_from_namespace_ignores_other_globals():
-    config = AttentionConfig.from_namespace({"num_images": 5, "plt": object(), "run_id": "x"})
+    config = ProbeConfig.from_namespace({"num_images": 5, "plt": object(), "run_id": "x"})
     assert config.num_images == 5 and config.run_id == "x"

@@ -44,4 +44,4 @@ def test_notebooks_pass_nbval_with_ci_parameters(tmp_path):
         cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=900,
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    assert (tmp_path / "results" / "ci" / "attention" / "vit_simmim.nc").is_file()
+    assert (tmp_path / "results" / "ci" / "probes" / "vit_simmim.nc").is_file()

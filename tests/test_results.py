@@ -6,7 +6,7 @@ import pytest
 import xarray as xr
 
 from mimstudy.atomic import atomic_path
-from mimstudy.config import AttentionConfig
+from mimstudy.config import ProbeConfig
 from mimstudy.results import load_dataset, load_runs, result_path, save_dataset, save_result, stored_parameters
 
 
@@ -28,9 +28,9 @@ def test_roundtrip_keeps_values_coords_and_provenance(tmp_path):
 
 
 def test_save_result_uses_config_path_and_parameters(tmp_path):
-    config = AttentionConfig(preset="ci", run_id="vit_x", results_dir=str(tmp_path))
+    config = ProbeConfig(preset="ci", run_id="vit_x", results_dir=str(tmp_path))
     path = save_result(small_dataset("vit_x"), config)
-    assert path == result_path(config) == tmp_path / "ci" / "attention" / "vit_x.nc"
+    assert path == result_path(config) == tmp_path / "ci" / "probes" / "vit_x.nc"
     assert stored_parameters(path) == config.to_dict()
     assert stored_parameters(tmp_path / "missing.nc") is None
 

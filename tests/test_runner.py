@@ -1,7 +1,7 @@
 import pytest
 
 from mimstudy.cli import main
-from mimstudy.config import AttentionConfig, ConfigError, PretrainConfig
+from mimstudy.config import ProbeConfig, ConfigError, PretrainConfig
 from mimstudy.pretrain import checkpoint_path
 from mimstudy.results import save_result
 from mimstudy.runner import plan, run_preset, steps_to_run
@@ -12,9 +12,9 @@ from .test_results import small_dataset
 def test_ci_plan_orders_pretraining_before_probes(tmp_path):
     steps = plan("ci", results_dir=str(tmp_path))
     assert [s.name for s in steps] == ["pretrain/vit_sup", "pretrain/vit_simmim", "evaluate/vit_sup",
-                                       "evaluate/vit_simmim", "attention/vit_sup", "attention/vit_simmim"]
+                                       "evaluate/vit_simmim", "probes/vit_sup", "probes/vit_simmim"]
     assert isinstance(steps[0].config, PretrainConfig) and steps[0].config.preset == "ci"
-    assert steps[4].result == tmp_path / "ci" / "attention" / "vit_sup.nc"
+    assert steps[4].result == tmp_path / "ci" / "probes" / "vit_sup.nc"
 
 
 def test_unknown_preset_lists_available():
@@ -36,9 +36,9 @@ def test_bad_preset_files(tmp_path, body, match):
 
 def test_seeds_repeat_every_run(tmp_path):
     path = tmp_path / "seeds.yaml"
-    path.write_text("seeds: [0, 3]\npretrain:\n  runs:\n    a: {}\nattention:\n  runs: [a]\n")
+    path.write_text("seeds: [0, 3]\npretrain:\n  runs:\n    a: {}\nprobes:\n  runs: [a]\n")
     steps = plan(path)
-    assert [s.name for s in steps] == ["pretrain/a-s0", "pretrain/a-s3", "attention/a-s0", "attention/a-s3"]
+    assert [s.name for s in steps] == ["pretrain/a-s0", "pretrain/a-s3", "probes/a-s0", "probes/a-s3"]
     assert [s.config.seed for s in steps] == [0, 3, 0, 3]
     assert steps[3].config.required_runs() == ["a-s3"]
 
@@ -53,15 +53,15 @@ def test_current_results_are_skipped_and_stale_ones_rerun(tmp_path):
     assert steps_to_run(steps) == []
     assert len(steps_to_run(steps, force=True)) == 6
     stale = steps[4]
-    save_result(small_dataset("x"), AttentionConfig(**{**stale.config.to_dict(), "num_images": 3}))
-    assert [s.name for s in steps_to_run(steps)] == ["attention/vit_sup"]
+    save_result(small_dataset("x"), ProbeConfig(**{**stale.config.to_dict(), "num_images": 3}))
+    assert [s.name for s in steps_to_run(steps)] == ["probes/vit_sup"]
 
 
 def test_probe_rerun_needs_missing_checkpoint_retrained(tmp_path):
     steps = plan("ci", results_dir=str(tmp_path / "res"), runs_dir=str(tmp_path / "runs"))
-    for step in steps[:4] + steps[5:]:  # attention/vit_sup has no result; no checkpoints at all
+    for step in steps[:4] + steps[5:]:  # probes/vit_sup has no result; no checkpoints at all
         save_result(small_dataset(step.config.run_id), step.config)
-    assert [s.name for s in steps_to_run(steps)] == ["pretrain/vit_sup", "attention/vit_sup"]
+    assert [s.name for s in steps_to_run(steps)] == ["pretrain/vit_sup", "probes/vit_sup"]
 
 
 def test_cli_reports_bad_preset_without_traceback(capsys):
@@ -82,7 +82,7 @@ def test_ci_preset_end_to_end_then_skips(ci_results):
     assert sum(line.startswith("[skip]") for line in lines) == 6
     from mimstudy.results import load_runs
 
-    ds = load_runs(f"{results}/ci/attention")
+    ds = load_runs(f"{results}/ci/probes")
     assert set(ds["objective"].values) == {"supervised", "simmim"}
     assert ds["attention_distance"].dims == ("model", "layer", "head", "image")
     assert (ds["attention_distance"] > 0).all()
