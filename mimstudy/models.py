@@ -40,7 +40,10 @@ import torch.nn as nn
 from timm.models.swin_transformer import SwinTransformer
 from timm.models.swin_transformer_v2 import SwinTransformerV2
 
+from .geometry import patch_problem, swin_problem, swin_stages, swin_stages_from_args
+
 SWIN_TYPES = (SwinTransformer, SwinTransformerV2)
+SWIN_GEOMETRY_ARGS = ("img_size", "patch_size", "window_size", "depths")  # enough to check without building
 
 
 @dataclass(frozen=True)
@@ -144,48 +147,17 @@ def check_geometry(model: nn.Module, name: str | None = None) -> None:
     """Raise :class:`ModelConfigError` if timm would silently pad inside ``model``.
 
     A patch size must divide the image. For Swin, every stage's token map must also be a multiple
-    of its window (timm pads the map with zero tokens that the windows then attend to, unmasked)
-    and even before each patch merging (timm zero-pads odd maps). A window larger than a stage's
-    map is fine: timm shrinks it to the map and drops the shift.
+    of its window and even before each patch merging (see :mod:`mimstudy.geometry`).
     """
-    label = repr(name or type(model).__name__)
     embed = getattr(model, "patch_embed", None)
     img = getattr(embed, "img_size", None)
-    if img is not None and embed.patch_size is not None:
-        for size, patch in zip(img, embed.patch_size):
-            if size % patch:
-                raise ModelConfigError(
-                    f"{label}: patch size {patch} does not divide image size {size}: pick an image size "
-                    f"that is a multiple of {patch}"
-                )
-    if not is_swin(model):
+    if img is None:
         return
-    stride = model_stride(model)
-    for index, stage in enumerate(model.layers):
-        merges = not isinstance(stage.downsample, nn.Identity)
-        if merges and any(r % 2 for r in stage.input_resolution):
-            raise ModelConfigError(
-                f"{label}: stage {index} merges 2x2 patches of a {_fmt(stage.input_resolution)} token map, which "
-                f"timm would zero-pad: the image size must be a multiple of the total stride {stride} px "
-                f"(patch size x 2**(stages - 1)), e.g. {_multiple_above(img, stride)}"
-            )
-        block = stage.blocks[0] if len(stage.blocks) else None
-        if block is not None and any(r % w for r, w in zip(block.input_resolution, block.window_size)):
-            raise ModelConfigError(
-                f"{label}: window {_fmt(block.window_size)} does not divide stage {index}'s "
-                f"{_fmt(block.input_resolution)} token map; timm would pad the map with zero tokens that "
-                "every window attends to. Choose a window size dividing each stage's map (or at least as "
-                f"large as it), or an image size such that each stage's map is a multiple of the window"
-            )
-
-
-def _fmt(size) -> str:
-    return "x".join(str(int(s)) for s in size)
-
-
-def _multiple_above(img, stride: int) -> int:
-    size = int(max(img)) if img is not None else stride
-    return -(-size // stride) * stride
+    problem = patch_problem(img, embed.patch_size)
+    if problem is None and is_swin(model):
+        problem = swin_problem(img, embed.patch_size, swin_stages(model))
+    if problem:
+        raise ModelConfigError(f"{name or type(model).__name__!r}: {problem}")
 
 
 def _is_swin_name(timm_name: str) -> bool:
@@ -195,10 +167,20 @@ def _is_swin_name(timm_name: str) -> bool:
 def validate_backbone(name: str, img_size: int | None = None, **overrides) -> None:
     """Raise :class:`ModelConfigError` if :func:`create_backbone` would reject these arguments.
 
-    Swin geometry is checked on a copy built on the ``meta`` device (no memory, no initialisation).
+    A Swin's geometry is derived from its arguments when they name image, patch and window sizes and
+    depths (all study backbones do); otherwise it is read from a copy built on the ``meta`` device.
     """
     timm_name, kwargs = _resolve(name, img_size, overrides)
-    if _is_swin_name(timm_name):
+    if not _is_swin_name(timm_name):
+        return
+    if all(k in kwargs for k in SWIN_GEOMETRY_ARGS):
+        img, patch = kwargs["img_size"], kwargs["patch_size"]
+        problem = patch_problem(img, patch) or swin_problem(
+            img, patch, swin_stages_from_args(img, patch, kwargs["window_size"], len(kwargs["depths"]))
+        )
+        if problem:
+            raise ModelConfigError(f"{name!r}: {problem}")
+    else:
         check_geometry(_build(name, timm_name, dict(kwargs, device="meta")), name)
 
 

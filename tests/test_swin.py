@@ -1,7 +1,10 @@
 """SwinV2 study backbones: sized like their ViT namesakes, timm's API, clear errors on bad geometry."""
 
 import pytest
+import timm
 import torch
+
+from mimstudy.geometry import swin_stages, swin_stages_from_args
 
 from mimstudy.cost import count_flops, count_params
 from mimstudy.models import (
@@ -90,3 +93,17 @@ def test_bad_geometry_is_rejected_clearly(overrides, message):
 def test_windows_larger_than_a_stage_are_accepted():
     validate_backbone("swinv2_micro_32", window_size=8)  # stages 1-2 shrink the window to their map
     validate_backbone("swinv2_tiny_window8_256")  # timm names are validated with their own defaults
+
+
+@pytest.mark.parametrize("timm_name, img, patch, window, stages", [
+    ("swinv2_tiny_window8_256", 32, 2, 4, 3),
+    ("swinv2_tiny_window8_256", 36, 2, 4, 3),  # windows pad
+    ("swinv2_tiny_window8_256", 24, 2, 12, 4),  # merging pads, windows shrink
+    ("swinv2_tiny_window8_256", 32, 2, (4, 4, 8), 3),  # one window per stage
+    ("swin_tiny_patch4_window7_224", 40, 2, 4, 3),
+])
+def test_geometry_from_arguments_matches_timm(timm_name, img, patch, window, stages):
+    """The rules that check a configuration without building it agree with timm's built model."""
+    model = timm.create_model(timm_name, img_size=img, patch_size=patch, window_size=window, in_chans=1,
+                              embed_dim=4, depths=(1,) * stages, num_heads=(1,) * stages, num_classes=0)
+    assert swin_stages_from_args(img, patch, window, stages) == swin_stages(model)
