@@ -4,6 +4,31 @@ Small configurations for the 32x32 single-channel study are registered here as t
 plus overrides; any other timm model name (``vit_base_patch16_224``, ``swinv2_base_window12_192``,
 ...) goes straight to ``timm.create_model``. Every returned module answers ``forward_features``,
 ``forward_head`` and ``forward_intermediates``.
+
+Each SwinV2 study backbone is sized to its ViT namesake: same parameter count and forward FLOPs
+within 5% (headless, one 1x32x32 image, FLOPs = 2 x multiply-adds of matrix products and
+convolutions, attention unfused; see :mod:`mimstudy.cost`):
+
+==================  ======  ===================  =========  ========  =======
+backbone            width   depths (heads)       params     MFLOPs    vs ViT
+==================  ======  ===================  =========  ========  =======
+vit_micro_32        64      4 (4)                205,376    30.0
+swinv2_micro_32     16      10, 2, 2 (2, 4, 8)   212,572    29.2      +3.5% / -2.7%
+vit_mini_32         128     8 (4)                1,597,056  222.0
+swinv2_mini_32      48      10, 2, 2 (3, 6, 12)  1,543,890  216.8     -3.3% / -2.4%
+vit_tiny_32         192     12 (6)               5,354,688  729.4
+swinv2_tiny_32      84      10, 4, 2 (3, 6, 12)  5,286,282  731.0     -1.3% / +0.2%
+==================  ======  ===================  =========  ========  =======
+
+The Swins embed 2x2-pixel patches (16x16 tokens) and attend in 4x4 windows through three stages
+of 16x16, 8x8 and 4x4 tokens (window-to-map ratios 1/4, 1/2, 1, as in the first three stages of
+SimMIM's SwinV2-B at 192 px with window 12). Their total stride, 8 px, equals SimMIM's mask patch
+size here, as the 32-px stride equals the 32-px mask patches of the official SwinV2 SimMIM. A fourth
+stage (2x2 tokens) is left out: each of its blocks would hold 64x the parameters of a first-stage
+block for 1/64 of the tokens, so no depth split then matches both parameters and FLOPs closely
+(the best, with 24 first-stage blocks, misses by ~9%). Params and FLOPs are matched by putting most
+blocks in the cheap high-resolution first stage; SwinV2's continuous position-bias MLP (~1.5k + 512
+per head parameters per block) weighs heavily at this width.
 """
 
 from __future__ import annotations
@@ -12,6 +37,13 @@ from dataclasses import dataclass, field
 
 import timm
 import torch.nn as nn
+from timm.models.swin_transformer import SwinTransformer
+from timm.models.swin_transformer_v2 import SwinTransformerV2
+
+from .geometry import patch_problem, swin_problem, swin_stages, swin_stages_from_args
+
+SWIN_TYPES = (SwinTransformer, SwinTransformerV2)
+SWIN_GEOMETRY_ARGS = ("img_size", "patch_size", "window_size", "depths")  # enough to check without building
 
 
 @dataclass(frozen=True)
@@ -38,6 +70,27 @@ STUDY_BACKBONES: dict[str, BackboneSpec] = {
         "vit_tiny_patch16_224",
         dict(img_size=32, patch_size=4, in_chans=1, embed_dim=64, depth=4, num_heads=4),
         "width 64, depth 4, 4 heads of dim 16: for tests and the CI preset",
+    ),
+    # SwinV2 sized to the ViTs above (see the table in the module docstring): 2-px patches, 4x4
+    # windows, three stages (16x16, 8x8, 4x4 tokens, total stride 8 px). Drop path is off, as in
+    # the ViT study backbones (timm's SwinV2 default is 0.1).
+    "swinv2_tiny_32": BackboneSpec(
+        "swinv2_tiny_window8_256",
+        dict(img_size=32, patch_size=2, window_size=4, in_chans=1, embed_dim=84, depths=(10, 4, 2),
+             num_heads=(3, 6, 12), drop_path_rate=0.0),
+        "SwinV2 matched to vit_tiny_32: width 84-168-336, depths 10-4-2, heads of dim 28, 2-px patches",
+    ),
+    "swinv2_mini_32": BackboneSpec(
+        "swinv2_tiny_window8_256",
+        dict(img_size=32, patch_size=2, window_size=4, in_chans=1, embed_dim=48, depths=(10, 2, 2),
+             num_heads=(3, 6, 12), drop_path_rate=0.0),
+        "SwinV2 matched to vit_mini_32: width 48-96-192, depths 10-2-2, heads of dim 16, 2-px patches",
+    ),
+    "swinv2_micro_32": BackboneSpec(
+        "swinv2_tiny_window8_256",
+        dict(img_size=32, patch_size=2, window_size=4, in_chans=1, embed_dim=16, depths=(10, 2, 2),
+             num_heads=(2, 4, 8), drop_path_rate=0.0),
+        "SwinV2 matched to vit_micro_32: width 16-32-64, depths 10-2-2, heads of dim 8: for tests",
     ),
 }
 
@@ -85,23 +138,72 @@ def _resolve(name: str, img_size: int | None, overrides: dict) -> tuple[str, dic
     return timm_name, kwargs
 
 
+def is_swin(model: nn.Module) -> bool:
+    """Whether ``model`` is a timm Swin Transformer (v1 or v2): NHWC stages under ``model.layers``."""
+    return isinstance(model, SWIN_TYPES)
+
+
+def check_geometry(model: nn.Module, name: str | None = None) -> None:
+    """Raise :class:`ModelConfigError` if timm would silently pad inside ``model``.
+
+    A patch size must divide the image. For Swin, every stage's token map must also be a multiple
+    of its window and even before each patch merging (see :mod:`mimstudy.geometry`).
+    """
+    embed = getattr(model, "patch_embed", None)
+    img = getattr(embed, "img_size", None)
+    if img is None:
+        return
+    problem = patch_problem(img, embed.patch_size)
+    if problem is None and is_swin(model):
+        problem = swin_problem(img, embed.patch_size, swin_stages(model))
+    if problem:
+        raise ModelConfigError(f"{name or type(model).__name__!r}: {problem}")
+
+
+def _is_swin_name(timm_name: str) -> bool:
+    return timm_name.startswith(("swin_", "swinv2_")) and not timm_name.startswith("swinv2_cr")
+
+
 def validate_backbone(name: str, img_size: int | None = None, **overrides) -> None:
-    """Raise :class:`ModelConfigError` if :func:`create_backbone` would reject these arguments."""
-    _resolve(name, img_size, overrides)
+    """Raise :class:`ModelConfigError` if :func:`create_backbone` would reject these arguments.
+
+    A Swin's geometry is derived from its arguments when they name image, patch and window sizes and
+    depths (all study backbones do); otherwise it is read from a copy built on the ``meta`` device.
+    """
+    timm_name, kwargs = _resolve(name, img_size, overrides)
+    if not _is_swin_name(timm_name):
+        return
+    if all(k in kwargs for k in SWIN_GEOMETRY_ARGS):
+        img, patch = kwargs["img_size"], kwargs["patch_size"]
+        problem = patch_problem(img, patch) or swin_problem(
+            img, patch, swin_stages_from_args(img, patch, kwargs["window_size"], len(kwargs["depths"]))
+        )
+        if problem:
+            raise ModelConfigError(f"{name!r}: {problem}")
+    else:
+        check_geometry(_build(name, timm_name, dict(kwargs, device="meta")), name)
+
+
+def _build(name: str, timm_name: str, kwargs: dict, num_classes: int = 0) -> nn.Module:
+    try:
+        return timm.create_model(timm_name, pretrained=False, num_classes=num_classes, **kwargs)
+    except (TypeError, AssertionError, ValueError) as err:
+        shown = {k: v for k, v in kwargs.items() if k != "device"}
+        raise ModelConfigError(f"cannot build {name!r} with {shown}: {err}") from err
 
 
 def create_backbone(name: str, num_classes: int = 10, img_size: int | None = None, **overrides) -> nn.Module:
     """Build backbone ``name`` (a study name or any timm model name) without pretrained weights.
 
     ``num_classes=0`` gives a headless feature extractor. ``img_size`` and ``overrides`` are passed
-    to timm's constructor. Raises :class:`ModelConfigError` for unknown names or a patch size that
-    does not divide the image size.
+    to timm's constructor. Raises :class:`ModelConfigError` for unknown names, a patch size that
+    does not divide the image size, or a Swin whose windows or patch merging would pad a stage's
+    token map (see :func:`check_geometry`).
     """
     timm_name, kwargs = _resolve(name, img_size, overrides)
-    try:
-        return timm.create_model(timm_name, pretrained=False, num_classes=num_classes, **kwargs)
-    except (TypeError, AssertionError, ValueError) as err:
-        raise ModelConfigError(f"cannot build {name!r} with {kwargs}: {err}") from err
+    model = _build(name, timm_name, kwargs, num_classes)
+    check_geometry(model, name)
+    return model
 
 
 def patch_size_of(model: nn.Module) -> int:
@@ -111,5 +213,16 @@ def patch_size_of(model: nn.Module) -> int:
 
 
 def grid_size_of(model: nn.Module) -> tuple[int, int]:
-    """Token grid ``(rows, cols)`` of the model's patch embedding."""
+    """Token grid ``(rows, cols)`` of the model's patch embedding (Swin: of its first stage)."""
     return tuple(int(g) for g in model.patch_embed.grid_size)
+
+
+def model_stride(model: nn.Module) -> int:
+    """Input pixels per token of the last feature map: the patch size for a ViT, and for a Swin
+    the patch size times 2 per patch merging (``patch_size * 2**(num_stages - 1)``)."""
+    if is_swin(model):
+        merges = sum(not isinstance(stage.downsample, nn.Identity) for stage in model.layers)
+        return patch_size_of(model) * 2**merges
+    if hasattr(model, "patch_embed") and hasattr(model, "blocks"):
+        return patch_size_of(model)
+    raise TypeError(f"model_stride knows timm ViTs and Swins, got {type(model).__name__}")

@@ -7,6 +7,8 @@ import math
 import torch
 import torch.nn as nn
 
+from .objectives.finetune import layer_decay_param_groups
+
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two AdamW groups: weights decay; biases, norms, tokens and position embeddings do not."""
@@ -31,9 +33,20 @@ def cosine_lr_factor(step: int, total_steps: int, warmup_steps: int, min_factor:
 
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float, total_steps: int,
-                    warmup_steps: int, min_lr: float):
-    """AdamW and a per-step ``LambdaLR`` cosine schedule (both have ``state_dict`` for resuming)."""
-    optimizer = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.999))
+                    warmup_steps: int, min_lr: float, layer_decay: float | None = None):
+    """AdamW and a per-step ``LambdaLR`` cosine schedule (both have ``state_dict`` for resuming).
+
+    With ``layer_decay`` (fine-tuning), the groups of
+    :func:`~mimstudy.objectives.finetune.layer_decay_param_groups` start at ``lr * lr_scale``;
+    ``LambdaLR`` multiplies each group's own initial lr by the same factor, so the ratios between
+    layers hold through warm-up and decay (and each group's floor is ``min_lr * lr_scale``).
+    ``None`` keeps the two groups of :func:`param_groups`.
+    """
+    if layer_decay is None:
+        groups = param_groups(model, weight_decay)
+    else:
+        groups = layer_decay_param_groups(model, weight_decay, layer_decay, lr=lr)
+    optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: cosine_lr_factor(step, total_steps, warmup_steps, min_lr / lr)
     )

@@ -1,4 +1,10 @@
-"""SimMIM (Xie et al. 2022): masked patches in, raw pixels out, l1 on the masked pixels only."""
+"""SimMIM (Xie et al. 2022): masked patches in, raw pixels out, l1 on the masked pixels only.
+
+Works on timm ViTs and Swin Transformers (v1/v2), following the official ``VisionTransformerForSimMIM``
+and ``SwinTransformerV2ForSimMIM``: the mask token replaces the patch embeddings of masked patches
+(at patch-embedding resolution), the backbone's own layers encode them, and a linear decoder maps the
+last feature map back to pixels. Only the encoder differs between the two families.
+"""
 
 from __future__ import annotations
 
@@ -9,58 +15,89 @@ from timm.layers import trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 
 from ..masking import MaskGenerator
-from ..models import grid_size_of, patch_size_of
+from ..models import grid_size_of, is_swin, model_stride, patch_size_of
+
+
+def replace_masked(tokens: torch.Tensor, mask: torch.Tensor, mask_token: torch.Tensor) -> torch.Tensor:
+    """Tokens ``[B, ..., D]`` with those where ``mask`` (``[B, ...]``, 1 = masked) is set replaced by ``mask_token``."""
+    w = mask.reshape(tokens.shape[:-1]).unsqueeze(-1).type_as(tokens)  # [B, ..., 1]
+    return tokens * (1 - w) + mask_token.to(tokens.dtype) * w
 
 
 class SimMIM(nn.Module):
-    """A timm backbone with SimMIM's learnable mask token and one-layer linear decoder.
+    """A timm ViT or Swin backbone with SimMIM's learnable mask token and one-layer linear decoder.
 
-    The backbone stays an unmodified timm model: the mask token replaces the patch embeddings of
-    masked patches before position embedding, the encoder runs the backbone's own blocks, and a
-    1x1 convolution to ``stride**2 * C`` channels followed by a pixel shuffle reconstructs the image
-    (``stride`` = the encoder's total stride in pixels).
+    The backbone stays an unmodified timm model. The mask is given at patch-embedding resolution
+    (``mask_generator.model_patch_size`` = the backbone's patch size). The decoder, a 1x1 convolution
+    to ``stride**2 * C`` channels followed by a pixel shuffle, reconstructs the image from the last
+    feature map, ``stride`` = :func:`~mimstudy.models.model_stride` (ViT: the patch size; Swin: the
+    patch size times 2 per patch merging).
     """
 
     def __init__(self, backbone: nn.Module, mask_generator: MaskGenerator, in_chans: int = 1):
         super().__init__()
-        if not isinstance(backbone, VisionTransformer):
-            raise TypeError(f"SimMIM supports timm VisionTransformer backbones, got {type(backbone).__name__}")
+        if is_swin(backbone):
+            self.family = "swin"
+            dim = backbone.patch_embed.proj.out_channels  # mask token lives at patch-embedding width
+        elif isinstance(backbone, VisionTransformer):
+            self.family = "vit"
+            dim = backbone.embed_dim
+        else:
+            raise TypeError(
+                f"SimMIM supports timm VisionTransformer and Swin backbones, got {type(backbone).__name__}"
+            )
         if mask_generator.model_patch_size != patch_size_of(backbone):
             raise ValueError(
                 f"mask generator works on {mask_generator.model_patch_size}-px patches but the backbone's "
                 f"patches are {patch_size_of(backbone)} px"
             )
+        image = getattr(backbone.patch_embed, "img_size", None)
+        if image is not None and mask_generator.input_size != image[0]:
+            raise ValueError(
+                f"mask generator covers {mask_generator.input_size}-px images, the backbone takes {image[0]} px"
+            )
         self.backbone = backbone
         self.mask_generator = mask_generator
         self.in_chans = in_chans
-        self.stride = patch_size_of(backbone)
-        dim = backbone.embed_dim
+        self.patch_size = patch_size_of(backbone)  # pixels per mask cell
+        self.stride = model_stride(backbone)  # pixels per decoded feature
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         trunc_normal_(self.mask_token, std=0.02)
         self.decoder = nn.Sequential(
-            nn.Conv2d(dim, self.stride**2 * in_chans, kernel_size=1),
+            nn.Conv2d(backbone.num_features, self.stride**2 * in_chans, kernel_size=1),
             nn.PixelShuffle(self.stride),
         )
 
-    def forward_encoder(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Images ``[B, C, H, W]`` and mask ``[B, h, w]`` -> feature map ``[B, D, h, w]``."""
+    def _encode_vit(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """ViT: images ``[B, C, H, W]``, mask ``[B, h, w]`` -> ``[B, D, h, w]`` (``h = H / patch``)."""
         vit = self.backbone
-        tokens = vit.patch_embed(x)  # [B, L, D]
-        w = mask.flatten(1).unsqueeze(-1).type_as(tokens)  # [B, L, 1]
-        tokens = tokens * (1 - w) + self.mask_token.to(tokens.dtype) * w
+        tokens = replace_masked(vit.patch_embed(x), mask, self.mask_token)  # [B, L, D]
         tokens = vit.norm_pre(vit.patch_drop(vit._pos_embed(tokens)))  # [B, P + L, D]
         tokens = vit.norm(vit.blocks(tokens))
         patches = tokens[:, vit.num_prefix_tokens:]  # [B, L, D]
-        h, w_ = grid_size_of(vit)
-        return patches.transpose(1, 2).reshape(x.shape[0], -1, h, w_)  # [B, D, h, w]
+        h, w = grid_size_of(vit)
+        return patches.transpose(1, 2).reshape(x.shape[0], -1, h, w)  # [B, D, h, w]
+
+    def _encode_swin(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Swin: images ``[B, C, H, W]``, mask ``[B, h, w]`` -> ``[B, D, H / stride, W / stride]``."""
+        swin = self.backbone
+        tokens = replace_masked(swin.patch_embed(x), mask, self.mask_token)  # [B, h, w, C0] (NHWC)
+        tokens = swin.norm(swin.layers(tokens))  # [B, H / stride, W / stride, D]
+        return tokens.permute(0, 3, 1, 2).contiguous()  # [B, D, H / stride, W / stride]
+
+    def forward_encoder(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Images ``[B, C, H, W]`` and mask ``[B, H / patch, W / patch]`` -> last feature map
+        ``[B, D, H / stride, W / stride]``."""
+        encode = self._encode_swin if self.family == "swin" else self._encode_vit
+        return encode(x, mask)
 
     def forward_decoder(self, z: torch.Tensor) -> torch.Tensor:
-        """Feature map ``[B, D, h, w]`` -> reconstruction ``[B, C, H, W]``."""
+        """Feature map ``[B, D, H / stride, W / stride]`` -> reconstruction ``[B, C, H, W]``."""
         return self.decoder(z)
 
     def forward_loss(self, x: torch.Tensor, x_rec: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """l1 over masked pixels, averaged over masked pixels and channels."""
-        pixel_mask = mask.repeat_interleave(self.stride, 1).repeat_interleave(self.stride, 2)  # [B, H, W]
+        pixel_mask = mask.repeat_interleave(self.patch_size, 1).repeat_interleave(self.patch_size, 2)  # [B, H, W]
         pixel_mask = pixel_mask.unsqueeze(1).type_as(x)  # [B, 1, H, W]
         l1 = F.l1_loss(x_rec.float(), x.float(), reduction="none")  # [B, C, H, W]
         return (l1 * pixel_mask).sum() / (pixel_mask.sum() * self.in_chans).clamp_min(1.0)
