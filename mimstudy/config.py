@@ -12,6 +12,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
+import torch
+
 from .models import ModelConfigError, validate_backbone
 
 OBJECTIVES = ("supervised", "simmim")
@@ -81,7 +83,8 @@ class PretrainConfig(RunConfig):
     train_size: int = 2000
     val_size: int = 500
     epochs: int = 1
-    batch_size: int = 128
+    keep_epochs: str = ""  # e.g. "1,2,4", "all" (or a list): keep runs/<preset>/<run_id>/epoch_<k>.pt (backbone + config)
+    batch_size: int = 128  # the global batch: split across the processes under torchrun
     lr: float = 1e-3
     min_lr: float = 1e-5
     weight_decay: float = 0.05
@@ -90,7 +93,8 @@ class PretrainConfig(RunConfig):
     label_smoothing: float = 0.1
     mask_ratio: float = 0.6
     mask_patch_size: int = 8
-    bf16: bool = False
+    bf16: bool = False  # bf16 autocast (CPU and CUDA)
+    device: str = "auto"  # auto: this process's GPU when CUDA is available, else the CPU
     resume: bool = True
 
     def validate(self) -> None:
@@ -109,6 +113,27 @@ class PretrainConfig(RunConfig):
                  f"warmup_epochs must lie in [0, epochs={self.epochs}), got {self.warmup_epochs}")
         _require(0.0 < self.mask_ratio < 1.0, f"mask_ratio must lie in (0, 1), got {self.mask_ratio}")
         _require(self.grad_clip >= 0, f"grad_clip must be >= 0 (0 disables clipping), got {self.grad_clip}")
+        self.kept_epochs()
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError) as err:
+                raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<n>', got {self.device!r}") from err
+
+    def kept_epochs(self) -> list[int]:
+        """The epochs (1-based) whose backbone is kept beside the checkpoint, from ``keep_epochs``."""
+        keep = self.keep_epochs
+        if isinstance(keep, str) and keep.strip() == "all":
+            return list(range(1, self.epochs + 1))
+        parts = keep.split(",") if isinstance(keep, str) else keep if isinstance(keep, (list, tuple)) else [keep]
+        try:  # a preset or papermill may also give an int or a list of ints
+            epochs = sorted({int(part) for part in parts if str(part).strip()})
+        except (TypeError, ValueError):
+            epochs = None
+        _require(epochs is not None and all(1 <= k <= self.epochs for k in epochs),
+                 f"keep_epochs must be 'all' or comma-separated epochs in [1, {self.epochs}] such as '1,2', "
+                 f"got {self.keep_epochs!r}")
+        return epochs
 
 
 @dataclass
