@@ -12,9 +12,11 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
+import torch
+
 from .models import ModelConfigError, validate_backbone
 
-OBJECTIVES = ("supervised", "simmim")
+OBJECTIVES = ("supervised", "moco", "simmim", "finetune")
 
 
 class ConfigError(ValueError):
@@ -85,16 +87,34 @@ class PretrainConfig(RunConfig):
     train_size: int = 2000
     val_size: int = 500
     epochs: int = 1
-    batch_size: int = 128
+    keep_epochs: str = ""  # e.g. "1,2,4", "all" (or a list): keep runs/<preset>/<run_id>/epoch_<k>.pt (backbone + config)
+    batch_size: int = 128  # the global batch: split across the processes under torchrun
     lr: float = 1e-3
     min_lr: float = 1e-5
     weight_decay: float = 0.05
     warmup_epochs: float = 0.5
     grad_clip: float = 1.0
     label_smoothing: float = 0.1
+    drop_path: float = 0.0
+    # supervised and finetune: DeiT-style augmentation (random-resized crop, flip, mixup/cutmix)
+    augment: bool = False
+    crop_scale_min: float = 0.35
+    mixup_alpha: float = 0.8
+    cutmix_alpha: float = 1.0
+    mixup_prob: float = 1.0
+    # simmim
     mask_ratio: float = 0.6
     mask_patch_size: int = 8
-    bf16: bool = False
+    # moco (MoCo v3)
+    moco_dim: int = 128
+    moco_mlp_dim: int = 512
+    moco_temperature: float = 0.2
+    moco_momentum: float = 0.99
+    # finetune: start from the encoder of pre-training run `init_from`, layer-wise lr decay (1 = none)
+    init_from: str = ""
+    layer_decay: float = 1.0
+    bf16: bool = False  # bf16 autocast (CPU and CUDA)
+    device: str = "auto"  # auto: this process's GPU when CUDA is available, else the CPU
     resume: bool = True
 
     def validate(self) -> None:
@@ -112,7 +132,41 @@ class PretrainConfig(RunConfig):
         _require(0 <= self.warmup_epochs < self.epochs,
                  f"warmup_epochs must lie in [0, epochs={self.epochs}), got {self.warmup_epochs}")
         _require(0.0 < self.mask_ratio < 1.0, f"mask_ratio must lie in (0, 1), got {self.mask_ratio}")
+        _require(0.0 <= self.drop_path < 1.0, f"drop_path must lie in [0, 1), got {self.drop_path}")
+        _require(0.0 < self.crop_scale_min <= 1.0, f"crop_scale_min must lie in (0, 1], got {self.crop_scale_min}")
+        _require(0.0 <= self.mixup_prob <= 1.0, f"mixup_prob must lie in [0, 1], got {self.mixup_prob}")
+        _require(0.0 < self.layer_decay <= 1.0, f"layer_decay must lie in (0, 1] (1 = none), got {self.layer_decay}")
+        _require(0.0 < self.moco_momentum < 1.0 and self.moco_temperature > 0,
+                 "moco_momentum must lie in (0, 1) and moco_temperature be > 0")
+        _require((self.objective == "finetune") == bool(self.init_from),
+                 "init_from (the run id of a pre-training run to fine-tune) is required for objective "
+                 f"'finetune' and only for it; got objective={self.objective!r}, init_from={self.init_from!r}")
+        _require(self.init_from != self.run_id, "a run cannot fine-tune itself (init_from == run_id)")
         _require(self.grad_clip >= 0, f"grad_clip must be >= 0 (0 disables clipping), got {self.grad_clip}")
+        self.kept_epochs()
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError) as err:
+                raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<n>', got {self.device!r}") from err
+
+    def required_runs(self) -> list[str]:
+        return [self.init_from] if self.init_from else []
+
+    def kept_epochs(self) -> list[int]:
+        """The epochs (1-based) whose backbone is kept beside the checkpoint, from ``keep_epochs``."""
+        keep = self.keep_epochs
+        if isinstance(keep, str) and keep.strip() == "all":
+            return list(range(1, self.epochs + 1))
+        parts = keep.split(",") if isinstance(keep, str) else keep if isinstance(keep, (list, tuple)) else [keep]
+        try:  # a preset or papermill may also give an int or a list of ints
+            epochs = sorted({int(part) for part in parts if str(part).strip()})
+        except (TypeError, ValueError):
+            epochs = None
+        _require(epochs is not None and all(1 <= k <= self.epochs for k in epochs),
+                 f"keep_epochs must be 'all' or comma-separated epochs in [1, {self.epochs}] such as '1,2', "
+                 f"got {self.keep_epochs!r}")
+        return epochs
 
 
 PROBES = ("distance", "entropy", "kl", "cka")

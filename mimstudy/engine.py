@@ -1,4 +1,9 @@
-"""One epoch of training and one pass of evaluation, for any objective returning ``(loss, metrics)``."""
+"""One epoch of training and one pass of evaluation, for any objective returning ``(loss, metrics)``.
+
+Under data parallelism (``objective`` wrapped in ``DistributedDataParallel``, ``loader`` giving
+this process's equal share of every global batch), each step's metrics are summed over the
+processes, so every process returns the metrics of the global batches, as one process would.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,13 @@ import contextlib
 import math
 import time
 from collections import defaultdict
+from typing import Iterable
 
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+
+from . import distributed
 
 
 class TrainingDiverged(RuntimeError):
@@ -26,7 +33,7 @@ def autocast(enabled: bool, device: torch.device):
 
 def train_one_epoch(
     objective: nn.Module,
-    loader: DataLoader,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     epoch: int,
@@ -43,10 +50,11 @@ def train_one_epoch(
     0, ``epoch * len(loader) + i`` (every epoch has ``len(loader)`` steps: the training loader drops
     its last partial batch), and ``total_steps``, the run's number of steps, which it then requires.
     """
-    on_step = getattr(objective, "on_step", None)
+    on_step = getattr(getattr(objective, "module", objective), "on_step", None)  # DDP wraps it
     if on_step is not None and total_steps is None:
         raise ValueError(f"{type(objective).__name__} follows the training progress: pass total_steps")
     objective.train()
+    rank, world = distributed.rank(), distributed.world_size()
     sums: dict[str, float] = defaultdict(float)
     seen = 0
     start = time.perf_counter()
@@ -55,11 +63,13 @@ def train_one_epoch(
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         if on_step is not None:
             on_step(epoch * len(loader) + i, total_steps)
-        with autocast(bf16, device):
+        n = images.shape[0]
+        with autocast(bf16, device), distributed.global_batch(rank * n, world * n):
             loss, metrics = objective(images, labels)
-        if not math.isfinite(loss.item()):
+        mean_loss, step_sums, step_seen = _step_metrics(loss, metrics, n, world)
+        if not math.isfinite(mean_loss):
             raise TrainingDiverged(
-                f"loss is {loss.item()} at epoch {epoch} after {seen} images; lower lr or enable "
+                f"loss is {mean_loss} at epoch {epoch} after {seen} images; lower lr or enable "
                 "grad_clip. The last good checkpoint is kept; resume continues from it."
             )
         optimizer.zero_grad(set_to_none=True)
@@ -68,19 +78,36 @@ def train_one_epoch(
             torch.nn.utils.clip_grad_norm_(objective.parameters(), grad_clip)
         optimizer.step()
         scheduler.step()
-        batch = images.shape[0]
-        seen += batch
-        for name, value in metrics.items():
-            sums[name] += float(value) * batch
-        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        seen += step_seen
+        for name, value in step_sums.items():
+            sums[name] += value
+        bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
     seconds = time.perf_counter() - start
     result = {f"train_{name}": total / seen for name, total in sums.items()}
     result.update(lr=optimizer.param_groups[0]["lr"], seconds=seconds, images_per_s=seen / seconds)
     return result
 
 
+def _step_metrics(loss: torch.Tensor, metrics: dict, n: int, world: int) -> tuple[float, dict[str, float], int]:
+    """``(mean loss, {metric: value * images}, images)`` of the step's global batch, in one device sync.
+
+    On one process the sums are ``float(value) * n`` exactly; on several, the float64 products of
+    each process are summed over the processes (one small all-reduce per step, which also makes a
+    diverging loss stop every process at the same step).
+    """
+    names = list(metrics)
+    values = torch.stack([loss.detach().float()] + [torch.as_tensor(metrics[k], device=loss.device).float()
+                                                    for k in names])
+    if world == 1:
+        mean_loss, *rest = values.tolist()
+        return mean_loss, {k: v * n for k, v in zip(names, rest)}, n
+    packed = torch.cat([values.double() * n, torch.tensor([float(n)], dtype=torch.float64, device=loss.device)])
+    total_loss, *rest, seen = distributed.all_reduce_sum(packed).tolist()
+    return total_loss / seen, dict(zip(names, rest)), int(seen)
+
+
 @torch.no_grad()
-def evaluate(objective: nn.Module, loader: DataLoader, device: torch.device, seed: int, bf16: bool = False) -> dict[str, float]:
+def evaluate(objective: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device, seed: int, bf16: bool = False) -> dict[str, float]:
     """Mean metrics of the objective over ``loader`` in eval mode, with its randomness fixed by ``seed``."""
     objective.eval()
     sums: dict[str, float] = defaultdict(float)

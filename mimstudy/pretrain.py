@@ -3,10 +3,19 @@
 All randomness of an epoch (data order, masks, drop-path) is seeded from ``(seed, epoch)``, so a
 run resumed from the checkpoint of epoch ``k`` reaches bitwise the same weights on the CPU as an
 uninterrupted run.
+
+The same function runs on one process or, launched by torchrun (see :mod:`mimstudy.train`), on
+several: the objective is wrapped in ``DistributedDataParallel`` and each process takes its equal
+share of every global batch of ``batch_size`` images (:class:`mimstudy.sampling.ShardedBatches`).
+The global batches, their masks (:func:`mimstudy.distributed.sample_rows`) and the averaged
+gradients are those of one process, so N processes reach the weights of one up to floating-point
+rounding. Every process evaluates the whole validation set (identical metrics everywhere); only
+rank 0 writes files.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,21 +23,20 @@ import numpy as np
 import torch
 import torch.nn as nn
 import xarray as xr
-from torch.utils.data import DataLoader, TensorDataset
+from torch.nn.parallel import DistributedDataParallel
 
+from . import distributed
 from .checkpointing import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, PretrainConfig
-from .data import IMAGE_SIZE, fashion_mnist
+from .data import fashion_mnist
 from .engine import evaluate, train_one_epoch
-from .masking import MaskGenerator
-from .models import create_backbone, patch_size_of
-from .objectives import SimMIM, Supervised
+from .models import create_backbone
+from .objectives.factory import CHECKPOINT_NAME, NUM_CLASSES, build_objective
 from .optim import build_optimizer
+from .sampling import ShardedBatches
 
-NUM_CLASSES = 10
-CHECKPOINT_NAME = "checkpoint.pt"
 # Parameters that may differ between a checkpoint and the run resuming it.
-RESUME_NEUTRAL = {"resume", "results_dir", "runs_dir"}
+RESUME_NEUTRAL = {"resume", "results_dir", "runs_dir", "device", "keep_epochs"}
 
 
 def run_dir(config: PretrainConfig) -> Path:
@@ -40,21 +48,13 @@ def checkpoint_path(config: PretrainConfig) -> Path:
     return run_dir(config) / CHECKPOINT_NAME
 
 
+def epoch_checkpoint_path(config: PretrainConfig, epoch: int) -> Path:
+    """The backbone kept after ``epoch`` (1-based) when ``keep_epochs`` names it."""
+    return run_dir(config) / f"epoch_{epoch}.pt"
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
-
-
-def build_objective(config: PretrainConfig) -> nn.Module:
-    """The objective module (holding ``.backbone``) that ``config`` describes, freshly initialised."""
-    torch.manual_seed(config.seed)
-    if config.objective == "supervised":
-        backbone = create_backbone(config.arch, num_classes=NUM_CLASSES)
-        return Supervised(backbone, label_smoothing=config.label_smoothing)
-    if config.objective == "simmim":
-        backbone = create_backbone(config.arch, num_classes=NUM_CLASSES)
-        generator = MaskGenerator(IMAGE_SIZE, config.mask_patch_size, patch_size_of(backbone), config.mask_ratio)
-        return SimMIM(backbone, generator, in_chans=1)
-    raise ConfigError(f"unknown objective {config.objective!r}")
 
 
 @dataclass
@@ -62,11 +62,6 @@ class PretrainResult:
     objective: nn.Module
     history: list[dict[str, float]]
     checkpoint: Path
-
-
-def _loader(dataset: TensorDataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle, generator=generator)
 
 
 def _comparable(params: dict) -> dict:
@@ -93,21 +88,28 @@ def _resume_state(config: PretrainConfig) -> dict | None:
     return state
 
 
-def pretrain(config: PretrainConfig, device: str | torch.device = "cpu", progress: bool = True,
+def pretrain(config: PretrainConfig, device: str | torch.device | None = None, progress: bool = True,
              stop_after_epoch: int | None = None) -> PretrainResult:
     """Train ``config.epochs`` epochs (resuming from the run's checkpoint when there is one).
 
+    ``device`` overrides ``config.device``. Under torchrun (process group initialised by
+    :func:`mimstudy.distributed.setup`) every process calls this with the same config.
     ``stop_after_epoch`` ends the call early after that many completed epochs (used to test
     resuming); the checkpoint then holds exactly the state an interrupted run would leave.
     """
     config.validate()
-    device = torch.device(device)
+    rank, world = distributed.rank(), distributed.world_size()
+    if config.batch_size % world:
+        raise ConfigError(f"batch_size={config.batch_size} is the global batch; it must be divisible by the "
+                          f"{world} processes (per-process batch = batch_size / processes)")
+    device = distributed.resolve_device(config.device if device is None else device)
     splits = fashion_mnist(config.train_size, config.val_size, test_size=None, seed=config.seed)
     objective = build_objective(config).to(device)
     steps_per_epoch = len(splits.train) // config.batch_size
     optimizer, scheduler = build_optimizer(
         objective, config.lr, config.weight_decay, total_steps=steps_per_epoch * config.epochs,
         warmup_steps=round(steps_per_epoch * config.warmup_epochs), min_lr=config.min_lr,
+        layer_decay=config.layer_decay if config.layer_decay < 1.0 else None,
     )
     history: list[dict[str, float]] = []
     start_epoch = 0
@@ -117,31 +119,47 @@ def pretrain(config: PretrainConfig, device: str | torch.device = "cpu", progres
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history, start_epoch = list(state["history"]), int(state["epoch"])
+    model = objective
+    if world > 1:
+        # a 1x1 convolution's weight gradient may come with other strides along its size-1 dims:
+        # the same memory layout, which DDP copies into its buckets; its warning says nothing more
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+        # static_graph: the objective uses the same parameters every step (SimMIM never the classifier head)
+        model = DistributedDataParallel(objective, static_graph=True)
+    kept = set(config.kept_epochs())
 
-    val_loader = _loader(splits.val, config.batch_size, shuffle=False, seed=0) if len(splits.val) else None
+    val_batches = ShardedBatches(splits.val, config.batch_size, shuffle=False, drop_last=False) if len(splits.val) else None
     for epoch in range(start_epoch, config.epochs):
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             break
         torch.manual_seed(epoch_seed(config.seed, epoch))
-        loader = _loader(splits.train, config.batch_size, shuffle=True, seed=epoch_seed(config.seed, epoch))
+        batches = ShardedBatches(splits.train, config.batch_size, seed=epoch_seed(config.seed, epoch),
+                                 rank=rank, world_size=world)
         record = {"epoch": epoch + 1}
-        record.update(train_one_epoch(objective, loader, optimizer, scheduler, epoch, device,
-                                      config.grad_clip, config.bf16, progress))
-        if val_loader is not None:
-            record.update(evaluate(objective, val_loader, device, seed=config.seed, bf16=config.bf16))
+        record.update(train_one_epoch(model, batches, optimizer, scheduler, epoch, device,
+                                      config.grad_clip, config.bf16, progress and rank == 0,
+                                      total_steps=steps_per_epoch * config.epochs))
+        if val_batches is not None:
+            record.update(evaluate(objective, val_batches, device, seed=config.seed, bf16=config.bf16))
         history.append(record)
-        save_checkpoint(
-            {
-                "config": config.to_dict(),
-                "epoch": epoch + 1,
-                "model": objective.state_dict(),
-                "backbone": objective.backbone.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "history": history,
-            },
-            checkpoint_path(config),
-        )
+        if distributed.is_main_process():
+            if epoch + 1 in kept:
+                save_checkpoint({"config": config.to_dict(), "epoch": epoch + 1,
+                                 "backbone": objective.backbone.state_dict()},
+                                epoch_checkpoint_path(config, epoch + 1))
+            save_checkpoint(
+                {
+                    "config": config.to_dict(),
+                    "epoch": epoch + 1,
+                    "model": objective.state_dict(),
+                    "backbone": objective.backbone.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "history": history,
+                },
+                checkpoint_path(config),
+            )
+        distributed.barrier()  # the checkpoint of this epoch is complete before any process goes on
     return PretrainResult(objective, history, checkpoint_path(config))
 
 

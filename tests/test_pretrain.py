@@ -1,10 +1,12 @@
 import argparse
 
+import numpy as np
+
 import pytest
 import torch
 
 from mimstudy.checkpointing import CheckpointError, load_checkpoint, save_checkpoint
-from mimstudy.config import PretrainConfig
+from mimstudy.config import ConfigError, PretrainConfig
 from mimstudy.engine import TrainingDiverged
 from mimstudy.objectives import Supervised
 from mimstudy.pretrain import checkpoint_path, history_dataset, load_pretrained_backbone, pretrain
@@ -89,3 +91,32 @@ def test_load_pretrained_backbone(tmp_path, fashion_dir):
     backbone, params = load_pretrained_backbone(result.checkpoint)
     assert params["objective"] == "simmim" and not backbone.training
     assert torch.equal(backbone.pos_embed, result.objective.backbone.pos_embed)
+
+
+@pytest.mark.parametrize("objective,arch", [("moco", "vit_micro_32"), ("supervised", "swinv2_micro_32")])
+def test_other_objectives_and_backbones_train(tmp_path, fashion_dir, objective, arch):
+    result = pretrain(config(tmp_path, objective=objective, arch=arch, epochs=1, warmup_epochs=0, augment=True),
+                      progress=False)
+    assert all(np.isfinite(v) for v in result.history[0].values())
+    backbone, params = load_pretrained_backbone(result.checkpoint)
+    assert params["objective"] == objective and params["arch"] == arch
+
+
+def test_finetune_starts_from_the_simmim_encoder(tmp_path, fashion_dir):
+    simmim = pretrain(config(tmp_path, run_id="mim", objective="simmim", epochs=1, warmup_epochs=0), progress=False)
+    ft_config = config(tmp_path, run_id="ft", objective="finetune", init_from="mim", epochs=1, warmup_epochs=0,
+                       layer_decay=0.75)
+    assert ft_config.required_runs() == ["mim"]
+    from mimstudy.objectives.factory import build_objective
+
+    start = build_objective(ft_config).backbone.state_dict()
+    source = simmim.objective.backbone.state_dict()
+    assert all(torch.equal(start[k], source[k]) for k in source if not k.startswith("head"))
+    assert pretrain(ft_config, progress=False).history[0]["train_loss"] > 0
+
+
+def test_finetune_needs_init_from(tmp_path):
+    with pytest.raises(ConfigError, match="init_from"):
+        config(tmp_path, objective="finetune")
+    with pytest.raises(ConfigError, match="init_from"):
+        config(tmp_path, objective="simmim", init_from="x")

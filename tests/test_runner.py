@@ -11,10 +11,15 @@ from .test_results import small_dataset
 
 def test_ci_plan_orders_pretraining_before_probes(tmp_path):
     steps = plan("ci", results_dir=str(tmp_path))
-    assert [s.name for s in steps] == ["pretrain/vit_sup", "pretrain/vit_simmim", "evaluate/vit_sup",
-                                       "evaluate/vit_simmim", "probes/vit_sup", "probes/vit_simmim"]
-    assert isinstance(steps[0].config, PretrainConfig) and steps[0].config.preset == "ci"
-    assert steps[4].result == tmp_path / "ci" / "probes" / "vit_sup.nc"
+    notebooks = [s.notebook for s in steps]
+    assert notebooks == sorted(notebooks, key=["pretrain", "evaluate", "probes"].index)
+    pretrained = [s.config.run_id for s in steps if s.notebook == "pretrain"]
+    assert {"vit_sup", "vit_moco", "vit_simmim", "swin_simmim", "swin_simmim_ft"} <= set(pretrained)
+    assert pretrained.index("swin_simmim") < pretrained.index("swin_simmim_ft")  # fine-tuning reads it
+    for step in steps:
+        assert all(run in pretrained for run in step.config.required_runs())
+    assert steps[-1].result == tmp_path / "ci" / "probes" / f"{steps[-1].config.run_id}.nc"
+    assert all(s.config.preset == "ci" for s in steps)
 
 
 def test_unknown_preset_lists_available():
@@ -43,25 +48,36 @@ def test_seeds_repeat_every_run(tmp_path):
     assert steps[3].config.required_runs() == ["a-s3"]
 
 
+def fake_results(steps, skip=(), checkpoints=True):
+    for step in steps:
+        if step.name not in skip:
+            save_result(small_dataset(step.config.run_id), step.config)
+        if checkpoints and isinstance(step.config, PretrainConfig):
+            checkpoint_path(step.config).parent.mkdir(parents=True, exist_ok=True)
+            checkpoint_path(step.config).write_bytes(b"")
+
+
 def test_current_results_are_skipped_and_stale_ones_rerun(tmp_path):
     steps = plan("ci", results_dir=str(tmp_path / "res"), runs_dir=str(tmp_path / "runs"))
-    for step in steps:
-        save_result(small_dataset(step.config.run_id), step.config)
-    for step in steps[:2]:  # pre-training checkpoints exist
-        checkpoint_path(step.config).parent.mkdir(parents=True)
-        checkpoint_path(step.config).write_bytes(b"")
+    fake_results(steps)
     assert steps_to_run(steps) == []
-    assert len(steps_to_run(steps, force=True)) == 6
-    stale = steps[4]
+    assert len(steps_to_run(steps, force=True)) == len(steps)
+    stale = next(s for s in steps if s.name == "probes/vit_sup")
     save_result(small_dataset("x"), ProbeConfig(**{**stale.config.to_dict(), "num_images": 3}))
     assert [s.name for s in steps_to_run(steps)] == ["probes/vit_sup"]
 
 
 def test_probe_rerun_needs_missing_checkpoint_retrained(tmp_path):
     steps = plan("ci", results_dir=str(tmp_path / "res"), runs_dir=str(tmp_path / "runs"))
-    for step in steps[:4] + steps[5:]:  # probes/vit_sup has no result; no checkpoints at all
-        save_result(small_dataset(step.config.run_id), step.config)
+    fake_results(steps, skip={"probes/vit_sup"}, checkpoints=False)
     assert [s.name for s in steps_to_run(steps)] == ["pretrain/vit_sup", "probes/vit_sup"]
+
+
+def test_finetune_rerun_needs_its_source_checkpoint(tmp_path):
+    steps = plan("ci", results_dir=str(tmp_path / "res"), runs_dir=str(tmp_path / "runs"))
+    fake_results(steps, skip={"probes/swin_simmim_ft"}, checkpoints=False)
+    assert [s.name for s in steps_to_run(steps)] == [
+        "pretrain/swin_simmim", "pretrain/swin_simmim_ft", "probes/swin_simmim_ft"]
 
 
 def test_cli_reports_bad_preset_without_traceback(capsys):
@@ -79,11 +95,11 @@ def test_ci_preset_end_to_end_then_skips(ci_results):
     results, runs = ci_results
     lines = []
     assert run_preset("ci", results_dir=results, runs_dir=runs, log=lines.append) == []
-    assert sum(line.startswith("[skip]") for line in lines) == 6
+    assert sum(line.startswith("[skip]") for line in lines) == len(plan("ci"))
     from mimstudy.results import load_runs
 
     ds = load_runs(f"{results}/ci/probes")
-    assert set(ds["objective"].values) == {"supervised", "simmim"}
+    assert set(ds["objective"].values) == {"supervised", "moco", "simmim", "finetune"}
     assert ds["attention_distance"].dims == ("model", "layer", "head", "image")
     assert (ds["attention_distance"] > 0).all()
     accuracy = load_runs(f"{results}/ci/evaluate")

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 
+from ..distributed import sample_rows
 from ..masking import MaskGenerator
 from ..models import grid_size_of, is_swin, model_stride, patch_size_of
 
@@ -103,9 +104,13 @@ class SimMIM(nn.Module):
         return (l1 * pixel_mask).sum() / (pixel_mask.sum() * self.in_chans).clamp_min(1.0)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None, mask: torch.Tensor | None = None):
-        """Returns ``(loss, metrics)``; a mask is sampled when none is given."""
+        """Returns ``(loss, metrics)``; a mask is sampled when none is given.
+
+        Under data parallelism the masks of the whole global batch are sampled and this process's
+        rows kept, so a sample's mask does not depend on the number of processes.
+        """
         if mask is None:
-            mask = self.mask_generator(images.shape[0]).to(images.device)
+            mask = sample_rows(self.mask_generator, images.shape[0]).to(images.device)
         x_rec = self.forward_decoder(self.forward_encoder(images, mask))
         loss = self.forward_loss(images, x_rec, mask)
         return loss, {"loss": loss.detach()}
