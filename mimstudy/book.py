@@ -117,8 +117,11 @@ def restrict(ds: xr.Dataset, models: list[str]) -> xr.Dataset:
             keep = present if keep is None else keep | present
         if keep is not None:
             sub = sub.isel({dim: keep.values})
-    if "stage" in sub.coords and "model" in sub["stage"].dims and sub.sizes["model"] == 1:
-        sub = sub.assign_coords(stage=sub["stage"].isel(model=0, drop=True))
+    for name in ("stage", "stage_j"):  # one layer -> stage map shared by all models: make it 1-D again
+        if name in sub.coords and "model" in sub[name].dims:
+            first = sub[name].isel(model=0, drop=True)
+            if bool(first.notnull().all()) and bool((sub[name] == first).all()):
+                sub = sub.assign_coords({name: first.astype(int)})
     return sub
 
 
@@ -158,3 +161,14 @@ def evaluation_table(ds: xr.Dataset) -> str:
                 cells.append(f"{100 * one[var].sel(weights=weights).item():.1f}%" if var in one else "–")
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def panels(ds: xr.Dataset, arch_prefix: str = "vit", objectives=OBJECTIVE_ORDER) -> xr.Dataset | None:
+    """:func:`restrict` to :func:`panel_models` (one run per present objective), or ``None`` if none."""
+    models = panel_models(ds, arch_prefix, objectives)
+    return restrict(ds, models) if models else None
+
+
+def run_attr(ds: xr.Dataset, model: str, key: str, default=None):
+    """One attr of ``model``'s stored dataset (kept in its ``provenance`` JSON)."""
+    return json.loads(str(ds["provenance"].sel(model=model).item())).get(key, default)

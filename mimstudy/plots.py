@@ -83,7 +83,12 @@ def plot_training_curves(pretrain: xr.Dataset):
     """Training and validation loss per model (one panel each, own y scale: objectives' losses differ),
     plus a last panel of validation accuracy for the models that report one."""
     models = list(pretrain["model"].values)
-    fig, axes = plt.subplots(1, len(models) + 1, figsize=(3.6 * (len(models) + 1), 3.2), squeeze=False)
+    ncols = min(len(models) + 1, 4)
+    nrows = int(np.ceil((len(models) + 1) / ncols))
+    fig, grid = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.2 * nrows), squeeze=False)
+    axes = grid.reshape(1, -1)
+    for ax in axes[0, len(models) + 1 :]:
+        ax.remove()
     for i, (ax, model) in enumerate(zip(axes[0], models)):
         one = pretrain.sel(model=model)
         for var, style in (("train_loss", "o-"), ("val_loss", "s--")):
@@ -91,10 +96,10 @@ def plot_training_curves(pretrain: xr.Dataset):
                 ax.plot(one["epoch"].values, one[var].values, style, label=var.replace("_", " "))
         ax.set_title(_title(one, i))
         ax.set_xlabel("epoch")
-        ax.set_ylabel("loss" if i == 0 else "")
+        ax.set_ylabel("loss" if i % ncols == 0 else "")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    ax = axes[0, -1]
+    ax = axes[0, len(models)]
     shown = False
     for i, model in enumerate(models):
         one = pretrain.sel(model=model)

@@ -66,3 +66,10 @@ def test_evaluation_table_and_parameters(ds):
     rows = book.evaluation_table(ev).splitlines()
     assert rows[2] == "| `sup` | supervised | vit_a | 80.0% | 30.0% | 90.0% | 40.0% |"
     assert book.parameters_of(ds, "sim")["init_from"] == "x"
+
+
+def test_panels_and_run_attr(ds):
+    sub = book.panels(ds, "swinv2")
+    assert list(sub["model"].values) == ["swin"] and sub.sizes["layer"] == 2
+    assert book.panels(ds, "convnext") is None
+    assert book.run_attr(ds, "sim", "seed") == 0 and book.run_attr(ds, "sim", "missing", "d") == "d"

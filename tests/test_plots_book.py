@@ -62,3 +62,13 @@ def test_training_curves_panel_per_model_plus_accuracy():
     fig = plot_training_curves(ds)
     assert len(fig.axes) == 3
     assert len(fig.axes[-1].get_lines()) == 1  # only the supervised model reports accuracy
+
+
+def test_training_curves_wrap_many_models_without_empty_panels():
+    n = 6
+    ds = xr.Dataset({"train_loss": (("model", "epoch"), np.ones((n, 2)))},
+                    coords={"model": [f"m{i}" for i in range(n)], "objective": ("model", ["simmim"] * n),
+                            "arch": ("model", ["vit_x"] * n), "epoch": [1, 2]})
+    fig = plot_training_curves(ds)
+    assert len(fig.axes) == n + 1
+    assert fig.axes[-1].texts[0].get_text() == "no model reports accuracy"
