@@ -247,10 +247,6 @@ def off_diagonal(cka: xr.DataArray) -> xr.DataArray:
     return cka.where(~same)
 
 
-def _pair(values: xr.DataArray, supervised: str, mim: str) -> tuple[xr.DataArray, xr.DataArray]:
-    return values.sel(model=supervised), values.sel(model=mim)
-
-
 # --- Section 3.1.1 ----------------------------------------------------------------------------------
 
 
