@@ -15,7 +15,14 @@ import xarray as xr
 from .results import load_runs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-OBJECTIVE_ORDER = ("supervised", "moco", "simmim", "simmim_ft")
+OBJECTIVE_ORDER = ("supervised", "moco", "simmim", "finetune")
+OBJECTIVE_LABELS = {
+    "supervised": "supervised",
+    "moco": "MoCo v3",
+    "simmim": "SimMIM",
+    "finetune": "SimMIM, then supervised fine-tuning",
+}
+PROBE_DIMS = ("layer", "head", "image", "layer_j", "head_j")
 
 
 def book_preset() -> str:
@@ -60,3 +67,108 @@ def provenance_markdown(ds: xr.Dataset) -> str:
             f"with torch {versions.get('torch', '?')}, timm {versions.get('timm', '?')}"
         )
     return "\n".join(lines)
+
+
+def models_by_objective(ds: xr.Dataset, arch_prefix: str = "vit") -> dict[str, list[str]]:
+    """Run ids per objective (several when a preset repeats runs over seeds), on ``arch_prefix*``
+    backbones, objectives in the paper's panel order (unknown objectives last)."""
+    found: dict[str, list[str]] = {}
+    for model in ds["model"].values:
+        one = ds.sel(model=model)
+        if str(one["arch"].item()).startswith(arch_prefix):
+            found.setdefault(str(one["objective"].item()), []).append(str(model))
+    rank = {o: i for i, o in enumerate(OBJECTIVE_ORDER)}
+    return {o: found[o] for o in sorted(found, key=lambda o: rank.get(o, len(rank)))}
+
+
+def panel_models(ds: xr.Dataset, arch_prefix: str = "vit", objectives=OBJECTIVE_ORDER) -> list[str]:
+    """One run id (the first seed) per objective in ``objectives`` that is present, in panel order."""
+    found = models_by_objective(ds, arch_prefix)
+    return [found[o][0] for o in found if o in objectives]
+
+
+def find_model(ds: xr.Dataset, objective: str, arch_prefix: str = "vit") -> str | None:
+    """Like :func:`model_with`, but ``None`` when there is no such model."""
+    runs = models_by_objective(ds, arch_prefix).get(objective)
+    return runs[0] if runs else None
+
+
+def absent_note(ds: xr.Dataset, arch_prefix: str = "vit", objectives=OBJECTIVE_ORDER) -> str:
+    """A sentence naming the objectives of ``objectives`` with no ``arch_prefix*`` model in ``ds`` ('' if none)."""
+    found = models_by_objective(ds, arch_prefix)
+    missing = [OBJECTIVE_LABELS.get(o, o) for o in objectives if o not in found]
+    if not missing:
+        return ""
+    return (f"The `{book_preset()}` results have no {arch_prefix}* model trained with "
+            f"{', '.join(missing)}, so {'its panel is' if len(missing) == 1 else 'their panels are'} left out.")
+
+
+def restrict(ds: xr.Dataset, models: list[str]) -> xr.Dataset:
+    """``ds`` for ``models`` only, without the NaN padding that concatenation with other models added
+    (layers, heads or images that all of ``models`` lack). NaN-padded Swin heads within a model stay."""
+    sub = ds.sel(model=list(models))
+    for dim in PROBE_DIMS:
+        if dim not in sub.dims:
+            continue
+        per_image_vars = [v for v in sub.data_vars if dim in sub[v].dims]
+        keep = None
+        for var in per_image_vars:
+            present = sub[var].notnull().any([d for d in sub[var].dims if d != dim])
+            keep = present if keep is None else keep | present
+        if keep is not None:
+            sub = sub.isel({dim: keep.values})
+    for name in ("stage", "stage_j"):  # one layer -> stage map shared by all models: make it 1-D again
+        if name in sub.coords and "model" in sub[name].dims:
+            first = sub[name].isel(model=0, drop=True)
+            if bool(first.notnull().all()) and bool((sub[name] == first).all()):
+                sub = sub.assign_coords({name: first.astype(int)})
+    return sub
+
+
+def per_layer_table(values: xr.DataArray, digits: int = 2, unit: str = "") -> str:
+    """A Markdown table of ``values`` ``(model, layer)``: one row per layer, one column per model
+    (with a ``stage`` column when ``values`` has a 1-D stage coord)."""
+    models = [str(m) for m in values["model"].values]
+    stage = values.coords.get("stage")
+    with_stage = stage is not None and stage.dims == ("layer",)
+    suffix = f" ({unit})" if unit else ""
+    head = ["layer"] + (["stage"] if with_stage else []) + [f"{m}{suffix}" for m in models]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for i, layer in enumerate(values["layer"].values):
+        cells = [str(layer)] + ([str(int(stage.values[i]))] if with_stage else [])
+        cells += [f"{values.sel(model=m, layer=layer).item():.{digits}f}" for m in models]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def parameters_of(ds: xr.Dataset, model: str) -> dict:
+    """The run parameters stored in ``model``'s provenance (``{}`` if there are none)."""
+    attrs = json.loads(str(ds["provenance"].sel(model=model).item()))
+    params = attrs.get("parameters", "{}")
+    return json.loads(params) if isinstance(params, str) else dict(params)
+
+
+def evaluation_table(ds: xr.Dataset) -> str:
+    """Markdown: k-NN and linear-probe accuracy of each pre-trained model vs. the same model at random init."""
+    rows = ["| model | objective | arch | k-NN pre-trained | k-NN random init | linear pre-trained | linear random init |",
+            "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for model in ds["model"].values:
+        one = ds.sel(model=model)
+        cells = [f"`{model}`", OBJECTIVE_LABELS.get(str(one["objective"].item()), str(one["objective"].item())),
+                 str(one["arch"].item())]  # fmt: skip
+        for var in ("knn_accuracy", "linear_accuracy"):
+            for weights in ("pretrained", "random_init"):
+                cells.append(f"{100 * one[var].sel(weights=weights).item():.1f}%" if var in one else "–")
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def panels(ds: xr.Dataset, arch_prefix: str = "vit", objectives=OBJECTIVE_ORDER) -> xr.Dataset | None:
+    """:func:`restrict` to :func:`panel_models` (one run per present objective), or ``None`` if none."""
+    models = panel_models(ds, arch_prefix, objectives)
+    return restrict(ds, models) if models else None
+
+
+def run_attr(ds: xr.Dataset, model: str, key: str, default=None):
+    """One attr of ``model``'s stored dataset (kept in its ``provenance`` JSON)."""
+    return json.loads(str(ds["provenance"].sel(model=model).item())).get(key, default)

@@ -19,7 +19,11 @@ def plot_head_dots(values: xr.DataArray, ax=None, title: str = "", ylabel: str =
     for h in range(heads.shape[1]):
         ax.scatter(layers + jitter[h], heads[:, h], s=12, color=color, alpha=0.6, linewidths=0)
     ax.plot(layers, np.nanmean(heads, axis=1), "o-", color="black", ms=5, lw=1, label="layer mean")  # NaN: padded heads
-    ax.set_xticks(layers)
+    stage = values.coords.get("stage")
+    if stage is not None and stage.dims == ("layer",):  # Swin: dotted lines between stages
+        for boundary in np.flatnonzero(np.diff(stage.values) != 0):
+            ax.axvline((layers[boundary] + layers[boundary + 1]) / 2, color="grey", ls=":", lw=0.8)
+    ax.set_xticks(_ticks(layers))
     ax.set_xlabel("layer")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -27,13 +31,87 @@ def plot_head_dots(values: xr.DataArray, ax=None, title: str = "", ylabel: str =
     return ax
 
 
+def _ticks(layers: np.ndarray) -> np.ndarray:
+    """At most 12 integer layer ticks."""
+    return layers if len(layers) <= 12 else layers[:: int(np.ceil(len(layers) / 12))]
+
+
+def _title(one: xr.DataArray | xr.Dataset, i: int) -> str:
+    return f"({chr(97 + i)}) {one['objective'].item()} · {one['arch'].item()}"
+
+
 def plot_models(values: xr.DataArray, ylabel: str, sharey: bool = True):
-    """One panel per ``model`` of ``values`` ``(model, layer, head)``, titled by objective and arch."""
+    """One panel per ``model`` of ``values`` ``(model, layer, head)``, titled by objective and arch.
+
+    Works for any per-head variable (distance, entropy, head KL); NaN-padded heads are skipped and a
+    1-D ``stage`` coord (one Swin model per panel) draws stage boundaries.
+    """
     models = list(values["model"].values)
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.4), sharey=sharey, squeeze=False)
     for i, (ax, model) in enumerate(zip(axes[0], models)):
         one = values.sel(model=model)
-        title = f"({chr(97 + i)}) {one['objective'].item()} · {one['arch'].item()}"
-        plot_head_dots(one, ax, title=title, ylabel=ylabel if i == 0 else "", color=f"C{i}")
+        if "stage" in one.coords and one["stage"].ndim == 1 and one["stage"].isnull().any():
+            one = one.drop_vars("stage")
+        plot_head_dots(one, ax, title=_title(one, i), ylabel=ylabel if i == 0 else "", color=f"C{i}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_cka_grid(cka: xr.DataArray, vmin: float | None = None, vmax: float = 1.0, cmap: str = "viridis"):
+    """One CKA heatmap per ``model`` of ``cka`` ``(model, layer, layer_j)`` on a shared colour scale,
+    plus one colour bar (so ``len(fig.axes) == models + 1``). ``vmin`` defaults to the smallest value."""
+    models = list(cka["model"].values)
+    if vmin is None:
+        vmin = float(np.nanmin(cka.values))
+    fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models) + 0.8, 3.4), squeeze=False)
+    image = None
+    for i, (ax, model) in enumerate(zip(axes[0], models)):
+        one = cka.sel(model=model)
+        layers, layers_j = one["layer"].values, one["layer_j"].values
+        image = ax.imshow(one.transpose("layer", "layer_j").values, origin="lower", vmin=vmin, vmax=vmax, cmap=cmap,
+                          extent=(layers_j[0] - 0.5, layers_j[-1] + 0.5, layers[0] - 0.5, layers[-1] + 0.5))
+        ax.set_xticks(_ticks(layers_j))
+        ax.set_yticks(_ticks(layers))
+        ax.set_title(_title(one, i))
+        ax.set_xlabel("layer")
+        ax.set_ylabel("layer" if i == 0 else "")
+    fig.colorbar(image, ax=list(axes[0]), label="linear CKA", shrink=0.9)
+    return fig
+
+
+def plot_training_curves(pretrain: xr.Dataset):
+    """Training and validation loss per model (one panel each, own y scale: objectives' losses differ),
+    plus a last panel of validation accuracy for the models that report one."""
+    models = list(pretrain["model"].values)
+    ncols = min(len(models) + 1, 4)
+    nrows = int(np.ceil((len(models) + 1) / ncols))
+    fig, grid = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.2 * nrows), squeeze=False)
+    axes = grid.reshape(1, -1)
+    for ax in axes[0, len(models) + 1 :]:
+        ax.remove()
+    for i, (ax, model) in enumerate(zip(axes[0], models)):
+        one = pretrain.sel(model=model)
+        for var, style in (("train_loss", "o-"), ("val_loss", "s--")):
+            if var in one and one[var].notnull().any():
+                ax.plot(one["epoch"].values, one[var].values, style, label=var.replace("_", " "))
+        ax.set_title(_title(one, i))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss" if i % ncols == 0 else "")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    ax = axes[0, len(models)]
+    shown = False
+    for i, model in enumerate(models):
+        one = pretrain.sel(model=model)
+        if "val_accuracy" in one and one["val_accuracy"].notnull().any():
+            ax.plot(one["epoch"].values, one["val_accuracy"].values, "o-", color=f"C{i}", label=str(model))
+            shown = True
+    ax.set_title("validation accuracy")
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
+    if shown:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no model reports accuracy", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     return fig

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 from .atomic import atomic_path
@@ -55,6 +56,22 @@ def _plain(value):
     return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
+def _pad_missing_coords(datasets: list[xr.Dataset]) -> list[xr.Dataset]:
+    """Give every dataset the non-index coords that only some have (e.g. Swin's ``stage`` on ``layer``,
+    absent from ViT runs), filled with NaN, so runs of different architectures concatenate."""
+    union = {}
+    for ds in datasets:
+        for name, coord in ds.coords.items():
+            if name not in ds.indexes:
+                union.setdefault(name, coord.dims)
+    padded = []
+    for ds in datasets:
+        missing = {name: dims for name, dims in union.items() if name not in ds.coords and set(dims) <= set(ds.dims)}
+        padded.append(ds.assign_coords({name: (dims, np.full([ds.sizes[d] for d in dims], np.nan))
+                                        for name, dims in missing.items()}))
+    return padded
+
+
 def load_runs(folder: str | Path, dim: str = "model") -> xr.Dataset:
     """Concatenate every run of one notebook (``*.nc`` in ``folder``) along ``dim``, sorted by name."""
     paths = sorted(Path(folder).glob("*.nc"))
@@ -63,5 +80,6 @@ def load_runs(folder: str | Path, dim: str = "model") -> xr.Dataset:
     # each run's provenance survives the concatenation as a JSON string coord along ``dim``
     datasets = [ds.assign_coords(provenance=json.dumps(ds.attrs, sort_keys=True, default=_plain))
                 for ds in map(load_dataset, paths)]
+    datasets = _pad_missing_coords(datasets)
     # coords="all": identity coords (objective, arch) always get the ``dim`` axis, even when equal
     return xr.concat(datasets, dim=dim, coords="all", compat="equals", join="outer", combine_attrs="drop_conflicts")

@@ -54,3 +54,15 @@ def test_load_runs_concatenates_models(tmp_path):
     assert both["attention_distance"].dims == ("model", "layer", "head")
     with pytest.raises(FileNotFoundError, match="make study"):
         load_runs(tmp_path / "empty")
+
+
+def test_load_runs_pads_coords_only_some_runs_have(tmp_path):
+    vit = small_dataset("vit")
+    swin = small_dataset("swin")
+    swin = swin.assign_coords(stage=("layer", np.arange(swin.sizes["layer"])))
+    for ds in (vit, swin):
+        save_dataset(ds, tmp_path / f"{ds['model'].item()}.nc", {}, "ci", 0)
+    both = load_runs(tmp_path)
+    assert both["stage"].dims == ("model", "layer")
+    assert both["stage"].sel(model="vit").isnull().all()
+    np.testing.assert_array_equal(both["stage"].sel(model="swin"), np.arange(swin.sizes["layer"]))
