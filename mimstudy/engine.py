@@ -15,7 +15,7 @@ from typing import Iterable
 
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain bars: notebooks run with progress off, terminals get text
 
 from . import distributed
 
