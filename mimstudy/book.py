@@ -33,9 +33,20 @@ def results_root() -> Path:
     return Path(os.environ.get("MIMSTUDY_RESULTS_DIR", REPO_ROOT / "results"))
 
 
-def load_results(notebook: str, preset: str | None = None) -> xr.Dataset:
-    """All runs of ``notebook`` for the book's preset, models ordered as in the paper's panels."""
+SWEEP_PREFIX = "sweep_"  # run ids of the mask-ratio x mask-patch-size sweep (Figure 2a)
+
+
+def load_results(notebook: str, preset: str | None = None, sweep: bool = False) -> xr.Dataset:
+    """Runs of ``notebook`` for the book's preset, models ordered as in the paper's panels.
+
+    The main comparison (``sweep=False``) leaves out the runs of the mask sweep (run ids starting with
+    ``sweep_``); ``sweep=True`` returns only those.
+    """
     ds = load_runs(results_root() / (preset or book_preset()) / notebook)
+    chosen = [m for m in ds["model"].values if str(m).startswith(SWEEP_PREFIX) == sweep]
+    if not chosen:
+        raise FileNotFoundError(f"no {'sweep' if sweep else 'main'} runs of {notebook} in preset {preset or book_preset()!r}")
+    ds = ds.sel(model=chosen)
 
     def panel_order(model) -> tuple:
         objective = str(ds["objective"].sel(model=model).item())

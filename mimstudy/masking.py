@@ -37,6 +37,11 @@ class MaskGenerator:
         self.scale = mask_patch_size // model_patch_size  # model patches per mask unit side
         self.token_count = self.rand_size**2
         self.mask_count = math.ceil(self.token_count * mask_ratio)
+        if self.mask_count >= self.token_count:
+            raise ValueError(
+                f"mask_ratio={mask_ratio} masks all {self.token_count} mask units of {mask_patch_size} px: "
+                "nothing stays visible; lower mask_ratio or use a smaller mask_patch_size"
+            )
 
     def __call__(self, batch_size: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
         """``[B, S, S]`` int mask at model-patch resolution (``S = input_size / model_patch_size``)."""

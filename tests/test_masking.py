@@ -42,3 +42,8 @@ def test_patch_sizes_must_divide():
         MaskGenerator(32, 7, 1, 0.5)
     with pytest.raises(ValueError, match="must divide mask_patch_size"):
         MaskGenerator(32, 8, 3, 0.5)
+
+
+def test_a_ratio_that_masks_everything_is_rejected():
+    with pytest.raises(ValueError, match="nothing stays visible"):
+        MaskGenerator(32, 16, 4, 0.9)  # 4 units, ceil(3.6) = 4 masked
