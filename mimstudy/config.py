@@ -67,6 +67,18 @@ class RunConfig:
         """Pre-training runs (run ids) whose checkpoints this run reads."""
         return []
 
+    def differences(self, stored: dict[str, Any], ignore: frozenset[str] | set[str] = frozenset()) -> list[str]:
+        """Parameters in which ``stored`` (a run's saved parameters) differs from this config.
+
+        A parameter added to the dataclass after the run was made counts as unchanged while it keeps
+        its default (new parameters default to the old behaviour), so adding one does not invalidate
+        existing results; a parameter the dataclass no longer has counts as changed.
+        """
+        current, defaults = self.to_dict(), type(self)().to_dict()
+        changed = {k for k in stored if k not in ignore and stored[k] != current.get(k, object())}
+        changed |= {k for k in set(current) - set(stored) - set(ignore) if current[k] != defaults[k]}
+        return sorted(changed)
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 

@@ -64,14 +64,9 @@ class PretrainResult:
     checkpoint: Path
 
 
-def _comparable(params: dict) -> dict:
-    return {k: v for k, v in params.items() if k not in RESUME_NEUTRAL}
-
-
 def stale_checkpoint_fields(config: PretrainConfig, state: dict) -> list[str]:
     """Parameters in which a checkpoint's run differs from ``config`` (empty: it can resume)."""
-    saved, wanted = _comparable(state.get("config", {})), _comparable(config.to_dict())
-    return sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+    return config.differences(state.get("config", {}), ignore=RESUME_NEUTRAL)
 
 
 def _resume_state(config: PretrainConfig) -> dict | None:

@@ -65,7 +65,8 @@ class Step:
 
     def is_current(self) -> bool:
         """Its dataset exists and was made with exactly these parameters."""
-        return stored_parameters(self.result) == self.config.to_dict()
+        stored = stored_parameters(self.result)
+        return stored is not None and not self.config.differences(stored)
 
 
 # Parameters whose value names another run of the same preset (and so follows it across seeds).

@@ -31,3 +31,15 @@ def test_unknown_parameter_lists_valid_ones():
 def test_from_namespace_ignores_other_globals():
     config = ProbeConfig.from_namespace({"num_images": 5, "plt": object(), "run_id": "x"})
     assert config.num_images == 5 and config.run_id == "x"
+
+
+def test_new_parameters_at_their_defaults_keep_old_results_current():
+    config = PretrainConfig(lr=0.01)
+    stored = config.to_dict()
+    assert config.differences(stored) == []
+    older = {k: v for k, v in stored.items() if k != "layer_decay"}  # made before layer_decay existed
+    assert config.differences(older) == []
+    assert PretrainConfig(lr=0.01, layer_decay=0.5).differences(older) == ["layer_decay"]
+    assert config.differences({**stored, "removed_option": 1}) == ["removed_option"]
+    assert config.differences({**stored, "lr": 0.02}) == ["lr"]
+    assert config.differences({**stored, "resume": False}, ignore={"resume"}) == []
