@@ -4,7 +4,7 @@ from mimstudy.cli import main
 from mimstudy.config import ProbeConfig, ConfigError, PretrainConfig
 from mimstudy.pretrain import checkpoint_path
 from mimstudy.results import save_result
-from mimstudy.runner import plan, run_preset, steps_to_run
+from mimstudy.runner import PRESET_DIR, plan, run_preset, steps_to_run
 
 from .test_results import small_dataset
 
@@ -105,3 +105,11 @@ def test_ci_preset_end_to_end_then_skips(ci_results):
     accuracy = load_runs(f"{results}/ci/evaluate")
     assert accuracy["knn_accuracy"].dims == ("model", "weights")
     assert ((accuracy["knn_accuracy"] >= 0) & (accuracy["knn_accuracy"] <= 1)).all()
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
+def test_every_preset_validates(preset):
+    steps = plan(preset)
+    assert steps and len({s.name for s in steps}) == len(steps)
+    produced = {s.config.run_id for s in steps if isinstance(s.config, PretrainConfig)}
+    assert all(run in produced for s in steps for run in s.config.required_runs())
