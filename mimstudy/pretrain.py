@@ -188,6 +188,8 @@ def pretrain(config: PretrainConfig, device: str | torch.device | None = None, p
         # static_graph: the objective uses the same parameters every step (SimMIM never the classifier head)
         model = DistributedDataParallel(objective, static_graph=True)
     kept = set(config.kept_epochs())
+    # an image-folder run's classifier has its folder's classes (Fashion-MNIST checkpoints stay as they were)
+    classes = {} if config.dataset == "fashion_mnist" else {"num_classes": data.num_classes}
 
     steps_done = start_epoch * steps_per_epoch
     for epoch in range(start_epoch, config.epochs):
@@ -207,14 +209,14 @@ def pretrain(config: PretrainConfig, device: str | torch.device | None = None, p
         history.append(record)
         if distributed.is_main_process():
             if epoch + 1 in kept:
-                save_checkpoint({"config": config.to_dict(), "epoch": epoch + 1, "num_classes": data.num_classes,
+                save_checkpoint({"config": config.to_dict(), "epoch": epoch + 1, **classes,
                                  "backbone": objective.backbone.state_dict()},
                                 epoch_checkpoint_path(config, epoch + 1))
             save_checkpoint(
                 {
                     "config": config.to_dict(),
                     "epoch": epoch + 1,
-                    "num_classes": data.num_classes,
+                    **classes,
                     "model": objective.state_dict(),
                     "backbone": objective.backbone.state_dict(),
                     "optimizer": optimizer.state_dict(),
