@@ -161,14 +161,77 @@ def solarize(x: torch.Tensor, mask: torch.Tensor, threshold: float) -> torch.Ten
     return torch.where(mask.to(x.device)[:, None, None, None], inverted, x)
 
 
-def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """Standardised images -> ``[0, 1]`` intensities."""
-    return x * PIXEL_STD + PIXEL_MEAN
+def grayscale(x: torch.Tensor) -> torch.Tensor:
+    """``[B, 3, H, W]`` RGB -> ``[B, 1, H, W]`` luma, as ``v2.functional.rgb_to_grayscale``."""
+    r, g, b = x.unbind(1)
+    return (0.2989 * r + 0.587 * g + 0.114 * b).unsqueeze(1)
 
 
-def to_standard(x: torch.Tensor) -> torch.Tensor:
+def adjust_contrast_rgb(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Blend ``[0, 1]`` RGB images with the mean of their luma, as ``v2.functional.adjust_contrast``."""
+    f = _per_image(factor, x)
+    mean = grayscale(x).mean(dim=(1, 2, 3), keepdim=True)  # [B, 1, 1, 1]
+    return (f * x + (1 - f) * mean).clamp(0.0, 1.0)
+
+
+def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Blend ``[0, 1]`` RGB images with their luma, as ``v2.functional.adjust_saturation``."""
+    f = _per_image(factor, x)
+    return (f * x + (1 - f) * grayscale(x)).clamp(0.0, 1.0)
+
+
+def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    """``[B, 3, H, W]`` RGB in ``[0, 1]`` -> HSV, each in ``[0, 1]`` (torchvision's conversion)."""
+    r, g, b = x.unbind(1)
+    maxc, minc = x.amax(1), x.amin(1)
+    span = maxc - minc
+    flat = span == 0
+    s = span / torch.where(flat, torch.ones_like(maxc), maxc)
+    span = torch.where(flat, torch.ones_like(span), span)
+    rc, gc, bc = (maxc - r) / span, (maxc - g) / span, (maxc - b) / span
+    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = torch.where(flat, torch.zeros_like(h), h)
+    return torch.stack([(h / 6.0 + 1.0) % 1.0, s, maxc], dim=1)
+
+
+def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`rgb_to_hsv`."""
+    h, s, v = x.unbind(1)
+    h6 = h * 6.0
+    i = torch.floor(h6)
+    f = h6 - i
+    sector = i.long().remainder(6).unsqueeze(1)  # [B, 1, H, W]
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    table = torch.stack([torch.stack(c, dim=1) for c in ((v, q, p, p, t, v), (t, v, v, q, p, p), (p, p, t, v, v, q))],
+                        dim=1)  # [B, 3 (rgb), 6 (sector), H, W]
+    return table.gather(2, sector.unsqueeze(1).expand(-1, 3, 1, -1, -1)).squeeze(2)
+
+
+def adjust_hue(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Rotate the hue of ``[0, 1]`` RGB images by ``factor[b]`` turns, as ``v2.functional.adjust_hue``."""
+    hsv = rgb_to_hsv(x)
+    hue = (hsv[:, :1] + _per_image(factor, x)) % 1.0
+    return hsv_to_rgb(torch.cat([hue, hsv[:, 1:]], dim=1))
+
+
+def _channel_stats(x: torch.Tensor, mean, std) -> tuple:
+    if mean is None:
+        return PIXEL_MEAN, PIXEL_STD
+    shape = (1, len(mean), 1, 1)
+    return (torch.tensor(mean, dtype=x.dtype, device=x.device).view(shape),
+            torch.tensor(std, dtype=x.dtype, device=x.device).view(shape))
+
+
+def to_unit(x: torch.Tensor, mean=None, std=None) -> torch.Tensor:
+    """Standardised images -> ``[0, 1]`` intensities (per-channel ``mean``/``std``; default Fashion-MNIST's)."""
+    m, s = _channel_stats(x, mean, std)
+    return x * s + m
+
+
+def to_standard(x: torch.Tensor, mean=None, std=None) -> torch.Tensor:
     """``[0, 1]`` intensities -> standardised images."""
-    return (x - PIXEL_MEAN) / PIXEL_STD
+    m, s = _channel_stats(x, mean, std)
+    return (x - m) / s
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,10 +311,11 @@ class SupervisedAugment(nn.Module):
 
 @dataclass(frozen=True)
 class ViewRecipe:
-    """One view of MoCo v3's (BYOL's) augmentation, for standardised grayscale images.
+    """One view of MoCo v3's (BYOL's) augmentation, for standardised images.
 
-    Order as in MoCo v3: crop, brightness/contrast jitter (in random order, as ``ColorJitter``),
-    blur, solarize, flip. Hue, saturation and random grayscale have no meaning on one channel.
+    Order as in MoCo v3: crop, colour jitter (its ops in random order, as ``ColorJitter``), random
+    grayscale, blur, solarize, flip. Hue, saturation and random grayscale act on RGB images only
+    (they have no meaning on one channel); the defaults are the study's grayscale recipe at 32 px.
     """
 
     scale: tuple[float, float] = (0.2, 1.0)
@@ -265,10 +329,23 @@ class ViewRecipe:
     blur_kernel_size: int = 3
     solarize_prob: float = 0.0
     solarize_threshold: float = 0.5  # on [0, 1] intensities
+    saturation: float = 0.0  # RGB only
+    hue: float = 0.0  # RGB only
+    grayscale_prob: float = 0.0  # RGB only
 
 
 BYOL_VIEW_1 = ViewRecipe(blur_prob=1.0, solarize_prob=0.0)
 BYOL_VIEW_2 = ViewRecipe(blur_prob=0.1, solarize_prob=0.2)
+
+
+def rgb_view_recipes(img_size: int = 224) -> tuple[ViewRecipe, ViewRecipe]:
+    """MoCo v3's RGB views (its ``main_moco.py``, ViT: ``--crop-min 0.08``): ColorJitter(0.4, 0.4, 0.2, 0.1)
+    with p=0.8, grayscale p=0.2, blur sigma in [0.1, 2] (BYOL: a 23-px kernel at 224 px, a tenth of
+    the image), solarize p=0 / 0.2, flip p=0.5."""
+    kernel = 2 * round(img_size * 0.05) + 1  # 23 at 224 px
+    rgb = dict(scale=(0.08, 1.0), brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, grayscale_prob=0.2,
+               blur_sigma=(0.1, 2.0), blur_kernel_size=kernel)
+    return ViewRecipe(**rgb, blur_prob=1.0, solarize_prob=0.0), ViewRecipe(**rgb, blur_prob=0.1, solarize_prob=0.2)
 
 
 def jitter(x: torch.Tensor, recipe: ViewRecipe) -> torch.Tensor:
@@ -283,29 +360,55 @@ def jitter(x: torch.Tensor, recipe: ViewRecipe) -> torch.Tensor:
     return torch.where(apply, torch.where(brightness_first, a, b), x)
 
 
-def augment_view(images: torch.Tensor, recipe: ViewRecipe) -> torch.Tensor:
-    """Standardised ``[B, 1, H, W]`` -> one augmented view ``[B, 1, H, W]``, standardised."""
-    batch, _, height, width = images.shape
+def jitter_rgb(x: torch.Tensor, recipe: ViewRecipe) -> torch.Tensor:
+    """``v2.RandomApply([v2.ColorJitter(brightness, contrast, saturation, hue)], p=jitter_prob)`` then
+    ``v2.RandomGrayscale(grayscale_prob)`` per ``[0, 1]`` RGB image, each image's four ops in its own random order."""
+    batch = x.shape[0]
+    apply = draw_mask(batch, recipe.jitter_prob).to(x.device)[:, None, None, None]
+    factors = [draw_uniform(batch, max(0.0, 1 - recipe.brightness), 1 + recipe.brightness),
+               draw_uniform(batch, max(0.0, 1 - recipe.contrast), 1 + recipe.contrast),
+               draw_uniform(batch, max(0.0, 1 - recipe.saturation), 1 + recipe.saturation),
+               draw_uniform(batch, -recipe.hue, recipe.hue)]
+    order = torch.rand(batch, 4).argsort(1).to(x.device)  # [B, 4]: a permutation of the ops per image
+    ops = (adjust_brightness, adjust_contrast_rgb, adjust_saturation, adjust_hue)
+    y = x
+    for position in range(4):
+        done = [op(y, f) for op, f in zip(ops, factors)]
+        pick = order[:, position][:, None, None, None]
+        y = sum(torch.where(pick == k, done[k], torch.zeros_like(y)) for k in range(4))
+    x = torch.where(apply, y, x)
+    gray = draw_mask(batch, recipe.grayscale_prob).to(x.device)[:, None, None, None]
+    return torch.where(gray, grayscale(x).expand_as(x), x)
+
+
+def augment_view(images: torch.Tensor, recipe: ViewRecipe, mean=None, std=None) -> torch.Tensor:
+    """Standardised ``[B, C, H, W]`` (C = 1 or 3; ``mean``/``std`` per channel, default Fashion-MNIST's)
+    -> one augmented view ``[B, C, H, W]``, standardised."""
+    batch, channels, height, width = images.shape
     x = resized_crop(images, draw_crop_boxes(batch, height, width, recipe.scale, recipe.ratio), (height, width))
-    x = jitter(to_unit(x), recipe)
+    x = jitter(to_unit(x), recipe) if channels == 1 and mean is None else \
+        jitter_rgb(to_unit(x, mean, std), recipe)
     blur = draw_mask(batch, recipe.blur_prob)
     sigma = draw_uniform(batch, *recipe.blur_sigma)
     x = torch.where(blur.to(x.device)[:, None, None, None], gaussian_blur(x, sigma, recipe.blur_kernel_size), x)
     x = solarize(x, draw_mask(batch, recipe.solarize_prob), recipe.solarize_threshold)
-    return hflip(to_standard(x), draw_mask(batch, recipe.flip_prob))
+    return hflip(to_standard(x, mean, std), draw_mask(batch, recipe.flip_prob))
 
 
 class MoCoViews(nn.Module):
-    """Two differently augmented views of each image: ``forward(images [B, 1, H, W])`` -> ``(view1, view2)``.
+    """Two differently augmented views of each image: ``forward(images [B, C, H, W])`` -> ``(view1, view2)``.
 
-    The defaults are BYOL's asymmetric pair as used by MoCo v3: view 1 always blurred and never
-    solarized, view 2 blurred with p=0.1 and solarized with p=0.2.
+    The defaults are BYOL's asymmetric pair as used by MoCo v3, for the study's grayscale images:
+    view 1 always blurred and never solarized, view 2 blurred with p=0.1 and solarized with p=0.2.
+    RGB images take :func:`rgb_view_recipes` and their normalisation's per-channel ``mean``/``std``.
     """
 
-    def __init__(self, view1: ViewRecipe = BYOL_VIEW_1, view2: ViewRecipe = BYOL_VIEW_2):
+    def __init__(self, view1: ViewRecipe = BYOL_VIEW_1, view2: ViewRecipe = BYOL_VIEW_2,
+                 mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None):
         super().__init__()
-        self.view1, self.view2 = view1, view2
+        self.view1, self.view2, self.mean, self.std = view1, view2, mean, std
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with full_precision(images):
-            return augment_view(images, self.view1), augment_view(images, self.view2)
+            return (augment_view(images, self.view1, self.mean, self.std),
+                    augment_view(images, self.view2, self.mean, self.std))

@@ -17,6 +17,7 @@ import torch
 from .models import ModelConfigError, validate_backbone
 
 OBJECTIVES = ("supervised", "moco", "simmim", "finetune")
+DATASETS = ("fashion_mnist", "image_folder")
 
 
 class ConfigError(ValueError):
@@ -96,7 +97,13 @@ class PretrainConfig(RunConfig):
 
     objective: str = "supervised"
     arch: str = "vit_micro_32"
-    train_size: int = 2000
+    # fashion_mnist: the study's 32x32 grayscale images in memory; image_folder: RGB images of an
+    # ImageNet-style tree data_dir/{train,val}/<class>/<image>, read by DataLoader workers
+    dataset: str = "fashion_mnist"
+    data_dir: str = ""
+    img_size: int = 32  # the backbone's input size (fashion_mnist: 32)
+    num_workers: int = 0  # image_folder: DataLoader worker processes per training process
+    train_size: int = 2000  # image_folder: at most this many images (a seeded subset when the folder holds more)
     val_size: int = 500
     epochs: int = 1
     keep_epochs: str = ""  # e.g. "1,2,4", "all" (or a list): keep runs/<preset>/<run_id>/epoch_<k>.pt (backbone + config)
@@ -128,12 +135,21 @@ class PretrainConfig(RunConfig):
     bf16: bool = False  # bf16 autocast (CPU and CUDA)
     device: str = "auto"  # auto: this process's GPU when CUDA is available, else the CPU
     resume: bool = True
+    max_steps: int = 0  # stop after this many optimizer steps in all (0: no cap); 1 = a dry run
 
     def validate(self) -> None:
         super().validate()
         _require(self.objective in OBJECTIVES, f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        _require(self.dataset in DATASETS, f"dataset must be one of {DATASETS}, got {self.dataset!r}")
+        _require(self.dataset != "fashion_mnist" or self.img_size == 32,
+                 f"dataset 'fashion_mnist' has 32x32 images: img_size must be 32, got {self.img_size}")
+        _require(self.dataset != "image_folder" or bool(self.data_dir),
+                 "dataset 'image_folder' needs data_dir, a folder holding train/<class>/ and val/<class>/ images")
+        _require(self.img_size >= 1 and self.num_workers >= 0 and self.max_steps >= 0,
+                 f"need img_size >= 1, num_workers >= 0 and max_steps >= 0, got {self.img_size}, "
+                 f"{self.num_workers}, {self.max_steps}")
         try:
-            validate_backbone(self.arch)
+            validate_backbone(self.arch, img_size=self.img_size)
         except ModelConfigError as err:
             raise ConfigError(f"arch: {err}") from err
         _require(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")

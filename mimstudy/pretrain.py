@@ -11,6 +11,12 @@ The global batches, their masks (:func:`mimstudy.distributed.sample_rows`) and t
 gradients are those of one process, so N processes reach the weights of one up to floating-point
 rounding. Every process evaluates the whole validation set (identical metrics everywhere); only
 rank 0 writes files.
+
+The data come from ``config.dataset``: Fashion-MNIST tensors in memory (the study), or an
+ImageNet-style folder (the ``paper`` preset) read by a ``DataLoader`` whose ``batch_sampler`` is a
+:class:`mimstudy.sampling.ShardedIndices`: the same seeded global batches, each sample loaded and
+augmented (:func:`mimstudy.imagenet.train_transform`) by ``num_workers`` workers seeded from
+``(seed, epoch, rank)``.
 """
 
 from __future__ import annotations
@@ -18,22 +24,24 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
 import torch.nn as nn
 import xarray as xr
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 
 from . import distributed
 from .checkpointing import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, PretrainConfig
-from .data import fashion_mnist
+from .data import DatasetError, fashion_mnist
 from .engine import evaluate, train_one_epoch
 from .models import create_backbone
 from .objectives.factory import CHECKPOINT_NAME, NUM_CLASSES, build_objective
 from .optim import build_optimizer
-from .sampling import ShardedBatches
+from .sampling import ShardedBatches, ShardedIndices
 
 # Parameters that may differ between a checkpoint and the run resuming it.
 RESUME_NEUTRAL = {"resume", "results_dir", "runs_dir", "device", "keep_epochs"}
@@ -55,6 +63,63 @@ def epoch_checkpoint_path(config: PretrainConfig, epoch: int) -> Path:
 
 def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
+
+
+@dataclass
+class TrainingData:
+    """A run's data: ``train(epoch, max_batches)`` gives this process's batches of an epoch."""
+
+    train_len: int
+    num_classes: int
+    train: Callable[[int, int | None], Iterable]
+    val: Iterable | None
+
+
+def objective_crops(config: PretrainConfig) -> bool:
+    """Whether the objective draws its own random crops and flips on the batch (MoCo, DeiT augmentation)."""
+    return config.objective == "moco" or (config.objective in ("supervised", "finetune") and config.augment)
+
+
+def training_data(config: PretrainConfig, rank: int, world: int, device: torch.device,
+                  max_val_batches: int | None = None) -> TrainingData:
+    """The data of ``config.dataset``, sharded for process ``rank`` of ``world``."""
+    if config.dataset == "fashion_mnist":
+        splits = fashion_mnist(config.train_size, config.val_size, test_size=None, seed=config.seed)
+
+        def train(epoch: int, max_batches: int | None) -> ShardedBatches:
+            return ShardedBatches(splits.train, config.batch_size, seed=epoch_seed(config.seed, epoch),
+                                  rank=rank, world_size=world, max_batches=max_batches)
+
+        val = ShardedBatches(splits.val, config.batch_size, shuffle=False, drop_last=False,
+                             max_batches=max_val_batches) if len(splits.val) else None
+        return TrainingData(len(splits.train), NUM_CLASSES, train, val)
+
+    from .imagenet import folder_splits, train_transform
+
+    transform = train_transform(config.img_size, random_crop=not objective_crops(config),
+                                scale=(config.crop_scale_min, 1.0))
+    splits = folder_splits(config.data_dir, transform, config.img_size, config.train_size, config.val_size,
+                           seed=config.seed)
+    if len(splits.train) < config.batch_size:
+        raise DatasetError(f"{config.data_dir}/train holds {len(splits.train)} images, fewer than one global "
+                           f"batch ({config.batch_size})")
+
+    def loader(dataset, batches: ShardedIndices, seed: int) -> DataLoader:
+        # the explicit generator seeds the workers (and leaves torch's global generator alone)
+        return DataLoader(dataset, batch_sampler=batches, num_workers=config.num_workers,
+                          pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed))
+
+    def train(epoch: int, max_batches: int | None) -> DataLoader:
+        seed = epoch_seed(config.seed, epoch)
+        batches = ShardedIndices(len(splits.train), config.batch_size, seed=seed, rank=rank, world_size=world,
+                                 max_batches=max_batches)
+        return loader(splits.train, batches, seed * 1_000 + rank)
+
+    # every process evaluates the whole validation set, in batches of its share of a global batch
+    val = loader(splits.val, ShardedIndices(len(splits.val), config.batch_size // world, shuffle=False,
+                                            drop_last=False, max_batches=max_val_batches), config.seed) \
+        if len(splits.val) else None
+    return TrainingData(len(splits.train), len(splits.classes), train, val)
 
 
 @dataclass
@@ -98,9 +163,10 @@ def pretrain(config: PretrainConfig, device: str | torch.device | None = None, p
         raise ConfigError(f"batch_size={config.batch_size} is the global batch; it must be divisible by the "
                           f"{world} processes (per-process batch = batch_size / processes)")
     device = distributed.resolve_device(config.device if device is None else device)
-    splits = fashion_mnist(config.train_size, config.val_size, test_size=None, seed=config.seed)
-    objective = build_objective(config).to(device)
-    steps_per_epoch = len(splits.train) // config.batch_size
+    cap = config.max_steps or None  # a dry run also evaluates only this many validation batches
+    data = training_data(config, rank, world, device, max_val_batches=cap)
+    objective = build_objective(config, num_classes=data.num_classes).to(device)
+    steps_per_epoch = data.train_len // config.batch_size
     optimizer, scheduler = build_optimizer(
         objective, config.lr, config.weight_decay, total_steps=steps_per_epoch * config.epochs,
         warmup_steps=round(steps_per_epoch * config.warmup_epochs), min_lr=config.min_lr,
@@ -122,30 +188,35 @@ def pretrain(config: PretrainConfig, device: str | torch.device | None = None, p
         # static_graph: the objective uses the same parameters every step (SimMIM never the classifier head)
         model = DistributedDataParallel(objective, static_graph=True)
     kept = set(config.kept_epochs())
+    # an image-folder run's classifier has its folder's classes (Fashion-MNIST checkpoints stay as they were)
+    classes = {} if config.dataset == "fashion_mnist" else {"num_classes": data.num_classes}
 
-    val_batches = ShardedBatches(splits.val, config.batch_size, shuffle=False, drop_last=False) if len(splits.val) else None
+    steps_done = start_epoch * steps_per_epoch
     for epoch in range(start_epoch, config.epochs):
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             break
+        if cap is not None and steps_done >= cap:
+            break  # max_steps: the lr schedule stays that of the whole run
         torch.manual_seed(epoch_seed(config.seed, epoch))
-        batches = ShardedBatches(splits.train, config.batch_size, seed=epoch_seed(config.seed, epoch),
-                                 rank=rank, world_size=world)
+        batches = data.train(epoch, None if cap is None else cap - steps_done)
+        steps_done += len(batches)
         record = {"epoch": epoch + 1}
         record.update(train_one_epoch(model, batches, optimizer, scheduler, epoch, device,
                                       config.grad_clip, config.bf16, progress and rank == 0,
                                       total_steps=steps_per_epoch * config.epochs))
-        if val_batches is not None:
-            record.update(evaluate(objective, val_batches, device, seed=config.seed, bf16=config.bf16))
+        if data.val is not None:
+            record.update(evaluate(objective, data.val, device, seed=config.seed, bf16=config.bf16))
         history.append(record)
         if distributed.is_main_process():
             if epoch + 1 in kept:
-                save_checkpoint({"config": config.to_dict(), "epoch": epoch + 1,
+                save_checkpoint({"config": config.to_dict(), "epoch": epoch + 1, **classes,
                                  "backbone": objective.backbone.state_dict()},
                                 epoch_checkpoint_path(config, epoch + 1))
             save_checkpoint(
                 {
                     "config": config.to_dict(),
                     "epoch": epoch + 1,
+                    **classes,
                     "model": objective.state_dict(),
                     "backbone": objective.backbone.state_dict(),
                     "optimizer": optimizer.state_dict(),
@@ -164,7 +235,8 @@ def load_pretrained_backbone(path: str | Path) -> tuple[nn.Module, dict]:
     if "backbone" not in state or "config" not in state:
         raise CheckpointError(f"{path} is not a mimstudy pre-training checkpoint (no 'backbone'/'config' entries)")
     config = state["config"]
-    backbone = create_backbone(config["arch"], num_classes=NUM_CLASSES)
+    backbone = create_backbone(config["arch"], num_classes=state.get("num_classes", NUM_CLASSES),
+                               img_size=config.get("img_size"))
     backbone.load_state_dict(state["backbone"])
     return backbone.eval(), config
 

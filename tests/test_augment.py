@@ -208,3 +208,18 @@ def test_augmentations_ignore_bf16_autocast():
     assert views[0].dtype == torch.float32
     assert torch.equal(views[0], seeded(lambda: MoCoViews()(x), 0)[0])
     assert torch.equal(mixed[0], seeded(lambda: SupervisedAugment()(x, y), 0)[0])
+
+
+def test_rgb_colour_ops_match_torchvision_image_by_image():
+    from torchvision.transforms.v2 import functional as TF
+
+    from mimstudy.augment import adjust_contrast_rgb, adjust_hue, adjust_saturation, grayscale
+
+    x = torch.rand(4, 3, 9, 9, generator=torch.Generator().manual_seed(0))
+    x[0] = 0.5  # a gray image: hue undefined
+    hue, factor = torch.tensor([-0.1, 0.05, 0.3, -0.45]), torch.tensor([0.6, 1.0, 1.2, 1.4])
+    for ours, theirs, f in ((adjust_hue, TF.adjust_hue, hue), (adjust_saturation, TF.adjust_saturation, factor),
+                            (adjust_contrast_rgb, TF.adjust_contrast, factor)):
+        expected = torch.stack([theirs(x[i], float(f[i])) for i in range(4)])
+        torch.testing.assert_close(ours(x, f), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(grayscale(x), TF.rgb_to_grayscale(x))

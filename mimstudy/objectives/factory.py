@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..augment import MoCoViews, SupervisedAugment
+from ..augment import MoCoViews, SupervisedAugment, rgb_view_recipes
 from ..config import ConfigError, PretrainConfig
-from ..data import IMAGE_SIZE
+from ..imagenet import IMAGENET_MEAN, IMAGENET_STD
 from ..masking import MaskGenerator
 from ..models import create_backbone, patch_size_of
 from .finetune import classifier_from_checkpoint
@@ -17,7 +17,7 @@ from .moco import MoCoConfig, MoCoV3
 from .simmim import SimMIM
 from .supervised import Supervised
 
-NUM_CLASSES = 10
+NUM_CLASSES = 10  # Fashion-MNIST's; an image-folder run has its folder's classes
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
@@ -26,32 +26,46 @@ def init_checkpoint(config: PretrainConfig) -> Path:
     return Path(config.runs_dir) / config.preset / config.init_from / CHECKPOINT_NAME
 
 
-def supervised_augment(config: PretrainConfig) -> SupervisedAugment | None:
+def supervised_augment(config: PretrainConfig, num_classes: int = NUM_CLASSES) -> SupervisedAugment | None:
     """DeiT-style crop/flip + mixup/cutmix, or ``None`` when ``augment`` is off."""
     if not config.augment:
         return None
-    return SupervisedAugment(num_classes=NUM_CLASSES, scale=(config.crop_scale_min, 1.0),
+    return SupervisedAugment(num_classes=num_classes, scale=(config.crop_scale_min, 1.0),
                              mixup_alpha=config.mixup_alpha, cutmix_alpha=config.cutmix_alpha,
                              mixup_prob=config.mixup_prob, label_smoothing=config.label_smoothing)
 
 
-def build_objective(config: PretrainConfig) -> nn.Module:
-    """supervised | moco | simmim | finetune (SimMIM checkpoint ``init_from`` -> supervised)."""
+def moco_views(in_chans: int, img_size: int) -> MoCoViews:
+    """MoCo v3's two views: grayscale as in the study, or for RGB the full recipe (hue, saturation,
+    random grayscale, BYOL's blur sigma and a kernel of about a tenth of the image) on ImageNet-normalised images."""
+    if in_chans == 1:
+        return MoCoViews()
+    return MoCoViews(*rgb_view_recipes(img_size), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+def build_objective(config: PretrainConfig, num_classes: int = NUM_CLASSES) -> nn.Module:
+    """supervised | moco | simmim | finetune (SimMIM checkpoint ``init_from`` -> supervised).
+
+    ``num_classes``: the classifier's classes (the data's); input channels come from the backbone.
+    """
     torch.manual_seed(config.seed)
+    augment = supervised_augment(config, num_classes)
     if config.objective == "finetune":
-        backbone, source = classifier_from_checkpoint(init_checkpoint(config), NUM_CLASSES,
+        backbone, source = classifier_from_checkpoint(init_checkpoint(config), num_classes,
                                                       drop_path_rate=config.drop_path)
         if source["arch"] != config.arch:
             raise ConfigError(f"init_from run {config.init_from!r} trained {source['arch']!r}, but arch is {config.arch!r}")
-        return Supervised(backbone, config.label_smoothing, augment=supervised_augment(config))
-    backbone = create_backbone(config.arch, num_classes=NUM_CLASSES, drop_path_rate=config.drop_path)
+        return Supervised(backbone, config.label_smoothing, augment=augment)
+    backbone = create_backbone(config.arch, num_classes=num_classes, img_size=config.img_size,
+                               drop_path_rate=config.drop_path)
+    in_chans = backbone.patch_embed.proj.in_channels
     if config.objective == "supervised":
-        return Supervised(backbone, config.label_smoothing, augment=supervised_augment(config))
+        return Supervised(backbone, config.label_smoothing, augment=augment)
     if config.objective == "simmim":
-        generator = MaskGenerator(IMAGE_SIZE, config.mask_patch_size, patch_size_of(backbone), config.mask_ratio)
-        return SimMIM(backbone, generator, in_chans=1)
+        generator = MaskGenerator(config.img_size, config.mask_patch_size, patch_size_of(backbone), config.mask_ratio)
+        return SimMIM(backbone, generator, in_chans=in_chans)
     if config.objective == "moco":
         moco = MoCoConfig(dim=config.moco_dim, mlp_dim=config.moco_mlp_dim, temperature=config.moco_temperature,
                           base_momentum=config.moco_momentum)
-        return MoCoV3(backbone, MoCoViews(), moco)
+        return MoCoV3(backbone, moco_views(in_chans, config.img_size), moco)
     raise ConfigError(f"unknown objective {config.objective!r}")

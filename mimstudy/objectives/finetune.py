@@ -114,6 +114,6 @@ def classifier_from_checkpoint(path: str | Path, num_classes: int = 10, **overri
     if "backbone" not in state or "config" not in state:
         raise CheckpointError(f"{path} is not a mimstudy pre-training checkpoint (no 'backbone'/'config' entries)")
     config = state["config"]
-    model = create_backbone(config["arch"], num_classes=num_classes, **overrides)
+    model = create_backbone(config["arch"], num_classes=num_classes, img_size=config.get("img_size"), **overrides)
     load_encoder(model, state["backbone"])
     return model.train(), config
