@@ -140,7 +140,8 @@ def pretrain(config: PretrainConfig, device: str | torch.device | None = None, p
         # the same memory layout, which DDP copies into its buckets; its warning says nothing more
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         # static_graph: the objective uses the same parameters every step (SimMIM never the classifier head)
-        model = DistributedDataParallel(objective, static_graph=True)
+        model = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None,
+                                        static_graph=True)
     kept = set(config.kept_epochs())
 
     val_batches = ShardedBatches(splits.val, config.batch_size, shuffle=False, drop_last=False) if len(splits.val) else None
