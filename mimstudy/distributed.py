@@ -34,8 +34,7 @@ def launched_by_torchrun() -> bool:
 
 def resolve_device(name: str | torch.device = "auto", local_rank: int | None = None) -> torch.device:
     """``auto`` -> this process's GPU when CUDA is available, else the CPU; ``cuda`` -> ``cuda:<LOCAL_RANK>``."""
-    if isinstance(name, torch.device):
-        return name
+    name = str(name)
     if local_rank is None:
         local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if name == "auto":

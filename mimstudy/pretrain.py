@@ -186,7 +186,8 @@ def pretrain(config: PretrainConfig, device: str | torch.device | None = None, p
         # the same memory layout, which DDP copies into its buckets; its warning says nothing more
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         # static_graph: the objective uses the same parameters every step (SimMIM never the classifier head)
-        model = DistributedDataParallel(objective, static_graph=True)
+        model = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None,
+                                        static_graph=True)
     kept = set(config.kept_epochs())
     # an image-folder run's classifier has its folder's classes (Fashion-MNIST checkpoints stay as they were)
     classes = {} if config.dataset == "fashion_mnist" else {"num_classes": data.num_classes}

@@ -13,8 +13,9 @@ Every field of :class:`mimstudy.config.PretrainConfig` is a flag of the same nam
 run named ``--run-id``, its parameters are the defaults and the flags given override them, so the
 command above trains exactly the run ``mimstudy run --preset quick`` would, and writes the same
 checkpoint (``runs/<preset>/<run_id>/``) and training curves (``results/<preset>/pretrain/<run_id>.nc``);
-``mimstudy run`` then finds that run current and goes on with the probes. Otherwise the dataclass
-defaults apply. ``--batch-size`` is the global batch, split evenly across the processes.
+``mimstudy run`` then finds that run current and goes on with the probes (flags that change the
+preset's parameters make another run, which ``mimstudy run`` would redo; ``device`` and
+``keep_epochs`` only let it resume the finished checkpoint). Otherwise the dataclass defaults apply. ``--batch-size`` is the global batch, split evenly across the processes.
 """
 
 from __future__ import annotations
