@@ -89,8 +89,12 @@ def test_every_config_field_is_a_flag_of_the_same_name():
 
 
 def test_a_preset_run_gives_the_defaults_and_flags_override_them():
+    from mimstudy.runner import plan
+
+    preset_value = next(s.config for s in plan("ci") if s.name == "pretrain/vit_simmim").train_size
     config, from_preset = config_from_args({"preset": "ci", "run_id": "vit_simmim", "epochs": 5})
-    assert from_preset and config.objective == "simmim" and config.train_size == 512 and config.epochs == 5
+    assert from_preset and config.objective == "simmim" and config.train_size == preset_value and config.epochs == 5
+    assert preset_value != PretrainConfig().train_size  # the preset's value, not the default
     config, from_preset = config_from_args({"preset": "mine", "run_id": "x", "objective": "simmim"})
     assert not from_preset and config.objective == "simmim" and config.train_size == PretrainConfig().train_size
 
