@@ -34,6 +34,17 @@ def make_fashion_folder(folder: Path, n_train: int = 600, n_test: int = 200, see
     return folder
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one torch thread avoids oversubscribing a shared machine (restored afterwards)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def fashion_dir(tmp_path, monkeypatch):
     """A synthetic Fashion-MNIST folder, set as ``$MIMSTUDY_DATA``."""

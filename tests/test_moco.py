@@ -16,13 +16,7 @@ IDENTITY = ViewRecipe(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_prob=0.0, jitter_
                       solarize_prob=0.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread avoids oversubscribing a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_moco(views=None, **config) -> MoCoV3:

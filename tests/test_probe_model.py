@@ -31,13 +31,7 @@ from mimstudy.verdicts import bootstrap_samples, image_mean_interval
 N_IMAGES = 9
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: a second intra-op thread only spins on the shared test machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def spread_weights(model: torch.nn.Module, std: float = 0.15, seed: int = 0) -> torch.nn.Module:

@@ -20,11 +20,11 @@ def test_shapes(simmim):
     assert simmim.forward_decoder(z).shape == x.shape
 
 
-def test_loss_ignores_visible_pixels(simmim):
+def check_loss_ignores_visible_pixels(simmim, patch: int):
     x = torch.randn(2, 1, 32, 32)
     mask = simmim.mask_generator(2, torch.Generator().manual_seed(0))
     rec = torch.randn_like(x)
-    pixel_mask = mask.repeat_interleave(4, 1).repeat_interleave(4, 2).unsqueeze(1).bool()
+    pixel_mask = mask.repeat_interleave(patch, 1).repeat_interleave(patch, 2).unsqueeze(1).bool()
     changed_visible = torch.where(pixel_mask, rec, rec + 100.0)
     changed_masked = torch.where(pixel_mask, rec + 1.0, rec)
     base = simmim.forward_loss(x, rec, mask)
@@ -32,13 +32,22 @@ def test_loss_ignores_visible_pixels(simmim):
     assert not torch.allclose(simmim.forward_loss(x, changed_masked, mask), base)
 
 
-def test_loss_is_mean_l1_over_masked_pixels(simmim):
-    x = torch.zeros(1, 1, 32, 32)
-    mask = torch.zeros(1, 8, 8, dtype=torch.long)
-    mask[0, :2, :2] = 1  # 4 patches = 64 pixels
-    rec = torch.zeros_like(x)
+def check_loss_is_mean_l1_over_one_masked_unit(simmim, patch: int):
+    """One 8-px mask unit masked: the loss is the mean of the reconstruction over its 64 pixels."""
+    side = 32 // patch
+    mask = torch.zeros(1, side, side, dtype=torch.long)
+    mask[0, : 8 // patch, : 8 // patch] = 1
+    x, rec = torch.zeros(1, 1, 32, 32), torch.zeros(1, 1, 32, 32)
     rec[0, 0, :8, :8] = torch.arange(64, dtype=torch.float32).view(8, 8)
     assert simmim.forward_loss(x, rec, mask).item() == pytest.approx(torch.arange(64.0).mean().item())
+
+
+def test_loss_ignores_visible_pixels(simmim):
+    check_loss_ignores_visible_pixels(simmim, patch=4)
+
+
+def test_loss_is_mean_l1_over_masked_pixels(simmim):
+    check_loss_is_mean_l1_over_one_masked_unit(simmim, patch=4)
 
 
 def test_mask_token_replaces_masked_patch_embeddings(simmim):

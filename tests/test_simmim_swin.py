@@ -7,6 +7,8 @@ from mimstudy.masking import MaskGenerator
 from mimstudy.models import create_backbone
 from mimstudy.objectives import SimMIM
 
+from .test_simmim import check_loss_ignores_visible_pixels, check_loss_is_mean_l1_over_one_masked_unit
+
 
 def activate_blocks(backbone):
     """timm (like the official SwinV2) zero-initialises each block's residual post-norm weights, so a
@@ -48,24 +50,11 @@ def test_four_stage_swin_decodes_at_stride_16():
 
 
 def test_loss_ignores_visible_pixels(simmim):
-    x = torch.randn(2, 1, 32, 32)
-    mask = simmim.mask_generator(2, torch.Generator().manual_seed(0))
-    rec = torch.randn_like(x)
-    pixel_mask = mask.repeat_interleave(2, 1).repeat_interleave(2, 2).unsqueeze(1).bool()
-    changed_visible = torch.where(pixel_mask, rec, rec + 100.0)
-    changed_masked = torch.where(pixel_mask, rec + 1.0, rec)
-    base = simmim.forward_loss(x, rec, mask)
-    assert torch.allclose(simmim.forward_loss(x, changed_visible, mask), base)
-    assert not torch.allclose(simmim.forward_loss(x, changed_masked, mask), base)
+    check_loss_ignores_visible_pixels(simmim, patch=2)
 
 
 def test_loss_is_mean_l1_over_masked_pixels(simmim):
-    x = torch.zeros(1, 1, 32, 32)
-    mask = torch.zeros(1, 16, 16, dtype=torch.long)
-    mask[0, :4, :4] = 1  # one 8-px mask unit = 16 patches of 2 px = 64 pixels
-    rec = torch.zeros_like(x)
-    rec[0, 0, :8, :8] = torch.arange(64, dtype=torch.float32).view(8, 8)
-    assert simmim.forward_loss(x, rec, mask).item() == pytest.approx(torch.arange(64.0).mean().item())
+    check_loss_is_mean_l1_over_one_masked_unit(simmim, patch=2)
 
 
 def test_masked_pixels_are_invisible_to_the_encoder(simmim):
