@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from .checkpoints.layouts import LAYOUTS
 from .models import ModelConfigError, validate_backbone
 
 OBJECTIVES = ("supervised", "moco", "simmim", "finetune")
@@ -200,6 +201,18 @@ class PretrainConfig(RunConfig):
 PROBES = ("distance", "entropy", "kl", "cka")
 
 
+def probe_names(probes: str) -> tuple[str, ...]:
+    """``"distance, kl"`` -> ``("distance", "kl")``."""
+    return tuple(name.strip() for name in probes.split(",") if name.strip())
+
+
+def _check_probing(num_images: int, batch_size: int, probes: str) -> None:
+    _require(num_images >= 1, f"num_images must be >= 1, got {num_images}")
+    _require(batch_size >= 4, f"batch_size must be >= 4 (minibatch CKA needs 4 images), got {batch_size}")
+    unknown = sorted(set(probe_names(probes)) - set(PROBES))
+    _require(probe_names(probes) and not unknown, f"probes must be a comma-separated subset of {PROBES}, got {probes!r}")
+
+
 @dataclass
 class ProbeConfig(RunConfig):
     """The paper's probes on one pre-trained model (``notebooks/probes.ipynb``): attention distance,
@@ -217,14 +230,11 @@ class ProbeConfig(RunConfig):
     cka_unbiased: bool = True
 
     def probe_names(self) -> tuple[str, ...]:
-        return tuple(name.strip() for name in self.probes.split(",") if name.strip())
+        return probe_names(self.probes)
 
     def validate(self) -> None:
         super().validate()
-        _require(self.num_images >= 1, f"num_images must be >= 1, got {self.num_images}")
-        _require(self.batch_size >= 4, f"batch_size must be >= 4 (minibatch CKA needs 4 images), got {self.batch_size}")
-        unknown = sorted(set(self.probe_names()) - set(PROBES))
-        _require(self.probe_names() and not unknown, f"probes must be a comma-separated subset of {PROBES}, got {self.probes!r}")
+        _check_probing(self.num_images, self.batch_size, self.probes)
 
     def required_runs(self) -> list[str]:
         return [self.run_id]
@@ -252,5 +262,75 @@ class EvaluateConfig(RunConfig):
         return [self.run_id]
 
 
+RANDOM_WEIGHTS = "random"  # the objective label of a randomly initialised model (no checkpoint)
+TIMM_WEIGHTS = "timm"  # checkpoint_path naming timm's own pretrained weights of model_name
+CHECKPOINT_LAYOUTS = ("auto", *LAYOUTS)  # see mimstudy.checkpoints.layouts
+
+
+@dataclass
+class PaperProbeConfig(RunConfig):
+    """The paper's probes on a released ImageNet model at paper scale (``notebooks/paper_probes.ipynb``).
+
+    Weights, by ``checkpoint_path``:
+
+    * ``""``: a randomly initialised ``model_name`` (seeded by ``seed``). Used by CI to exercise the
+      pipeline; its numbers describe no trained model, and ``objective`` must be ``"random"`` so the
+      result can never be labelled as one of the paper's models.
+    * ``"timm"``: timm's own pretrained weights of ``model_name`` (needs network access or a warm hub cache).
+    * a file path: a released checkpoint (official DeiT, MoCo v3, SimMIM ViT/SwinV2, or a timm state
+      dict), read by :func:`mimstudy.checkpoints.load_backbone` with ``layout`` (``"auto"`` detects it).
+      ``allow_pickle=True`` unpickles files that keep their ``args``/``config`` (official DeiT and SimMIM
+      releases): only for files from a source you trust.
+
+    ``objective`` says which of the paper's models the weights are (``supervised``: DeiT, ``moco``:
+    MoCo v3, ``simmim``, ``finetune``: SimMIM fine-tuned); it is the result's ``objective`` coord.
+    Images: ``num_images`` from the ImageNet-style folder ``image_dir`` (e.g. ImageNet ``val/``), drawn
+    with ``seed``; ``""`` uses the offline sample photos of :func:`mimstudy.imagenet.sample_photos`.
+    """
+
+    notebook: ClassVar[str] = "paper_probes"
+
+    model_name: str = "vit_base_patch16_224"
+    checkpoint_path: str = ""  # "": random init (not a paper model); "timm": timm's weights; else a file
+    layout: str = "auto"
+    allow_pickle: bool = False
+    objective: str = RANDOM_WEIGHTS
+    image_dir: str = ""  # "": the offline sample photos (9 distinct photos, repeated with flips)
+    img_size: int = 224
+    num_images: int = 512
+    batch_size: int = 64
+    probes: str = ",".join(PROBES)
+    cka_unbiased: bool = True
+    device: str = "auto"  # auto: CUDA when available, else the CPU
+
+    def probe_names(self) -> tuple[str, ...]:
+        return probe_names(self.probes)
+
+    @property
+    def random_weights(self) -> bool:
+        return not self.checkpoint_path
+
+    def validate(self) -> None:
+        super().validate()
+        _check_probing(self.num_images, self.batch_size, self.probes)
+        objectives = (*OBJECTIVES, RANDOM_WEIGHTS)
+        _require(self.objective in objectives, f"objective must be one of {objectives}, got {self.objective!r}")
+        _require(self.random_weights == (self.objective == RANDOM_WEIGHTS),
+                 f"objective {RANDOM_WEIGHTS!r} goes with checkpoint_path '' (random initialisation) and only "
+                 f"with it; got objective={self.objective!r}, checkpoint_path={self.checkpoint_path!r}")
+        _require(self.layout in CHECKPOINT_LAYOUTS, f"layout must be one of {CHECKPOINT_LAYOUTS}, got {self.layout!r}")
+        _require(self.layout == "auto" or self.checkpoint_path not in ("", TIMM_WEIGHTS),
+                 f"layout {self.layout!r} describes a checkpoint file: set checkpoint_path to one (or layout 'auto')")
+        _require(self.img_size >= 16, f"img_size must be >= 16, got {self.img_size}")
+        try:
+            validate_backbone(self.model_name, img_size=self.img_size)
+        except ModelConfigError as err:
+            raise ConfigError(f"model_name: {err}") from err
+        _require(self.device in ("auto", "cpu") or self.device.startswith("cuda"),
+                 f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<n>', got {self.device!r}")
+
+
 # Execution order of a preset's sections: pre-training first, then what reads its checkpoints.
-CONFIGS: dict[str, type[RunConfig]] = {c.notebook: c for c in (PretrainConfig, EvaluateConfig, ProbeConfig)}
+CONFIGS: dict[str, type[RunConfig]] = {
+    c.notebook: c for c in (PretrainConfig, EvaluateConfig, ProbeConfig, PaperProbeConfig)
+}

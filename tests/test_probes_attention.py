@@ -102,3 +102,21 @@ def test_probes_on_vit_micro_attention_maps():
         assert ((entropy > 0) & (entropy <= math.log(num_patches) + 1e-5)).all()
         assert torch.isfinite(kl).all() and (kl >= 0).all()
         assert ((distance > 0) & (distance < 32 * math.sqrt(2))).all()
+
+
+def test_fast_kl_and_distance_match_a_float64_reference_and_leave_inputs_alone():
+    from mimstudy.probes import patch_distances
+    from mimstudy.probes.distributions import example_distance, example_head_kl
+
+    gen = torch.Generator().manual_seed(0)
+    for sharpness in (0.05, 3.0):  # near-uniform heads (KL ~1e-3) and peaked ones (KL up to ~7)
+        p = (torch.randn(2, 3, 16, 16, generator=gen) * sharpness).softmax(-1).double()
+        before = p.clone()
+        smooth = (p + 1e-8) / (p + 1e-8).sum(-1, keepdim=True)
+        reference = (smooth[:, :, None] * (smooth[:, :, None].log() - smooth[:, None].log())).sum(-1).mean(-1)
+        torch.testing.assert_close(example_head_kl(p), reference, rtol=1e-9, atol=1e-12)
+        assert torch.equal(p, before)  # the float64 input is not smoothed in place
+        dist = patch_distances((4, 4), 8.0).double()
+        torch.testing.assert_close(example_distance(p, dist), (p * dist).sum(-1).mean(-1), rtol=1e-12, atol=0)
+        torch.testing.assert_close(example_distance(p.float(), dist.float()).double(),
+                                   (p * dist).sum(-1).mean(-1), rtol=1e-5, atol=0)

@@ -12,14 +12,28 @@ from .test_results import small_dataset
 def test_ci_plan_orders_pretraining_before_probes(tmp_path):
     steps = plan("ci", results_dir=str(tmp_path))
     notebooks = [s.notebook for s in steps]
-    assert notebooks == sorted(notebooks, key=["pretrain", "evaluate", "probes"].index)
+    assert notebooks == sorted(notebooks, key=["pretrain", "evaluate", "probes", "paper_probes"].index)
     pretrained = [s.config.run_id for s in steps if s.notebook == "pretrain"]
     assert {"vit_sup", "vit_moco", "vit_simmim", "swin_simmim", "swin_simmim_ft"} <= set(pretrained)
     assert pretrained.index("swin_simmim") < pretrained.index("swin_simmim_ft")  # fine-tuning reads it
     for step in steps:
         assert all(run in pretrained for run in step.config.required_runs())
-    assert steps[-1].result == tmp_path / "ci" / "probes" / f"{steps[-1].config.run_id}.nc"
+    probes = [s for s in steps if s.notebook == "probes"]
+    assert probes[-1].result == tmp_path / "ci" / "probes" / f"{probes[-1].config.run_id}.nc"
+    paper = [s for s in steps if s.notebook == "paper_probes"]
+    assert [s.config.objective for s in paper] == ["random"] and not paper[0].config.checkpoint_path
+    assert steps[-1].result == tmp_path / "ci" / "paper_probes" / f"{steps[-1].config.run_id}.nc"
     assert all(s.config.preset == "ci" for s in steps)
+
+
+def test_paper_preset_names_the_official_checkpoints(tmp_path):
+    steps = {s.config.objective: s.config for s in plan("paper", results_dir=str(tmp_path))}
+    assert set(steps) == {"supervised", "moco", "simmim"}
+    files = {objective: config.checkpoint_path.split("/")[-1] for objective, config in steps.items()}
+    assert files == {"supervised": "deit_base_patch16_224-b5f2ef4d.pth", "moco": "vit-b-300ep.pth.tar",
+                     "simmim": "simmim_pretrain__vit_base__img224__800ep.pth"}
+    assert all(c.num_images == 512 and c.img_size == 224 and c.image_dir for c in steps.values())
+    assert steps["simmim"].model_name == "beit_base_patch16_224"  # SimMIM's ViT is BEiT-style
 
 
 def test_unknown_preset_lists_available():
