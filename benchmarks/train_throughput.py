@@ -1,7 +1,7 @@
 """Training throughput of our loop against a bare timm loop, in images/s and GFLOP/s.
 
     python benchmarks/train_throughput.py                      # about 3 minutes on 2 CPU cores
-    python benchmarks/train_throughput.py --archs all --steps 50 --batch-size 256   # e.g. on a GPU
+    python benchmarks/train_throughput.py --archs all --steps 50 --repeats 5 --batch-size 256   # a GPU
 
 For every objective of :data:`mimstudy.config.OBJECTIVES` and every backbone (default: those the
 presets train; ``--archs all``: every study backbone of :mod:`mimstudy.models`) that it can wrap,
@@ -18,9 +18,9 @@ is the loop's overhead (target >= 0.95). GFLOP/s = FLOPs of one training step (f
 counted by ``torch.utils.flop_counter.FlopCounterMode``, the optimizer not counted) x steps/s,
 next to the matmul peak measured here (best fp32 ``torch.mm`` of square matrices; the bf16 ``torch.mm``
 rate is recorded too). Each measurement
-warms up, then runs ``--steps`` timed steps (fewer when one step is slow: at most about
-``--max-seconds``), ``--repeats`` times, alternating bare and ours; the best run counts (other
-processes only ever slow a run down), the median is kept too. Results go
+warms up, then runs ``--steps`` timed steps ``--repeats`` times, alternating bare and ours (both
+fewer when one step is slow: about ``--max-seconds`` per loop); the best run counts (other processes
+only ever slow a run down), the median is kept too. Results go
 to an xarray dataset with provenance (``results/benchmarks/train_throughput.nc``).
 """
 
@@ -209,8 +209,9 @@ def benchmark_arch(arch: str, objectives: list[str], precision: str, args, devic
     for loop in ours.values():
         step_seconds = max(step_seconds, warm_up(lambda: loop.run(warm, batch, seed=0), device, args.warmup,
                                                  args.max_seconds / 2))
-    repeats = args.repeats if step_seconds * args.repeats <= args.max_seconds else 1
-    steps = max(1, min(args.steps, int(args.max_seconds / (repeats * step_seconds))))
+    # short runs, many times: a run that another process slowed down is outvoted by the others
+    steps = max(1, min(args.steps, int(args.max_seconds / step_seconds)))
+    repeats = max(1, min(args.repeats, int(args.max_seconds / (steps * step_seconds))))
     data = TensorDataset(images[:steps * batch], labels[:steps * batch])
 
     seconds: dict[str, list[float]] = {"bare": [], **{name: [] for name in ours}}
@@ -220,7 +221,7 @@ def benchmark_arch(arch: str, objectives: list[str], precision: str, args, devic
             seconds[name].append(timed(lambda: loop.run(data, batch, seed=rep + 1), device))
     rates = {name: steps * batch / min(runs) for name, runs in seconds.items()}
     medians = {name: steps * batch / float(np.median(runs)) for name, runs in seconds.items()}
-    log(f"  {arch} {precision}: {steps} step(s) x {repeats}, bare {rates['bare']:.1f} img/s, "
+    log(f"  {arch} {precision}: {repeats} run(s) of {steps} step(s), bare {rates['bare']:.1f} img/s, "
         + ", ".join(f"{name} {rates[name]:.1f}" for name in ours))
     return {"rates": rates, "medians": medians, "steps": steps, "repeats": repeats}
 
@@ -240,7 +241,7 @@ def count_flops(arch: str, objectives: list[str], batch_size: int, device: torch
 def build_dataset(results: dict, objectives: list[str], archs: list[str], precisions: list[str],
                   peaks: dict[str, float]) -> xr.Dataset:
     shape = (len(objectives), len(archs), len(precisions))
-    ours, ours_median, ours_flops, steps = (np.full(shape, np.nan) for _ in range(4))
+    ours, ours_median, ours_flops, steps, runs = (np.full(shape, np.nan) for _ in range(5))
     bare, bare_median, bare_gflops = (np.full(shape[1:], np.nan) for _ in range(3))
     step_gflop = np.full(shape[:2], np.nan)
     bare_step_gflop = np.full(len(archs), np.nan)
@@ -259,7 +260,7 @@ def build_dataset(results: dict, objectives: list[str], archs: list[str], precis
             ours[o, a, p], ours_median[o, a, p] = r["rates"][name], r["medians"][name]
             step_gflop[o, a] = r["flops"][name] / 1e9
             ours_flops[o, a, p] = step_gflop[o, a] * r["rates"][name] / r["batch_size"]
-            steps[o, a, p] = r["steps"]
+            steps[o, a, p], runs[o, a, p] = r["steps"], r["repeats"]
     dims3, dims2 = ("objective", "arch", "precision"), ("arch", "precision")
     ds = xr.Dataset(
         {
@@ -276,6 +277,7 @@ def build_dataset(results: dict, objectives: list[str], archs: list[str], precis
             "matmul_gflop_per_s": ("precision", np.array([peaks.get(p, np.nan) for p in precisions])),
             "peak_gflop_per_s": ((), peaks["fp32"]),
             "timed_steps": (dims3, steps),
+            "timed_runs": (dims3, runs),
             "params": ("arch", params),
         },
         coords={"objective": objectives, "arch": archs, "precision": precisions},
@@ -292,7 +294,7 @@ def table(ds: xr.Dataset, batch_size: int) -> str:
     lines = [f"batch {batch_size}; matmul peak (fp32 torch.mm) {ds.peak_gflop_per_s.item():.1f} GFLOP/s; torch.mm "
              + ", ".join(f"{p} {ds.matmul_gflop_per_s.sel(precision=p).item():.1f}" for p in ds.precision.values),
         f"{'objective':<11} {'arch':<14} {'prec':<5} {'ours img/s':>10} {'bare img/s':>10} {'ratio':>6} {'median':>6} "
-        f"{'GFLOP/step':>10} {'ours GFLOP/s':>12} {'bare GFLOP/s':>12} {'% peak':>7} {'steps':>5}"]
+        f"{'GFLOP/step':>10} {'ours GFLOP/s':>12} {'bare GFLOP/s':>12} {'% peak':>7} {'runs':>9}"]
     for o in ds.objective.values:
         for a in ds.arch.values:
             for p in ds.precision.values:
@@ -303,7 +305,7 @@ def table(ds: xr.Dataset, batch_size: int) -> str:
                     f"{o:<11} {a:<14} {p:<5} {cell.ours_images_per_s.item():>10.1f} {cell.bare_images_per_s.item():>10.1f} "
                     f"{cell.ratio.item():>6.3f} {cell.ratio_median.item():>6.3f} {cell.gflop_per_step.item():>10.2f} {cell.ours_gflop_per_s.item():>12.1f} "
                     f"{cell.bare_gflop_per_s.item():>12.1f} "
-                    f"{100 * cell.ours_gflop_per_s.item() / cell.peak_gflop_per_s.item():>6.1f}% {int(cell.timed_steps):>5}")
+                    f"{100 * cell.ours_gflop_per_s.item() / cell.peak_gflop_per_s.item():>6.1f}% {int(cell.timed_runs):>3} x {int(cell.timed_steps):<3}")
     return "\n".join(lines)
 
 
@@ -314,11 +316,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="comma-separated, 'presets' (the presets' backbones) or 'all' " f"({', '.join(available_backbones())})")
     parser.add_argument("--precisions", default="fp32,bf16", help="fp32 and/or bf16 (autocast)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per run (at most)")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per run (at most; more on a GPU)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (fewer past --max-seconds / 2)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs, alternating bare and ours; best counts")
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs (at most), alternating bare and ours; best counts")
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
-    parser.add_argument("--max-seconds", type=float, default=4.0, help="time budget of the timed steps of one loop")
+    parser.add_argument("--max-seconds", type=float, default=6.0, help="time budget of the timed runs of one loop")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="results/benchmarks/train_throughput.nc")
     return parser.parse_args(argv)
