@@ -1,7 +1,7 @@
 """Training throughput of our loop against a bare timm loop, in images/s and GFLOP/s.
 
     python benchmarks/train_throughput.py                      # about 3 minutes on 2 CPU cores
-    python benchmarks/train_throughput.py --archs all --steps 50 --batch-size 256   # e.g. on a GPU
+    python benchmarks/train_throughput.py --archs all --steps 50 --repeats 5 --batch-size 256   # a GPU
 
 For every objective of :data:`mimstudy.config.OBJECTIVES` and every backbone (default: those the
 presets train; ``--archs all``: every study backbone of :mod:`mimstudy.models`) that it can wrap,
@@ -18,9 +18,9 @@ is the loop's overhead (target >= 0.95). GFLOP/s = FLOPs of one training step (f
 counted by ``torch.utils.flop_counter.FlopCounterMode``, the optimizer not counted) x steps/s,
 next to the matmul peak measured here (best fp32 ``torch.mm`` of square matrices; the bf16 ``torch.mm``
 rate is recorded too). Each measurement
-warms up, then runs ``--steps`` timed steps (fewer when one step is slow: at most about
-``--max-seconds``), ``--repeats`` times, alternating bare and ours; the best run counts (other
-processes only ever slow a run down), the median is kept too. Results go
+warms up, then runs ``--steps`` timed steps ``--repeats`` times, alternating bare and ours (both
+fewer when one step is slow: about ``--max-seconds`` per loop); the best run counts (other processes
+only ever slow a run down), the median is kept too. Results go
 to an xarray dataset with provenance (``results/benchmarks/train_throughput.nc``).
 """
 
@@ -50,6 +50,9 @@ from mimstudy.results import save_dataset
 from mimstudy.sampling import ShardedBatches
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# wall: seconds of the run; process: CPU seconds of this process, which other processes on a shared
+# machine do not inflate (CPU only; with --threads 1 it equals the wall time of a quiet machine)
+CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
 aten = torch.ops.aten
 
 
@@ -106,7 +109,8 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_peak(dtype: torch.dtype, device: torch.device, max_n: int, budget_s: float = 0.5) -> float:
+def matmul_peak(dtype: torch.dtype, device: torch.device, max_n: int, budget_s: float = 0.5,
+                clock=time.perf_counter) -> float:
     """Best GFLOP/s of ``torch.mm`` on square matrices, growing n while one product stays under ``budget_s``."""
     best, n = 0.0, 256
     while n <= max_n:
@@ -116,10 +120,10 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, max_n: int, budget_s: 
         synchronize(device)
         seconds = math.inf
         for _ in range(3):
-            start = time.perf_counter()
+            start = clock()
             torch.mm(a, b)
             synchronize(device)
-            seconds = min(seconds, time.perf_counter() - start)
+            seconds = min(seconds, clock() - start)
         best = max(best, 2 * n**3 / seconds / 1e9)
         if 8 * seconds > budget_s:  # the next size takes about 8 times as long
             break
@@ -173,19 +177,19 @@ class Ours:
                         self.config.grad_clip, self.config.bf16, progress=False, total_steps=100_000)
 
 
-def timed(run, device: torch.device) -> float:
+def timed(run, device: torch.device, clock=time.perf_counter) -> float:
     synchronize(device)
-    start = time.perf_counter()
+    start = clock()
     run()
     synchronize(device)
-    return time.perf_counter() - start
+    return clock() - start
 
 
-def warm_up(run, device: torch.device, count: int, budget_s: float) -> float:
+def warm_up(run, device: torch.device, count: int, budget_s: float, clock=time.perf_counter) -> float:
     """Up to ``count`` untimed steps (fewer past ``budget_s``); the seconds of the last one."""
     spent, last = 0.0, 0.0
     for _ in range(max(count, 1)):
-        last = timed(run, device)
+        last = timed(run, device, clock)
         spent += last
         if spent > budget_s:
             break
@@ -206,22 +210,24 @@ def benchmark_arch(arch: str, objectives: list[str], precision: str, args, devic
 
     # warm up each loop; the slowest one's step time decides how many steps fit in --max-seconds
     warm = TensorDataset(images[:batch], labels[:batch])
-    step_seconds = warm_up(lambda: bare.run(ready[:1]), device, args.warmup, args.max_seconds / 2)
+    clock = CLOCKS[args.clock]
+    step_seconds = warm_up(lambda: bare.run(ready[:1]), device, args.warmup, args.max_seconds / 2, clock)
     for loop in ours.values():
         step_seconds = max(step_seconds, warm_up(lambda: loop.run(warm, batch, seed=0), device, args.warmup,
-                                                 args.max_seconds / 2))
-    repeats = args.repeats if step_seconds * args.repeats <= args.max_seconds else 1
-    steps = max(1, min(args.steps, int(args.max_seconds / (repeats * step_seconds))))
+                                                 args.max_seconds / 2, clock))
+    # short runs, many times: a run that another process slowed down is outvoted by the others
+    steps = max(1, min(args.steps, int(args.max_seconds / step_seconds)))
+    repeats = max(1, min(args.repeats, int(args.max_seconds / (steps * step_seconds))))
     data = TensorDataset(images[:steps * batch], labels[:steps * batch])
 
     seconds: dict[str, list[float]] = {"bare": [], **{name: [] for name in ours}}
     for rep in range(repeats):
-        seconds["bare"].append(timed(lambda: bare.run(ready[:steps]), device))
+        seconds["bare"].append(timed(lambda: bare.run(ready[:steps]), device, clock))
         for name, loop in ours.items():
-            seconds[name].append(timed(lambda: loop.run(data, batch, seed=rep + 1), device))
+            seconds[name].append(timed(lambda: loop.run(data, batch, seed=rep + 1), device, clock))
     rates = {name: steps * batch / min(runs) for name, runs in seconds.items()}
     medians = {name: steps * batch / float(np.median(runs)) for name, runs in seconds.items()}
-    log(f"  {arch} {precision}: {steps} step(s) x {repeats}, bare {rates['bare']:.1f} img/s, "
+    log(f"  {arch} {precision}: {repeats} run(s) of {steps} step(s), bare {rates['bare']:.1f} img/s, "
         + ", ".join(f"{name} {rates[name]:.1f}" for name in ours))
     return {"rates": rates, "medians": medians, "steps": steps, "repeats": repeats}
 
@@ -241,7 +247,7 @@ def count_flops(arch: str, objectives: list[str], batch_size: int, device: torch
 def build_dataset(results: dict, objectives: list[str], archs: list[str], precisions: list[str],
                   peaks: dict[str, float]) -> xr.Dataset:
     shape = (len(objectives), len(archs), len(precisions))
-    ours, ours_median, ours_flops, steps = (np.full(shape, np.nan) for _ in range(4))
+    ours, ours_median, ours_flops, steps, runs = (np.full(shape, np.nan) for _ in range(5))
     bare, bare_median, bare_gflops = (np.full(shape[1:], np.nan) for _ in range(3))
     step_gflop = np.full(shape[:2], np.nan)
     bare_step_gflop = np.full(len(archs), np.nan)
@@ -260,7 +266,7 @@ def build_dataset(results: dict, objectives: list[str], archs: list[str], precis
             ours[o, a, p], ours_median[o, a, p] = r["rates"][name], r["medians"][name]
             step_gflop[o, a] = r["flops"][name] / 1e9
             ours_flops[o, a, p] = step_gflop[o, a] * r["rates"][name] / r["batch_size"]
-            steps[o, a, p] = r["steps"]
+            steps[o, a, p], runs[o, a, p] = r["steps"], r["repeats"]
     dims3, dims2 = ("objective", "arch", "precision"), ("arch", "precision")
     ds = xr.Dataset(
         {
@@ -277,6 +283,7 @@ def build_dataset(results: dict, objectives: list[str], archs: list[str], precis
             "matmul_gflop_per_s": ("precision", np.array([peaks.get(p, np.nan) for p in precisions])),
             "peak_gflop_per_s": ((), peaks["fp32"]),
             "timed_steps": (dims3, steps),
+            "timed_runs": (dims3, runs),
             "params": ("arch", params),
         },
         coords={"objective": objectives, "arch": archs, "precision": precisions},
@@ -290,10 +297,10 @@ def build_dataset(results: dict, objectives: list[str], archs: list[str], precis
 
 
 def table(ds: xr.Dataset, batch_size: int) -> str:
-    lines = [f"batch {batch_size}; matmul peak (fp32 torch.mm) {ds.peak_gflop_per_s.item():.1f} GFLOP/s; torch.mm "
+    lines = [f"batch {batch_size}, {ds.attrs['threads']} thread(s), {ds.attrs['clock']} clock; matmul peak (fp32 torch.mm) {ds.peak_gflop_per_s.item():.1f} GFLOP/s; torch.mm "
              + ", ".join(f"{p} {ds.matmul_gflop_per_s.sel(precision=p).item():.1f}" for p in ds.precision.values),
         f"{'objective':<11} {'arch':<14} {'prec':<5} {'ours img/s':>10} {'bare img/s':>10} {'ratio':>6} {'median':>6} "
-        f"{'GFLOP/step':>10} {'ours GFLOP/s':>12} {'bare GFLOP/s':>12} {'% peak':>7} {'steps':>5}"]
+        f"{'GFLOP/step':>10} {'ours GFLOP/s':>12} {'bare GFLOP/s':>12} {'% peak':>7} {'runs':>9}"]
     for o in ds.objective.values:
         for a in ds.arch.values:
             for p in ds.precision.values:
@@ -304,7 +311,7 @@ def table(ds: xr.Dataset, batch_size: int) -> str:
                     f"{o:<11} {a:<14} {p:<5} {cell.ours_images_per_s.item():>10.1f} {cell.bare_images_per_s.item():>10.1f} "
                     f"{cell.ratio.item():>6.3f} {cell.ratio_median.item():>6.3f} {cell.gflop_per_step.item():>10.2f} {cell.ours_gflop_per_s.item():>12.1f} "
                     f"{cell.bare_gflop_per_s.item():>12.1f} "
-                    f"{100 * cell.ours_gflop_per_s.item() / cell.peak_gflop_per_s.item():>6.1f}% {int(cell.timed_steps):>5}")
+                    f"{100 * cell.ours_gflop_per_s.item() / cell.peak_gflop_per_s.item():>6.1f}% {int(cell.timed_runs):>3} x {int(cell.timed_steps):<3}")
     return "\n".join(lines)
 
 
@@ -315,11 +322,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="comma-separated, 'presets' (the presets' backbones) or 'all' " f"({', '.join(available_backbones())})")
     parser.add_argument("--precisions", default="fp32,bf16", help="fp32 and/or bf16 (autocast)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per run (at most)")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per run (at most; more on a GPU)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (fewer past --max-seconds / 2)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs, alternating bare and ours; best counts")
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs (at most), alternating bare and ours; best counts")
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
-    parser.add_argument("--max-seconds", type=float, default=4.0, help="time budget of the timed steps of one loop")
+    parser.add_argument("--max-seconds", type=float, default=6.0, help="time budget of the timed runs of one loop")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall time, or this process's CPU time (a shared CPU machine: with --threads 1)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="results/benchmarks/train_throughput.nc")
     return parser.parse_args(argv)
@@ -336,11 +345,14 @@ def main(argv=None, log=print) -> xr.Dataset:
     device = distributed.resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.clock == "process" and device.type != "cpu":
+        raise SystemExit("--clock process measures CPU time; use the wall clock on a GPU")
     pairs, skipped = combinations(objectives, archs)
     for note in skipped:
         log(f"skip {note}")
     max_n = 8192 if device.type == "cuda" else 4096
-    peaks = {p: matmul_peak(PRECISIONS[p], device, max_n) for p in dict.fromkeys(["fp32", *precisions])}
+    peaks = {p: matmul_peak(PRECISIONS[p], device, max_n, clock=CLOCKS[args.clock])
+             for p in dict.fromkeys(["fp32", *precisions])}
     log(f"{device} ({cpu_name() if device.type == 'cpu' else torch.cuda.get_device_name(device)}), "
         f"{torch.get_num_threads()} threads; matmul peak "
         + ", ".join(f"{p} {v:.1f} GFLOP/s" for p, v in peaks.items()))
@@ -356,7 +368,7 @@ def main(argv=None, log=print) -> xr.Dataset:
     ds = build_dataset(results, objectives, archs, precisions, peaks)
     ds.attrs.update(device=str(device), device_name=torch.cuda.get_device_name(device) if device.type == "cuda"
                     else cpu_name(), threads=torch.get_num_threads(),
-                    batch_size=args.batch_size, skipped="; ".join(skipped))
+                    batch_size=args.batch_size, clock=args.clock, skipped="; ".join(skipped))
     path = save_dataset(ds, args.out, parameters=vars(args), preset="benchmark", seed=0)
     log(table(ds, args.batch_size))
     log(f"saved: {path}")
