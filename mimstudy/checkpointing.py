@@ -40,3 +40,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from err
     except (RuntimeError, EOFError) as err:
         raise CheckpointError(f"{path} is not a readable torch checkpoint ({err}); delete it and re-run") from err
+
+
+def load_pretrain_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint written by :func:`mimstudy.pretrain.pretrain`: it must hold 'backbone' and 'config'."""
+    state = load_checkpoint(path)
+    if "backbone" not in state or "config" not in state:
+        raise CheckpointError(f"{path} is not a mimstudy pre-training checkpoint (no 'backbone'/'config' entries)")
+    return state

@@ -34,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from . import distributed
-from .checkpointing import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpointing import CheckpointError, load_checkpoint, load_pretrain_checkpoint, save_checkpoint
 from .config import ConfigError, PretrainConfig
 from .data import DatasetError, fashion_mnist
 from .engine import evaluate, train_one_epoch
@@ -232,9 +232,7 @@ def pretrain(config: PretrainConfig, device: str | torch.device | None = None, p
 
 def load_pretrained_backbone(path: str | Path) -> tuple[nn.Module, dict]:
     """The trained backbone of a pre-training checkpoint, in eval mode, and the run's config dict."""
-    state = load_checkpoint(path)
-    if "backbone" not in state or "config" not in state:
-        raise CheckpointError(f"{path} is not a mimstudy pre-training checkpoint (no 'backbone'/'config' entries)")
+    state = load_pretrain_checkpoint(path)
     config = state["config"]
     backbone = create_backbone(config["arch"], num_classes=state.get("num_classes", NUM_CLASSES),
                                img_size=config.get("img_size"))

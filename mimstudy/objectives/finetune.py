@@ -19,7 +19,7 @@ import torch.nn as nn
 from timm.layers import trunc_normal_
 from timm.optim import param_groups_layer_decay
 
-from ..checkpointing import CheckpointError, load_checkpoint
+from ..checkpointing import CheckpointError, load_pretrain_checkpoint
 from ..models import create_backbone
 
 
@@ -110,9 +110,7 @@ def classifier_from_checkpoint(path: str | Path, num_classes: int = 10, **overri
     :func:`~mimstudy.models.create_backbone`, e.g. ``drop_path_rate=0.1`` for fine-tuning. Returns the
     model in train mode and the pre-training run's config dict.
     """
-    state = load_checkpoint(path)
-    if "backbone" not in state or "config" not in state:
-        raise CheckpointError(f"{path} is not a mimstudy pre-training checkpoint (no 'backbone'/'config' entries)")
+    state = load_pretrain_checkpoint(path)
     config = state["config"]
     model = create_backbone(config["arch"], num_classes=num_classes, img_size=config.get("img_size"), **overrides)
     load_encoder(model, state["backbone"])
