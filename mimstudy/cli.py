@@ -19,16 +19,26 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--force", action="store_true", help="re-run steps whose results are current")
         p.add_argument("--results-dir", default="results", help="where datasets and executed notebooks go")
         p.add_argument("--runs-dir", default="runs", help="where training checkpoints go")
+        p.add_argument("--runs", default=None,
+                       help="comma-separated run ids: only these runs (all their notebooks) and the "
+                            "pre-training they read (default: every run of the preset)")
+        p.add_argument("--jobs", type=int, default=1,
+                       help="run independent groups of runs in this many processes at once, "
+                            "splitting the CPU threads between them (default: 1)")
     args = parser.parse_args(argv)
+    runs = [r.strip() for r in args.runs.split(",") if r.strip()] if args.runs is not None else None
 
-    from .runner import run_preset
+    from .runner import ParallelRunError, run_preset
 
     try:
         run_preset(args.preset, force=args.force, results_dir=args.results_dir, runs_dir=args.runs_dir,
-                   dry_run=args.command == "plan")
+                   dry_run=args.command == "plan", runs=runs, jobs=args.jobs)
     except (ConfigError, DatasetError) as err:
         print(f"mimstudy: {err}", file=sys.stderr)
         return 2
+    except ParallelRunError as err:
+        print(f"mimstudy: {err}", file=sys.stderr)
+        return 1
     except Exception as err:  # papermill reports a failing cell with the notebook's traceback
         if type(err).__name__ == "PapermillExecutionError":
             print(f"mimstudy: a notebook failed: {err}", file=sys.stderr)

@@ -90,6 +90,16 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _check_device(device: str) -> None:
+    """``auto`` (CUDA when available, else the CPU) or a device torch knows: ``cpu``, ``cuda``, ``cuda:<n>``."""
+    if device == "auto":
+        return
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<n>', got {device!r}") from err
+
+
 @dataclass
 class PretrainConfig(RunConfig):
     """Pre-training of one backbone with one objective (``notebooks/pretrain.ipynb``)."""
@@ -173,11 +183,7 @@ class PretrainConfig(RunConfig):
         _require(self.init_from != self.run_id, "a run cannot fine-tune itself (init_from == run_id)")
         _require(self.grad_clip >= 0, f"grad_clip must be >= 0 (0 disables clipping), got {self.grad_clip}")
         self.kept_epochs()
-        if self.device != "auto":
-            try:
-                torch.device(self.device)
-            except (RuntimeError, TypeError) as err:
-                raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<n>', got {self.device!r}") from err
+        _check_device(self.device)
 
     def required_runs(self) -> list[str]:
         return [self.init_from] if self.init_from else []
@@ -228,6 +234,7 @@ class ProbeConfig(RunConfig):
     batch_size: int = 64
     probes: str = ",".join(PROBES)
     cka_unbiased: bool = True
+    device: str = "auto"  # where the model runs; auto: CUDA when available, else the CPU
 
     def probe_names(self) -> tuple[str, ...]:
         return probe_names(self.probes)
@@ -235,6 +242,7 @@ class ProbeConfig(RunConfig):
     def validate(self) -> None:
         super().validate()
         _check_probing(self.num_images, self.batch_size, self.probes)
+        _check_device(self.device)
 
     def required_runs(self) -> list[str]:
         return [self.run_id]
@@ -251,9 +259,11 @@ class EvaluateConfig(RunConfig):
     train_size: int = 1000
     test_size: int = 500
     k: int = 20
+    device: str = "auto"  # where features are extracted; auto: CUDA when available, else the CPU
 
     def validate(self) -> None:
         super().validate()
+        _check_device(self.device)
         _require(self.train_size >= 10 and self.test_size >= 1,
                  f"need train_size >= 10 and test_size >= 1, got {self.train_size}, {self.test_size}")
         _require(1 <= self.k <= self.train_size, f"k must lie in [1, train_size], got {self.k}")
@@ -326,8 +336,7 @@ class PaperProbeConfig(RunConfig):
             validate_backbone(self.model_name, img_size=self.img_size)
         except ModelConfigError as err:
             raise ConfigError(f"model_name: {err}") from err
-        _require(self.device in ("auto", "cpu") or self.device.startswith("cuda"),
-                 f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<n>', got {self.device!r}")
+        _check_device(self.device)
 
 
 # Execution order of a preset's sections: pre-training first, then what reads its checkpoints.

@@ -14,11 +14,16 @@ import torch.nn.functional as F
 
 @torch.no_grad()
 def extract_features(backbone: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Pre-logits features ``[N, D]`` (the representation the classifier head would see)."""
+    """Pre-logits features ``[N, D]`` on the CPU (the representation the classifier head would see).
+
+    Batches of ``images`` move to the backbone's device (a GPU, say) and their features back.
+    """
     backbone = backbone.eval()
-    chunks = [backbone.forward_head(backbone.forward_features(images[i: i + batch_size]), pre_logits=True)
+    device = next(backbone.parameters()).device
+    chunks = [backbone.forward_head(backbone.forward_features(images[i: i + batch_size].to(device)),
+                                    pre_logits=True).float().cpu()  # [b, D]
               for i in range(0, images.shape[0], batch_size)]
-    return torch.cat(chunks).float()
+    return torch.cat(chunks)
 
 
 def knn_accuracy(train: torch.Tensor, train_labels: torch.Tensor, test: torch.Tensor, test_labels: torch.Tensor,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import importlib.metadata
 import json
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -12,9 +13,18 @@ from pathlib import Path
 PACKAGES = ("mimstudy", "torch", "torchvision", "timm", "numpy", "scipy", "xarray", "papermill")
 
 
+GIT_COMMIT_VARIABLE = "MIMSTUDY_GIT_COMMIT"
+
+
 def git_commit(cwd: str | Path | None = None) -> tuple[str, bool]:
-    """``(commit, dirty)`` of the repository holding this package, or ``("unknown", False)``."""
+    """``(commit, dirty)`` of the repository holding this package.
+
+    A copy of the source without ``.git`` (an exported tree sent to a GPU machine, say) cannot ask
+    git: it reports ``$MIMSTUDY_GIT_COMMIT`` (set by whoever exported a clean checkout of that
+    commit), else ``("unknown", False)``.
+    """
     cwd = Path(cwd) if cwd else Path(__file__).resolve().parent
+    exported = os.environ.get(GIT_COMMIT_VARIABLE, "").strip()
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                                 check=True, timeout=10).stdout.strip()
@@ -22,7 +32,20 @@ def git_commit(cwd: str | Path | None = None) -> tuple[str, bool]:
                                 capture_output=True, text=True, check=True, timeout=10).stdout
         return commit, bool(status.strip())
     except (OSError, subprocess.SubprocessError):
-        return "unknown", False
+        return exported or "unknown", False
+
+
+def hardware() -> str:
+    """The processor the run could use: the CUDA device when one is visible, and the CPU count."""
+    cpus = f"{os.cpu_count()} CPUs"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"{torch.cuda.get_device_name()} (CUDA), {cpus}"
+    except (ImportError, RuntimeError):
+        pass
+    return f"CPU only ({platform.processor() or platform.machine()}), {cpus}"
 
 
 def package_versions() -> dict[str, str]:
@@ -47,5 +70,6 @@ def provenance_attrs(parameters: dict, preset: str, seed: int) -> dict[str, str 
         "package_versions": json.dumps(package_versions(), sort_keys=True),
         "python": platform.python_version(),
         "machine": f"{platform.machine()} {platform.system()}",
+        "hardware": hardware(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -9,8 +9,13 @@ pre-training of the same ``run_id`` if that checkpoint is missing (checkpoints a
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +46,10 @@ def preset_file(preset: str | Path) -> Path:
     return path
 
 
+# Where a run writes, not what it computes: results made elsewhere (another --runs-dir) stay current.
+LOCATION_PARAMETERS = frozenset({"results_dir", "runs_dir"})
+
+
 @dataclass
 class Step:
     """One papermill execution: a notebook and the validated config of its parameters."""
@@ -64,9 +73,9 @@ class Step:
         return self.result.with_suffix(".ipynb")
 
     def is_current(self) -> bool:
-        """Its dataset exists and was made with exactly these parameters."""
+        """Its dataset exists and was made with exactly these parameters (where files go aside)."""
         stored = stored_parameters(self.result)
-        return stored is not None and not self.config.differences(stored)
+        return stored is not None and not self.config.differences(stored, ignore=LOCATION_PARAMETERS)
 
 
 # Parameters whose value names another run of the same preset (and so follows it across seeds).
@@ -115,6 +124,55 @@ def plan(preset: str | Path, results_dir: str = "results", runs_dir: str = "runs
     return steps
 
 
+def select_runs(steps: list[Step], run_ids: list[str] | None) -> list[Step]:
+    """The steps of ``run_ids`` (every notebook of each) plus the pre-training runs they read.
+
+    ``None`` keeps every step. Dependencies are followed transitively (a fine-tune's probe needs the
+    fine-tune, which needs its SimMIM run), but only their pre-training steps are added.
+    """
+    if run_ids is None:
+        return steps
+    known = list(dict.fromkeys(s.config.run_id for s in steps))
+    unknown = [r for r in run_ids if r not in known]
+    if unknown:
+        raise ConfigError(f"unknown run id(s) {unknown}; this preset's runs are {known}")
+    pretrain_by_id = {s.config.run_id: s for s in steps if isinstance(s.config, PretrainConfig)}
+    chosen = {s.name for s in steps if s.config.run_id in run_ids}
+    pending = [s for s in steps if s.name in chosen]
+    while pending:
+        for run_id in pending.pop().config.required_runs():
+            producer = pretrain_by_id.get(run_id)
+            if producer is not None and producer.name not in chosen:
+                chosen.add(producer.name)
+                pending.append(producer)
+    return [s for s in steps if s.name in chosen]
+
+
+def independent_groups(steps: list[Step]) -> list[list[str]]:
+    """Run ids grouped so that no group reads another's checkpoints, in the preset's order.
+
+    Steps of one run id and runs joined by ``required_runs`` (a fine-tune and its SimMIM run) share a
+    group; different groups can execute at the same time.
+    """
+    parent: dict[str, str] = {}
+
+    def root(run_id: str) -> str:
+        parent.setdefault(run_id, run_id)
+        while parent[run_id] != run_id:
+            run_id = parent[run_id]
+        return run_id
+
+    for step in steps:
+        for run_id in step.config.required_runs():
+            parent[root(run_id)] = root(step.config.run_id)
+    groups: dict[str, list[str]] = {}
+    for step in steps:
+        members = groups.setdefault(root(step.config.run_id), [])
+        if step.config.run_id not in members:
+            members.append(step.config.run_id)
+    return list(groups.values())
+
+
 def steps_to_run(steps: list[Step], force: bool = False) -> list[Step]:
     """The steps whose results are missing or stale, plus pre-training whose checkpoint is needed."""
     todo = {step.name for step in steps if force or not step.is_current()}
@@ -150,9 +208,16 @@ def execute(step: Step, force: bool = False, log=print) -> None:
 
 
 def run_preset(preset: str | Path, force: bool = False, results_dir: str = "results", runs_dir: str = "runs",
-               dry_run: bool = False, log=print) -> list[Step]:
-    """Run every step of ``preset`` that is not current; returns the steps that were executed."""
-    steps = plan(preset, results_dir, runs_dir)
+               dry_run: bool = False, log=print, runs: list[str] | None = None, jobs: int = 1) -> list[Step]:
+    """Run every step of ``preset`` (or of the run ids ``runs``) that is not current.
+
+    ``jobs > 1`` executes independent groups of runs (:func:`independent_groups`) in that many
+    ``mimstudy run`` processes at once, each with ``cpu_count // jobs`` torch threads. Returns the
+    steps that were executed (or, for a dry run, would be).
+    """
+    if jobs < 1:
+        raise ConfigError(f"jobs must be >= 1, got {jobs}")
+    steps = select_runs(plan(preset, results_dir, runs_dir), runs)
     todo = steps_to_run(steps, force)
     names = {s.name for s in todo}
     for step in steps:
@@ -160,6 +225,9 @@ def run_preset(preset: str | Path, force: bool = False, results_dir: str = "resu
             log(f"[skip] {step.name}: {step.result} is current (same parameters); --force re-runs it")
     if todo and not dry_run:
         check_available()  # fail before any notebook starts when the dataset is missing
+    if jobs > 1 and not dry_run and todo:
+        run_in_parallel(preset, independent_groups(todo), jobs, force, results_dir, runs_dir, log)
+        return todo
     for i, step in enumerate(todo, 1):
         log(f"[{i}/{len(todo)}] {step.name} -> {step.result}" + (" (dry run)" if dry_run else ""))
         if dry_run:
@@ -168,3 +236,45 @@ def run_preset(preset: str | Path, force: bool = False, results_dir: str = "resu
         execute(step, force=force, log=log)
         log(f"[{i}/{len(todo)}] {step.name} done in {time.perf_counter() - start:.0f} s")
     return todo
+
+
+IPYKERNEL_TCP_NOTICE = "Kernel is running over TCP without encryption"
+
+
+class ParallelRunError(RuntimeError):
+    """One or more parallel ``mimstudy run`` processes failed; the message lists their run ids."""
+
+
+def run_in_parallel(preset: str | Path, groups: list[list[str]], jobs: int, force: bool, results_dir: str,
+                    runs_dir: str, log=print) -> None:
+    """Execute each group of run ids in its own ``mimstudy run --runs ...`` process, ``jobs`` at a time.
+
+    Each process's lines are logged prefixed with its group's first run id. Every group runs even
+    when another fails; then :class:`ParallelRunError` names the failed groups.
+    """
+    env = dict(os.environ)
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    env.setdefault("OMP_NUM_THREADS", threads)
+    env.setdefault("MKL_NUM_THREADS", env["OMP_NUM_THREADS"])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    lock = threading.Lock()
+    log(f"running {len(groups)} independent group(s) in {min(jobs, len(groups))} processes "
+        f"of {env['OMP_NUM_THREADS']} thread(s) each")
+
+    def run_group(group: list[str]) -> int:
+        command = [sys.executable, "-m", "mimstudy.cli", "run", "--preset", str(preset), "--runs", ",".join(group),
+                   "--results-dir", results_dir, "--runs-dir", runs_dir] + (["--force"] if force else [])
+        with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              cwd=Path.cwd()) as process:
+            for line in process.stdout:
+                if IPYKERNEL_TCP_NOTICE in line:  # each kernel's start-up notice about local TCP
+                    continue
+                with lock:
+                    log(f"[{group[0]}] {line.rstrip()}")
+        return process.returncode
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        codes = list(pool.map(run_group, groups))
+    failed = [",".join(g) for g, code in zip(groups, codes) if code != 0]
+    if failed:
+        raise ParallelRunError(f"the runs {failed} failed (their lines above say why); the other groups finished")

@@ -70,13 +70,14 @@ requires_real_data = pytest.mark.skipif(
 
 @pytest.fixture(scope="session")
 def ci_results(tmp_path_factory):
-    """The ``ci`` preset executed once through the runner (papermill): ``(results_dir, runs_dir)``."""
+    """The ``ci`` preset executed once through the runner (papermill), in two parallel ``mimstudy run``
+    processes as ``make study`` runs presets: ``(results_dir, runs_dir)``."""
     from mimstudy.runner import run_preset
 
     if not real_data_available():
         pytest.skip("Fashion-MNIST not installed (make data, or set MIMSTUDY_DATA)")
     root = tmp_path_factory.mktemp("ci-preset")
     results, runs = str(root / "results"), str(root / "runs")
-    executed = run_preset("ci", results_dir=results, runs_dir=runs, log=lambda *_: None)
+    executed = run_preset("ci", results_dir=results, runs_dir=runs, log=lambda *_: None, jobs=2)
     assert executed, "a fresh results folder must execute every step"
     return results, runs

@@ -27,6 +27,29 @@ def test_roundtrip_keeps_values_coords_and_provenance(tmp_path):
     assert back.attrs["git_dirty"] in (0, 1)
 
 
+def test_git_commit_of_a_tree_without_git_comes_from_the_environment(tmp_path, monkeypatch):
+    from mimstudy.provenance import GIT_COMMIT_VARIABLE, git_commit
+
+    monkeypatch.delenv(GIT_COMMIT_VARIABLE, raising=False)
+    assert git_commit(tmp_path) == ("unknown", False)  # tmp_path is no git repository
+    monkeypatch.setenv(GIT_COMMIT_VARIABLE, "0123abc")
+    assert git_commit(tmp_path) == ("0123abc", False)
+    commit, _ = git_commit()  # this checkout: git itself wins over the variable
+    assert commit != "0123abc"
+
+
+def test_provenance_names_the_hardware(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    back = load_dataset(save_dataset(small_dataset("m"), tmp_path / "r.nc", {}, "ci", 0))
+    assert back.attrs["hardware"].startswith("CPU only") and back.attrs["hardware"].endswith(f"{os.cpu_count()} CPUs")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *_: "NVIDIA H200")
+    assert load_dataset(save_dataset(small_dataset("m"), tmp_path / "r.nc", {}, "ci", 0)).attrs["hardware"] \
+        == f"NVIDIA H200 (CUDA), {os.cpu_count()} CPUs"
+
+
 def test_save_result_uses_config_path_and_parameters(tmp_path):
     config = ProbeConfig(preset="ci", run_id="vit_x", results_dir=str(tmp_path))
     path = save_result(small_dataset("vit_x"), config)

@@ -4,7 +4,7 @@ from mimstudy.cli import main
 from mimstudy.config import ProbeConfig, ConfigError, PretrainConfig
 from mimstudy.pretrain import checkpoint_path
 from mimstudy.results import save_result
-from mimstudy.runner import PRESET_DIR, plan, run_preset, steps_to_run
+from mimstudy.runner import PRESET_DIR, independent_groups, plan, run_preset, select_runs, steps_to_run
 
 from .test_results import small_dataset
 
@@ -79,6 +79,9 @@ def test_current_results_are_skipped_and_stale_ones_rerun(tmp_path):
     stale = next(s for s in steps if s.name == "probes/vit_sup")
     save_result(small_dataset("x"), ProbeConfig(**{**stale.config.to_dict(), "num_images": 3}))
     assert [s.name for s in steps_to_run(steps)] == ["probes/vit_sup"]
+    moved = next(s for s in steps if s.name == "probes/vit_moco")
+    save_result(small_dataset("x"), ProbeConfig(**{**moved.config.to_dict(), "runs_dir": "/elsewhere"}))
+    assert [s.name for s in steps_to_run(steps)] == ["probes/vit_sup"]  # checkpoints' folder is no parameter
 
 
 def test_probe_rerun_needs_missing_checkpoint_retrained(tmp_path):
@@ -92,6 +95,35 @@ def test_finetune_rerun_needs_its_source_checkpoint(tmp_path):
     fake_results(steps, skip={"probes/swin_simmim_ft"}, checkpoints=False)
     assert [s.name for s in steps_to_run(steps)] == [
         "pretrain/swin_simmim", "pretrain/swin_simmim_ft", "probes/swin_simmim_ft"]
+
+
+def test_selected_runs_bring_the_pretraining_they_read():
+    steps = plan("ci")
+    chosen = [s.name for s in select_runs(steps, ["swin_simmim_ft"])]
+    assert chosen == ["pretrain/swin_simmim", "pretrain/swin_simmim_ft", "evaluate/swin_simmim_ft",
+                      "probes/swin_simmim_ft"]  # not swin_simmim's own evaluation or probes
+    assert {s.config.run_id for s in select_runs(steps, ["vit_sup"])} == {"vit_sup"}
+    assert select_runs(steps, None) == steps
+    with pytest.raises(ConfigError, match=r"unknown run id\(s\) \['vit_nope'\].*'vit_sup'"):
+        select_runs(steps, ["vit_nope"])
+
+
+def test_independent_groups_keep_a_finetune_with_its_source():
+    groups = independent_groups(plan("quick"))
+    assert groups[:3] == [["vit_sup"], ["vit_moco"], ["vit_simmim"]]
+    assert ["sweep_r60_p8", "sweep_r60_p8_ft"] in groups
+    run_ids = [r for g in groups for r in g]
+    assert sorted(run_ids) == sorted({s.config.run_id for s in plan("quick")})  # each run in one group
+
+
+def test_cli_plan_of_selected_runs(tmp_path, capsys):
+    assert main(["plan", "--preset", "ci", "--runs", "vit_sup", "--results-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines] == ["pretrain/vit_sup", "evaluate/vit_sup", "probes/vit_sup"]
+    assert main(["plan", "--preset", "ci", "--runs", "nope"]) == 2
+    assert "unknown run id" in capsys.readouterr().err
+    assert main(["run", "--preset", "ci", "--jobs", "0"]) == 2
+    assert "jobs must be >= 1" in capsys.readouterr().err
 
 
 def test_cli_reports_bad_preset_without_traceback(capsys):
