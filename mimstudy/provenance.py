@@ -17,14 +17,15 @@ GIT_COMMIT_VARIABLE = "MIMSTUDY_GIT_COMMIT"
 
 
 def git_commit(cwd: str | Path | None = None) -> tuple[str, bool]:
-    """``(commit, dirty)`` of the repository holding this package.
+    """``(commit, dirty)`` of the repository holding this package, or ``("unknown", False)``.
 
-    A copy of the source without ``.git`` (an exported tree sent to a GPU machine, say) cannot ask
-    git: it reports ``$MIMSTUDY_GIT_COMMIT`` (set by whoever exported a clean checkout of that
-    commit), else ``("unknown", False)``.
+    ``$MIMSTUDY_GIT_COMMIT``, when set, wins: a copy of a clean checkout sent elsewhere (a GPU
+    machine, say) may have no ``.git``, or an unrelated one, so whoever sent it names the commit.
     """
     cwd = Path(cwd) if cwd else Path(__file__).resolve().parent
     exported = os.environ.get(GIT_COMMIT_VARIABLE, "").strip()
+    if exported:
+        return exported, False
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                                 check=True, timeout=10).stdout.strip()
@@ -32,7 +33,7 @@ def git_commit(cwd: str | Path | None = None) -> tuple[str, bool]:
                                 capture_output=True, text=True, check=True, timeout=10).stdout
         return commit, bool(status.strip())
     except (OSError, subprocess.SubprocessError):
-        return exported or "unknown", False
+        return "unknown", False
 
 
 def hardware() -> str:
