@@ -1,7 +1,10 @@
 """Helpers for the book's pages: find stored results, pick models, describe provenance.
 
-Pages read ``<results>/<preset>/<notebook>/*.nc``; the preset defaults to ``quick`` and both can be
-changed with ``MIMSTUDY_BOOK_PRESET`` and ``MIMSTUDY_RESULTS_DIR`` (e.g. to render the ``cpu`` run).
+Pages read ``<results>/<preset>/<notebook>/*.nc`` for each preset of :func:`book_presets`, one after
+the other. ``MIMSTUDY_BOOK_PRESET`` is a comma-separated list of presets (default ``quick,gpu``: the
+CPU-scale results, then the GPU-scale ones); the first is always rendered (missing results are an
+error), the others only when ``<results>/<preset>`` exists. ``MIMSTUDY_RESULTS_DIR`` moves the results
+folder (e.g. ``MIMSTUDY_BOOK_PRESET=cpu,gpu`` renders the ``cpu`` run next to the ``gpu`` one).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import os
 from pathlib import Path
 
 import xarray as xr
+import yaml
 
 from .results import load_runs
 
@@ -25,8 +29,40 @@ OBJECTIVE_LABELS = {
 PROBE_DIMS = ("layer", "head", "image", "layer_j", "head_j")
 
 
+DEFAULT_BOOK_PRESETS = "quick,gpu"
+
+
+def listed_presets() -> list[str]:
+    """The presets named by ``MIMSTUDY_BOOK_PRESET`` (comma-separated), in order, without repeats."""
+    names = [name.strip() for name in os.environ.get("MIMSTUDY_BOOK_PRESET", DEFAULT_BOOK_PRESETS).split(",")]
+    names = list(dict.fromkeys(name for name in names if name))
+    return names or DEFAULT_BOOK_PRESETS.split(",")
+
+
 def book_preset() -> str:
-    return os.environ.get("MIMSTUDY_BOOK_PRESET", "quick")
+    """The book's first preset: the one whose results must exist (``quick`` by default)."""
+    return listed_presets()[0]
+
+
+def book_presets() -> list[str]:
+    """The presets each results chapter renders, in order: the first listed one always (so that its
+    missing results raise the usual error), the others only when ``results_root()/<preset>`` exists."""
+    first, *others = listed_presets()
+    return [first] + [name for name in others if (results_root() / name).is_dir()]
+
+
+def preset_heading(preset: str) -> str:
+    """A Markdown heading (``### ...``) naming ``preset`` and the ``description:`` of its YAML file
+    (the bare name when there is no such file or it has no description)."""
+    from .config import ConfigError
+    from .runner import preset_file  # imports torch: only when a page asks for a heading
+
+    try:
+        spec = yaml.safe_load(preset_file(preset).read_text())
+    except (ConfigError, OSError, yaml.YAMLError):
+        spec = None
+    description = str(spec.get("description") or "").strip() if isinstance(spec, dict) else ""
+    return f"### The `{preset}` preset" + (f": {description}" if description else "")
 
 
 def results_root() -> Path:
@@ -37,7 +73,7 @@ SWEEP_PREFIX = "sweep_"  # run ids of the mask-ratio x mask-patch-size sweep (Fi
 
 
 def load_results(notebook: str, preset: str | None = None, sweep: bool = False) -> xr.Dataset:
-    """Runs of ``notebook`` for the book's preset, models ordered as in the paper's panels.
+    """Runs of ``notebook`` for ``preset`` (default: :func:`book_preset`), models ordered as in the paper's panels.
 
     The main comparison (``sweep=False``) leaves out the runs of the mask sweep (run ids starting with
     ``sweep_``); ``sweep=True`` returns only those.
@@ -104,13 +140,14 @@ def find_model(ds: xr.Dataset, objective: str, arch_prefix: str = "vit") -> str 
     return runs[0] if runs else None
 
 
-def absent_note(ds: xr.Dataset, arch_prefix: str = "vit", objectives=OBJECTIVE_ORDER) -> str:
-    """A sentence naming the objectives of ``objectives`` with no ``arch_prefix*`` model in ``ds`` ('' if none)."""
+def absent_note(ds: xr.Dataset, arch_prefix: str = "vit", objectives=OBJECTIVE_ORDER, preset: str | None = None) -> str:
+    """A sentence naming the objectives of ``objectives`` with no ``arch_prefix*`` model in ``ds`` ('' if none),
+    as results of ``preset`` (default: :func:`book_preset`)."""
     found = models_by_objective(ds, arch_prefix)
     missing = [OBJECTIVE_LABELS.get(o, o) for o in objectives if o not in found]
     if not missing:
         return ""
-    return (f"The `{book_preset()}` results have no {arch_prefix}* model trained with "
+    return (f"The `{preset or book_preset()}` results have no {arch_prefix}* model trained with "
             f"{', '.join(missing)}, so {'its panel is' if len(missing) == 1 else 'their panels are'} left out.")
 
 

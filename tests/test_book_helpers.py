@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import xarray as xr
+import yaml
 
 from mimstudy import book
 
@@ -43,6 +44,59 @@ def test_absent_note_names_missing_objectives(ds, monkeypatch):
     note = book.absent_note(ds, objectives=("supervised", "moco", "simmim"))
     assert "MoCo v3" in note and "`ci`" in note and "SimMIM" not in note
     assert book.absent_note(ds, objectives=("supervised",)) == ""
+
+
+def test_absent_note_names_the_given_preset(ds, monkeypatch):
+    monkeypatch.setenv("MIMSTUDY_BOOK_PRESET", "quick,gpu")
+    note = book.absent_note(ds, objectives=("moco",), preset="gpu")
+    assert "`gpu`" in note and "`quick`" not in note and "MoCo v3" in note
+
+
+@pytest.fixture
+def results_dir(tmp_path, monkeypatch):
+    """An empty results folder as ``$MIMSTUDY_RESULTS_DIR``; make ``<preset>/`` folders in it to add presets."""
+    monkeypatch.setenv("MIMSTUDY_RESULTS_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_book_presets_parse_the_list_in_order(results_dir, monkeypatch):
+    for name in ("cpu", "gpu", "ci"):
+        (results_dir / name).mkdir()
+    monkeypatch.setenv("MIMSTUDY_BOOK_PRESET", " cpu , gpu,,ci,gpu ")
+    assert book.book_presets() == ["cpu", "gpu", "ci"]
+    assert book.book_preset() == "cpu"
+    monkeypatch.setenv("MIMSTUDY_BOOK_PRESET", "gpu")
+    assert book.book_presets() == ["gpu"] and book.book_preset() == "gpu"
+
+
+def test_book_presets_drop_absent_presets_but_keep_the_first(results_dir, monkeypatch):
+    (results_dir / "gpu").mkdir()
+    (results_dir / "cpu").write_text("a file, not a results folder")
+    monkeypatch.setenv("MIMSTUDY_BOOK_PRESET", "paper,cpu,gpu,nope")
+    assert book.book_presets() == ["paper", "gpu"]
+    # the first preset stays even without results, so that loading them raises the usual clear error
+    with pytest.raises(FileNotFoundError, match="no results in .*paper.*run the study first"):
+        book.load_results("probes", book.book_presets()[0])
+
+
+def test_book_presets_default_to_quick_then_gpu_when_present(results_dir, monkeypatch):
+    monkeypatch.delenv("MIMSTUDY_BOOK_PRESET", raising=False)
+    assert book.book_presets() == ["quick"] and book.book_preset() == "quick"
+    (results_dir / "gpu").mkdir()
+    assert book.book_presets() == ["quick", "gpu"] and book.book_preset() == "quick"
+    monkeypatch.setenv("MIMSTUDY_BOOK_PRESET", " , ")
+    assert book.book_presets() == ["quick", "gpu"]
+
+
+def test_preset_heading_names_the_preset_and_its_description(tmp_path):
+    description = yaml.safe_load((book.REPO_ROOT / "presets" / "gpu.yaml").read_text())["description"]
+    assert description and book.preset_heading("gpu") == f"### The `gpu` preset: {description}"
+    assert book.preset_heading("no_such_preset") == "### The `no_such_preset` preset"
+    bare = tmp_path / "mine.yaml"
+    bare.write_text("name: mine\npretrain: {}\n")
+    assert book.preset_heading(str(bare)) == f"### The `{bare}` preset"
+    bare.write_text("name: mine\ndescription: my own runs\n")
+    assert book.preset_heading(str(bare)).endswith("preset: my own runs")
 
 
 def test_restrict_drops_padding_from_other_models(ds):
