@@ -11,6 +11,7 @@ import contextlib
 import math
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Iterable
 
 import torch
@@ -59,6 +60,21 @@ def train_one_epoch(
     seen = 0
     start = time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not progress, mininterval=5)
+    pending = None  # the previous step's metrics, still on the device
+
+    def read(step_metrics: StepMetrics) -> None:  # the host waits here, one step late
+        nonlocal seen
+        mean_loss, step_sums, step_seen = step_metrics.read()
+        if not math.isfinite(mean_loss):
+            raise TrainingDiverged(
+                f"loss is {mean_loss} at epoch {epoch} after {seen} images; lower lr or enable "
+                "grad_clip. The last good checkpoint is kept; resume continues from it."
+            )
+        seen += step_seen
+        for name, value in step_sums.items():
+            sums[name] += value
+        bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
+
     for i, (images, labels) in enumerate(bar):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         if on_step is not None:
@@ -66,44 +82,59 @@ def train_one_epoch(
         n = images.shape[0]
         with autocast(bf16, device), distributed.global_batch(rank * n, world * n):
             loss, metrics = objective(images, labels)
-        mean_loss, step_sums, step_seen = _step_metrics(loss, metrics, n, world)
-        if not math.isfinite(mean_loss):
-            raise TrainingDiverged(
-                f"loss is {mean_loss} at epoch {epoch} after {seen} images; lower lr or enable "
-                "grad_clip. The last good checkpoint is kept; resume continues from it."
-            )
+        step_metrics = StepMetrics.gather(loss, metrics, n, world)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(objective.parameters(), grad_clip)
         optimizer.step()
         scheduler.step()
-        seen += step_seen
-        for name, value in step_sums.items():
-            sums[name] += value
-        bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
+        # Reading a step's loss makes the host wait for the device: read the previous step's, so on a
+        # GPU this step's kernels are queued before the wait. A non-finite loss then stops the run one
+        # step later; the checkpoint on disk (written only after a finished epoch) stays the last good one.
+        if pending is not None:
+            read(pending)
+        pending = step_metrics
+    if pending is not None:
+        read(pending)
     seconds = time.perf_counter() - start
     result = {f"train_{name}": total / seen for name, total in sums.items()}
     result.update(lr=optimizer.param_groups[0]["lr"], seconds=seconds, images_per_s=seen / seconds)
     return result
 
 
-def _step_metrics(loss: torch.Tensor, metrics: dict, n: int, world: int) -> tuple[float, dict[str, float], int]:
-    """``(mean loss, {metric: value * images}, images)`` of the step's global batch, in one device sync.
+@dataclass
+class StepMetrics:
+    """One step's loss and metrics, packed on the device (and summed over processes): read later."""
 
-    On one process the sums are ``float(value) * n`` exactly; on several, the float64 products of
-    each process are summed over the processes (one small all-reduce per step, which also makes a
-    diverging loss stop every process at the same step).
-    """
-    names = list(metrics)
-    values = torch.stack([loss.detach().float()] + [torch.as_tensor(metrics[k], device=loss.device).float()
-                                                    for k in names])
-    if world == 1:
-        mean_loss, *rest = values.tolist()
-        return mean_loss, {k: v * n for k, v in zip(names, rest)}, n
-    packed = torch.cat([values.double() * n, torch.tensor([float(n)], dtype=torch.float64, device=loss.device)])
-    total_loss, *rest, seen = distributed.all_reduce_sum(packed).tolist()
-    return total_loss / seen, dict(zip(names, rest)), int(seen)
+    packed: torch.Tensor  # [1 + metrics]: loss, metrics (one process); or sums x images, images (several)
+    names: list[str]
+    n: int
+    world: int
+
+    @classmethod
+    def gather(cls, loss: torch.Tensor, metrics: dict, n: int, world: int) -> "StepMetrics":
+        """Pack without a host sync; on several processes start the one small all-reduce of the step
+        (every process then sees the same values, so a diverging loss stops all at the same step)."""
+        names = list(metrics)
+        values = torch.stack([loss.detach().float()] + [torch.as_tensor(metrics[k], device=loss.device).float()
+                                                        for k in names])
+        if world > 1:
+            values = torch.cat([values.double() * n, torch.tensor([float(n)], dtype=torch.float64, device=loss.device)])
+            values = distributed.all_reduce_sum(values)
+        return cls(values, names, n, world)
+
+    def read(self) -> tuple[float, dict[str, float], int]:
+        """``(mean loss, {metric: value * images}, images)`` of the step's global batch: one device sync.
+
+        On one process the sums are ``float(value) * n`` exactly; on several, the float64 products of
+        each process summed over the processes.
+        """
+        if self.world == 1:
+            mean_loss, *rest = self.packed.tolist()
+            return mean_loss, {k: v * self.n for k, v in zip(self.names, rest)}, self.n
+        total_loss, *rest, seen = self.packed.tolist()
+        return total_loss / seen, dict(zip(self.names, rest)), int(seen)
 
 
 @torch.no_grad()
