@@ -8,6 +8,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PRESET ?= quick
+JOBS   ?= 2
 STAMP  := $(VENV)/.installed
 
 .PHONY: study test install data book plan benchmark clean-book
@@ -23,7 +24,7 @@ data:
 	@sh scripts/install-data.sh
 
 study: install data
-	$(BIN)/mimstudy run --preset $(PRESET)
+	$(BIN)/mimstudy run --preset $(PRESET) --jobs $(JOBS)
 	$(MAKE) book
 
 plan: install
