@@ -40,14 +40,24 @@ def load_dataset(path: str | Path) -> xr.Dataset:
         return ds.load()
 
 
-def stored_parameters(path: str | Path) -> dict | None:
-    """The parameters a stored result was made with, or ``None`` when there is no readable result."""
+def stored_attrs(path: str | Path) -> dict | None:
+    """The attributes (provenance) of a stored result, or ``None`` when there is no readable result."""
     path = Path(path)
     if not path.is_file():
         return None
     try:
-        return json.loads(load_dataset(path).attrs["parameters"])
-    except (OSError, KeyError, ValueError):
+        with xr.open_dataset(path, engine=ENGINE) as ds:  # lazily: the attributes only
+            return dict(ds.attrs)
+    except (OSError, ValueError):
+        return None
+
+
+def stored_parameters(path: str | Path) -> dict | None:
+    """The parameters a stored result was made with, or ``None`` when there is no readable result."""
+    attrs = stored_attrs(path)
+    try:
+        return None if attrs is None else json.loads(attrs["parameters"])
+    except (KeyError, ValueError):
         return None
 
 

@@ -25,7 +25,7 @@ from .data import check_available
 from .config import CONFIGS, ConfigError, PretrainConfig, RunConfig
 from .checkpointing import load_checkpoint
 from .pretrain import checkpoint_path, run_dir, stale_checkpoint_fields
-from .results import result_path, stored_parameters
+from .results import result_path, stored_attrs, stored_parameters
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -174,9 +174,31 @@ def independent_groups(steps: list[Step]) -> list[list[str]]:
 
 
 def steps_to_run(steps: list[Step], force: bool = False) -> list[Step]:
-    """The steps whose results are missing or stale, plus pre-training whose checkpoint is needed."""
+    """The steps whose results are missing or stale, plus pre-training whose checkpoint is needed.
+
+    A result is stale when its parameters changed, and also when a pre-training run it reads is
+    re-run now or was re-made after it (its stored ``created`` time is later): probes of a model
+    that was trained again describe the old model.
+    """
     todo = {step.name for step in steps if force or not step.is_current()}
     pretrain_by_id = {s.config.run_id: s for s in steps if isinstance(s.config, PretrainConfig)}
+    created = {}
+
+    def made_at(step: Step) -> str:
+        if step.name not in created:
+            created[step.name] = str((stored_attrs(step.result) or {}).get("created", ""))
+        return created[step.name]
+
+    changed = True
+    while changed:  # until no consumer of a re-run or newer producer is left out (chains: SimMIM -> FT -> probes)
+        changed = False
+        for step in steps:
+            if step.name in todo:
+                continue
+            producers = [pretrain_by_id[r] for r in step.config.required_runs() if r in pretrain_by_id]
+            if any(p.name in todo or made_at(p) > made_at(step) for p in producers):
+                todo.add(step.name)
+                changed = True
     for step in reversed(steps):  # consumers come after producers: one backward pass suffices
         if step.name not in todo:
             continue

@@ -84,6 +84,33 @@ def test_current_results_are_skipped_and_stale_ones_rerun(tmp_path):
     assert [s.name for s in steps_to_run(steps)] == ["probes/vit_sup"]  # checkpoints' folder is no parameter
 
 
+def remake_later(step):
+    """Stamp ``step``'s stored result as made after every other result (as if it was re-run since)."""
+    from mimstudy.results import load_dataset
+
+    ds = load_dataset(step.result)
+    ds.attrs["created"] = "2999-01-01T00:00:00+00:00"
+    ds.to_netcdf(step.result, engine="h5netcdf")
+
+
+def test_results_of_a_retrained_model_are_stale(tmp_path):
+    steps = plan("ci", results_dir=str(tmp_path / "res"), runs_dir=str(tmp_path / "runs"))
+    fake_results(steps)
+    by_name = {s.name: s for s in steps}
+    remake_later(by_name["pretrain/vit_sup"])
+    assert [s.name for s in steps_to_run(steps)] == ["evaluate/vit_sup", "probes/vit_sup"]
+    remake_later(by_name["pretrain/swin_simmim"])  # its fine-tune, and what reads that, follow
+    assert [s.name for s in steps_to_run(steps)] == [
+        "pretrain/swin_simmim_ft", "evaluate/vit_sup", "evaluate/swin_simmim", "evaluate/swin_simmim_ft",
+        "probes/vit_sup", "probes/swin_simmim", "probes/swin_simmim_ft"]
+
+
+def test_a_rerun_model_takes_its_consumers_along(tmp_path):
+    steps = plan("ci", results_dir=str(tmp_path / "res"), runs_dir=str(tmp_path / "runs"))
+    fake_results(steps, skip={"pretrain/vit_moco"})  # missing: it re-runs, and so must its probes
+    assert [s.name for s in steps_to_run(steps)] == ["pretrain/vit_moco", "evaluate/vit_moco", "probes/vit_moco"]
+
+
 def test_probe_rerun_needs_missing_checkpoint_retrained(tmp_path):
     steps = plan("ci", results_dir=str(tmp_path / "res"), runs_dir=str(tmp_path / "runs"))
     fake_results(steps, skip={"probes/vit_sup"}, checkpoints=False)
