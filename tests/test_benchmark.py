@@ -20,7 +20,8 @@ def test_train_throughput_runs_and_saves_a_dataset(tmp_path):
     module.main(["--archs", "vit_micro_32", "--precisions", "fp32", "--steps", "1", "--warmup", "1",
                  "--repeats", "1", "--batch-size", "8", "--out", str(out)], log=lines.append)
     ds = load_dataset(out)
-    assert list(ds.objective.values) == list(OBJECTIVES) and list(ds.arch.values) == ["vit_micro_32"]
+    assert list(ds.objective.values) == [o for o in OBJECTIVES if o != "finetune"]  # finetune steps are supervised ones
+    assert list(ds.arch.values) == ["vit_micro_32"]
     cell = ds.sel(objective="supervised", arch="vit_micro_32", precision="fp32")
     assert cell.ours_images_per_s > 0 and cell.bare_images_per_s > 0 and np.isfinite(cell.ratio)
     # the supervised step is the bare step: the same FLOPs
