@@ -14,10 +14,13 @@ PACKAGES = ("mimstudy", "torch", "torchvision", "timm", "numpy", "scipy", "xarra
 
 
 GIT_COMMIT_VARIABLE = "MIMSTUDY_GIT_COMMIT"
+RESULTS_FOLDER = "results"  # the repository's results tree (committed datasets): not code
 
 
 def git_commit(cwd: str | Path | None = None) -> tuple[str, bool]:
     """``(commit, dirty)`` of the repository holding this package, or ``("unknown", False)``.
+
+    ``dirty``: tracked files other than those under ``results/`` differ from the commit.
 
     ``$MIMSTUDY_GIT_COMMIT``, when set, wins: a copy of a clean checkout sent elsewhere (a GPU
     machine, say) may have no ``.git``, or an unrelated one, so whoever sent it names the commit.
@@ -29,8 +32,10 @@ def git_commit(cwd: str | Path | None = None) -> tuple[str, bool]:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                                 check=True, timeout=10).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                                capture_output=True, text=True, check=True, timeout=10).stdout
+        # committed results are outputs: a run re-making them (its own files changing) is no edit of the code
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/",
+                                 f":(top,exclude){RESULTS_FOLDER}"], cwd=cwd, capture_output=True, text=True,
+                                check=True, timeout=10).stdout
         return commit, bool(status.strip())
     except (OSError, subprocess.SubprocessError):
         return "unknown", False

@@ -38,6 +38,27 @@ def test_git_commit_of_a_tree_without_git_comes_from_the_environment(tmp_path, m
     assert git_commit() == ("0123abc", False)  # the variable wins, also inside a repository
 
 
+def test_a_run_remaking_committed_results_is_not_dirty(tmp_path, monkeypatch):
+    import subprocess
+
+    from mimstudy.provenance import GIT_COMMIT_VARIABLE, git_commit
+
+    monkeypatch.delenv(GIT_COMMIT_VARIABLE, raising=False)
+    git = lambda *args: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                                       check=True, capture_output=True)
+    (tmp_path / "results" / "quick").mkdir(parents=True)
+    (tmp_path / "results" / "quick" / "run.nc").write_text("old")
+    (tmp_path / "code.py").write_text("x = 1")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "c")
+    assert git_commit(tmp_path)[1] is False
+    (tmp_path / "results" / "quick" / "run.nc").write_text("new")  # the run's own output
+    assert git_commit(tmp_path / "results")[1] is False
+    (tmp_path / "code.py").write_text("x = 2")  # an edit of the code
+    assert git_commit(tmp_path / "results")[1] is True
+
+
 def test_provenance_names_the_hardware(tmp_path, monkeypatch):
     import torch
 
