@@ -112,6 +112,8 @@ def provenance_markdown(ds: xr.Dataset) -> str:
             f"- `{model}`: preset `{attrs.get('preset', '?')}`, seed {attrs.get('seed', '?')}, "
             f"commit `{str(attrs.get('git_commit', '?'))[:10]}`{dirty}, made {attrs.get('created', '?')} "
             f"with torch {versions.get('torch', '?')}, timm {versions.get('timm', '?')}"
+            + (f" on {attrs['hardware']}" if attrs.get("hardware") else "")
+            + (f" ({attrs['provenance_note']})" if attrs.get("provenance_note") else "")
         )
     return "\n".join(lines)
 

@@ -127,3 +127,19 @@ def test_panels_and_run_attr(ds):
     assert list(sub["model"].values) == ["swin"] and sub.sizes["layer"] == 2
     assert book.panels(ds, "convnext") is None
     assert book.run_attr(ds, "sim", "seed") == 0 and book.run_attr(ds, "sim", "missing", "d") == "d"
+
+
+def test_provenance_markdown_names_commit_hardware_and_notes(ds):
+    attrs = [{"preset": "gpu", "seed": 0, "git_commit": "0123456789abcdef", "git_dirty": 0,
+              "package_versions": json.dumps({"torch": "2.11.0", "timm": "1.0.31"}),
+              "hardware": "NVIDIA H200 (CUDA), 16 CPUs", "provenance_note": "commit set after the run"}
+             if m == "sim" else {"preset": "quick", "seed": 1, "git_commit": "fedcba9876543210", "git_dirty": 1}
+             for m in ds["model"].values]
+    ds = ds.assign_coords(provenance=("model", [json.dumps(a) for a in attrs]))
+    lines = book.provenance_markdown(ds).splitlines()
+    assert len(lines) == ds.sizes["model"]
+    sim = next(line for line in lines if line.startswith("- `sim`"))
+    assert "commit `0123456789`" in sim and "torch 2.11.0" in sim and "on NVIDIA H200 (CUDA), 16 CPUs" in sim
+    assert sim.endswith("(commit set after the run)")
+    other = next(line for line in lines if line.startswith("- `sup0`"))
+    assert "(uncommitted changes)" in other and " on " not in other.split("made")[1].split("with")[0]
