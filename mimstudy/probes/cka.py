@@ -100,7 +100,7 @@ class MinibatchCKA:
         if self.hsic_sum is not None and len(features) != self.hsic_sum.shape[0]:
             raise ValueError(f"expected {self.hsic_sum.shape[0]} layers as in earlier updates, got {len(features)}")
         grams = torch.stack([_gram(f) for f in features])  # [n_layers, B, B]
-        hsic = hsic_matrix(grams, unbiased=self.unbiased).cpu()  # [n_layers, n_layers], kept on the CPU
+        hsic = hsic_matrix(grams, unbiased=self.unbiased)  # [n_layers, n_layers]
         self.hsic_sum = hsic if self.hsic_sum is None else self.hsic_sum + hsic
         self.num_batches += 1
         self.num_examples += grams.shape[-1]
