@@ -52,13 +52,17 @@ def stored_attrs(path: str | Path) -> dict | None:
         return None
 
 
-def stored_parameters(path: str | Path) -> dict | None:
-    """The parameters a stored result was made with, or ``None`` when there is no readable result."""
-    attrs = stored_attrs(path)
+def parameters_in(attrs: dict | None) -> dict | None:
+    """The run parameters recorded in a result's attributes (``None`` when they are not there)."""
     try:
         return None if attrs is None else json.loads(attrs["parameters"])
     except (KeyError, ValueError):
         return None
+
+
+def stored_parameters(path: str | Path) -> dict | None:
+    """The parameters a stored result was made with, or ``None`` when there is no readable result."""
+    return parameters_in(stored_attrs(path))
 
 
 def _plain(value):

@@ -25,7 +25,7 @@ from .data import check_available
 from .config import CONFIGS, ConfigError, PretrainConfig, RunConfig
 from .checkpointing import load_checkpoint
 from .pretrain import checkpoint_path, run_dir, stale_checkpoint_fields
-from .results import result_path, stored_attrs, stored_parameters
+from .results import parameters_in, result_path, stored_attrs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -72,9 +72,12 @@ class Step:
     def executed_notebook(self) -> Path:
         return self.result.with_suffix(".ipynb")
 
-    def is_current(self) -> bool:
-        """Its dataset exists and was made with exactly these parameters (where files go aside)."""
-        stored = stored_parameters(self.result)
+    def is_current(self, attrs: dict | None) -> bool:
+        """Its dataset exists and was made with exactly these parameters (where files go aside).
+
+        ``attrs``: the attributes stored with its dataset (:func:`~mimstudy.results.stored_attrs`).
+        """
+        stored = parameters_in(attrs)
         return stored is not None and not self.config.differences(stored, ignore=LOCATION_PARAMETERS)
 
 
@@ -124,6 +127,15 @@ def plan(preset: str | Path, results_dir: str = "results", runs_dir: str = "runs
     return steps
 
 
+def pretraining_by_run_id(steps: list[Step]) -> dict[str, Step]:
+    return {s.config.run_id: s for s in steps if isinstance(s.config, PretrainConfig)}
+
+
+def producers(step: Step, pretraining: dict[str, Step]) -> list[Step]:
+    """The pre-training steps (of ``pretraining``, by run id) whose checkpoints ``step`` reads."""
+    return [pretraining[r] for r in step.config.required_runs() if r in pretraining]
+
+
 def select_runs(steps: list[Step], run_ids: list[str] | None) -> list[Step]:
     """The steps of ``run_ids`` (every notebook of each) plus the pre-training runs they read.
 
@@ -136,13 +148,12 @@ def select_runs(steps: list[Step], run_ids: list[str] | None) -> list[Step]:
     unknown = [r for r in run_ids if r not in known]
     if unknown:
         raise ConfigError(f"unknown run id(s) {unknown}; this preset's runs are {known}")
-    pretrain_by_id = {s.config.run_id: s for s in steps if isinstance(s.config, PretrainConfig)}
+    pretraining = pretraining_by_run_id(steps)
     chosen = {s.name for s in steps if s.config.run_id in run_ids}
     pending = [s for s in steps if s.name in chosen]
     while pending:
-        for run_id in pending.pop().config.required_runs():
-            producer = pretrain_by_id.get(run_id)
-            if producer is not None and producer.name not in chosen:
+        for producer in producers(pending.pop(), pretraining):
+            if producer.name not in chosen:
                 chosen.add(producer.name)
                 pending.append(producer)
     return [s for s in steps if s.name in chosen]
@@ -180,32 +191,29 @@ def steps_to_run(steps: list[Step], force: bool = False) -> list[Step]:
     re-run now or was re-made after it (its stored ``created`` time is later): probes of a model
     that was trained again describe the old model.
     """
-    todo = {step.name for step in steps if force or not step.is_current()}
-    pretrain_by_id = {s.config.run_id: s for s in steps if isinstance(s.config, PretrainConfig)}
-    created = {}
+    stored: dict[str, dict | None] = {}
+
+    def attrs(step: Step) -> dict | None:  # each result's attributes, read once
+        if step.name not in stored:
+            stored[step.name] = stored_attrs(step.result)
+        return stored[step.name]
 
     def made_at(step: Step) -> str:
-        if step.name not in created:
-            created[step.name] = str((stored_attrs(step.result) or {}).get("created", ""))
-        return created[step.name]
+        return str((attrs(step) or {}).get("created", ""))
 
+    todo = {step.name for step in steps if force or not step.is_current(attrs(step))}
+    pretraining = pretraining_by_run_id(steps)
     changed = True
     while changed:  # until no consumer of a re-run or newer producer is left out (chains: SimMIM -> FT -> probes)
         changed = False
         for step in steps:
-            if step.name in todo:
-                continue
-            producers = [pretrain_by_id[r] for r in step.config.required_runs() if r in pretrain_by_id]
-            if any(p.name in todo or made_at(p) > made_at(step) for p in producers):
+            if step.name not in todo and any(p.name in todo or made_at(p) > made_at(step)
+                                             for p in producers(step, pretraining)):
                 todo.add(step.name)
                 changed = True
     for step in reversed(steps):  # consumers come after producers: one backward pass suffices
-        if step.name not in todo:
-            continue
-        for run_id in step.config.required_runs():
-            producer = pretrain_by_id.get(run_id)
-            if producer is not None and not checkpoint_path(producer.config).exists():
-                todo.add(producer.name)
+        if step.name in todo:
+            todo.update(p.name for p in producers(step, pretraining) if not checkpoint_path(p.config).exists())
     return [step for step in steps if step.name in todo]
 
 
