@@ -1,6 +1,6 @@
 import pytest
 
-from mimstudy.config import ProbeConfig, ConfigError, PretrainConfig
+from mimstudy.config import ConfigError, EvaluateConfig, PaperProbeConfig, PretrainConfig, ProbeConfig
 
 
 def test_defaults_validate():
@@ -43,3 +43,11 @@ def test_new_parameters_at_their_defaults_keep_old_results_current():
     assert config.differences({**stored, "removed_option": 1}) == ["removed_option"]
     assert config.differences({**stored, "lr": 0.02}) == ["lr"]
     assert config.differences({**stored, "resume": False}, ignore={"resume"}) == []
+
+
+@pytest.mark.parametrize("config_cls", [PretrainConfig, EvaluateConfig, ProbeConfig, PaperProbeConfig])
+def test_device_is_auto_or_a_torch_device(config_cls):
+    for device in ("auto", "cpu", "cuda", "cuda:1"):  # naming a GPU needs no GPU until the run starts
+        config_cls.from_dict({"device": device})
+    with pytest.raises(ConfigError, match=r"device must be 'auto', 'cpu', 'cuda' or 'cuda:<n>', got 'gpu0'"):
+        config_cls.from_dict({"device": "gpu0"})
