@@ -33,8 +33,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from mimstudy.imagenet import sample_photos
-from mimstudy.models import create_backbone
+from mimstudy.data.imagenet import sample_photos
+from mimstudy.models.backbones import create_backbone
 from mimstudy.probes import probe_model
 from mimstudy.probes.extract import unfused_attention
 from mimstudy.results import save_dataset
@@ -185,7 +185,7 @@ def main(argv=None) -> int:
         attrs={"model": args.model, "memory_model": args.memory_model, "img_size": args.img_size,
                "batch_size": args.batch_size, "threads": args.threads, "cpu_count": os.cpu_count(),
                "load_average_before": load_before, "load_average_after": load_after,
-               "images": "mimstudy.imagenet.sample_photos (natural photos, ImageNet-normalised)",
+               "images": "mimstudy.data.imagenet.sample_photos (natural photos, ImageNet-normalised)",
                "weights": "random init (seed 0): speed and memory do not depend on the weights"},
     )
     path = save_dataset(ds, args.out, {k: v for k, v in vars(args).items() if k != "memory_worker"},

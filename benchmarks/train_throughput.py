@@ -5,11 +5,11 @@
     python benchmarks/train_throughput.py --archs all --steps 50 --repeats 5 --batch-size 256   # a GPU
 
 For every objective of :data:`mimstudy.config.OBJECTIVES` and every backbone (default: those the
-presets train; ``--archs all``: every study backbone of :mod:`mimstudy.models`) that it can wrap,
+presets train; ``--archs all``: every study backbone of :mod:`mimstudy.models.backbones`) that it can wrap,
 with and without bf16 autocast, it times
 
-* ours: :func:`mimstudy.engine.train_one_epoch` with the objective, optimizer (AdamW, cosine
-  schedule), gradient clipping and batches (:class:`mimstudy.sampling.ShardedBatches`) that
+* ours: :func:`mimstudy.training.engine.train_one_epoch` with the objective, optimizer (AdamW, cosine
+  schedule), gradient clipping and batches (:class:`mimstudy.data.sampling.ShardedBatches`) that
   pre-training uses, on synthetic images;
 * bare: the same timm backbone in a plain ``forward -> cross-entropy -> backward -> AdamW.step``
   loop over ready-made batches.
@@ -43,12 +43,12 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 
 from mimstudy import distributed
 from mimstudy.config import OBJECTIVES, ConfigError, PretrainConfig
-from mimstudy.engine import autocast, train_one_epoch
-from mimstudy.models import ModelConfigError, available_backbones, create_backbone
-from mimstudy.optim import build_optimizer
-from mimstudy.pretrain import NUM_CLASSES, build_objective
+from mimstudy.training.engine import autocast, train_one_epoch
+from mimstudy.models.backbones import ModelConfigError, available_backbones, create_backbone
+from mimstudy.training.optim import build_optimizer
+from mimstudy.training.pretrain import NUM_CLASSES, build_objective
 from mimstudy.results import save_dataset
-from mimstudy.sampling import ShardedBatches
+from mimstudy.data.sampling import ShardedBatches
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # wall: seconds of the run; process: CPU seconds of this process, which other processes on a shared
@@ -75,7 +75,7 @@ FLOP_FORMULAS = {
 def preset_archs() -> list[str]:
     """The study backbones the presets pre-train (the default of ``--archs``; the paper preset's
     ViT-B/SwinV2-B are left out: name them with ``--archs`` on a GPU)."""
-    from mimstudy.runner import PRESET_DIR, plan
+    from mimstudy.study.runner import PRESET_DIR, plan
 
     archs = {step.config.arch for preset in sorted(PRESET_DIR.glob("*.yaml")) for step in plan(preset)
              if isinstance(step.config, PretrainConfig) and step.config.arch in available_backbones()}

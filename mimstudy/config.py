@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from .checkpoints.layouts import LAYOUTS
-from .models import ModelConfigError, validate_backbone
+from mimstudy.models.checkpoints.layouts import LAYOUTS
+from mimstudy.models.backbones import ModelConfigError, validate_backbone
 
 OBJECTIVES = ("supervised", "moco", "simmim", "finetune")
 DATASETS = ("fashion_mnist", "image_folder")
@@ -274,7 +274,7 @@ class EvaluateConfig(RunConfig):
 
 RANDOM_WEIGHTS = "random"  # the objective label of a randomly initialised model (no checkpoint)
 TIMM_WEIGHTS = "timm"  # checkpoint_path naming timm's own pretrained weights of model_name
-CHECKPOINT_LAYOUTS = ("auto", *LAYOUTS)  # see mimstudy.checkpoints.layouts
+CHECKPOINT_LAYOUTS = ("auto", *LAYOUTS)  # see mimstudy.models.checkpoints.layouts
 
 
 @dataclass
@@ -288,14 +288,14 @@ class PaperProbeConfig(RunConfig):
       result can never be labelled as one of the paper's models.
     * ``"timm"``: timm's own pretrained weights of ``model_name`` (needs network access or a warm hub cache).
     * a file path: a released checkpoint (official DeiT, MoCo v3, SimMIM ViT/SwinV2, or a timm state
-      dict), read by :func:`mimstudy.checkpoints.load_backbone` with ``layout`` (``"auto"`` detects it).
+      dict), read by :func:`mimstudy.models.checkpoints.load_backbone` with ``layout`` (``"auto"`` detects it).
       ``allow_pickle=True`` unpickles files that keep their ``args``/``config`` (official DeiT and SimMIM
       releases): only for files from a source you trust.
 
     ``objective`` says which of the paper's models the weights are (``supervised``: DeiT, ``moco``:
     MoCo v3, ``simmim``, ``finetune``: SimMIM fine-tuned); it is the result's ``objective`` coord.
     Images: ``num_images`` from the ImageNet-style folder ``image_dir`` (e.g. ImageNet ``val/``), drawn
-    with ``seed``; ``""`` uses the offline sample photos of :func:`mimstudy.imagenet.sample_photos`.
+    with ``seed``; ``""`` uses the offline sample photos of :func:`mimstudy.data.imagenet.sample_photos`.
     """
 
     notebook: ClassVar[str] = "paper_probes"

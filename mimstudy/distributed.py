@@ -1,13 +1,13 @@
 """Distributed data parallel straight from torchrun's environment variables.
 
-    torchrun --standalone --nproc_per_node=4 -m mimstudy.train --preset quick --run-id vit_simmim
+    torchrun --standalone --nproc_per_node=4 -m mimstudy.study.train --preset quick --run-id vit_simmim
 
 torchrun sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (and ``MASTER_ADDR``/``MASTER_PORT``);
 :func:`setup` joins that process group (NCCL on CUDA, gloo on the CPU) and returns the process's
 device. Without those variables nothing is initialised and every helper answers as the only
 process of a world of one, so the same code runs unchanged on one process.
 
-A global batch is split across the processes (:class:`mimstudy.sampling.ShardedBatches`); per-sample
+A global batch is split across the processes (:class:`mimstudy.data.sampling.ShardedBatches`); per-sample
 randomness such as SimMIM's masks is drawn for the whole global batch and sliced
 (:func:`sample_rows`), so 1 and N processes see the same images with the same masks at every step.
 """

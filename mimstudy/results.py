@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .atomic import atomic_path
-from .config import RunConfig
-from .provenance import provenance_attrs
+from mimstudy.atomic import atomic_path
+from mimstudy.config import RunConfig
+from mimstudy.provenance import provenance_attrs
 
 ENGINE = "h5netcdf"
 

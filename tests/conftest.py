@@ -54,7 +54,7 @@ def fashion_dir(tmp_path, monkeypatch):
 
 
 def real_data_available() -> bool:
-    from mimstudy.data import DatasetError, check_available
+    from mimstudy.data.fashion_mnist import DatasetError, check_available
 
     try:
         check_available()
@@ -72,7 +72,7 @@ requires_real_data = pytest.mark.skipif(
 def ci_results(tmp_path_factory):
     """The ``ci`` preset executed once through the runner (papermill), in two parallel ``mimstudy run``
     processes as ``make study`` runs presets: ``(results_dir, runs_dir)``."""
-    from mimstudy.runner import run_preset
+    from mimstudy.study.runner import run_preset
 
     if not real_data_available():
         pytest.skip("Fashion-MNIST not installed (make data, or set MIMSTUDY_DATA)")

@@ -1,6 +1,6 @@
 """Write timm models' weights in the layouts of the official DeiT, MoCo v3 and SimMIM checkpoints.
 
-The inverse of what ``mimstudy.checkpoints`` reads, written from the official code (facebookresearch/
+The inverse of what ``mimstudy.models.checkpoints`` reads, written from the official code (facebookresearch/
 deit ``main.py``, facebookresearch/moco-v3 ``main_moco.py``/``moco/builder.py``, microsoft/SimMIM
 ``models/vision_transformer.py`` and ``utils.py``, microsoft/Swin-Transformer
 ``models/swin_transformer_v2.py`` and ``models/simmim.py``). The buffers the official modules

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from mimstudy.models import create_backbone
+from mimstudy.models.backbones import create_backbone
 from mimstudy.probes import attention_distance, patch_attention, patch_distances, probe_attention
 
 

@@ -6,10 +6,10 @@ from timm.loss import SoftTargetCrossEntropy
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from mimstudy import augment as A
-from mimstudy.augment import MoCoViews, SupervisedAugment, ViewRecipe
-from mimstudy.data import PIXEL_MEAN, PIXEL_STD
-from mimstudy.models import create_backbone
+from mimstudy.data import augment as A
+from mimstudy.data.augment import MoCoViews, SupervisedAugment, ViewRecipe
+from mimstudy.data.fashion_mnist import PIXEL_MEAN, PIXEL_STD
+from mimstudy.models.backbones import create_backbone
 from mimstudy.objectives import Supervised
 
 IDENTITY = ViewRecipe(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_prob=0.0, jitter_prob=0.0, blur_prob=0.0,
@@ -207,7 +207,7 @@ def test_augmentations_ignore_bf16_autocast():
 def test_rgb_colour_ops_match_torchvision_image_by_image():
     from torchvision.transforms.v2 import functional as TF
 
-    from mimstudy.augment import adjust_contrast_rgb, adjust_hue, adjust_saturation, grayscale
+    from mimstudy.data.augment import adjust_contrast_rgb, adjust_hue, adjust_saturation, grayscale
 
     x = torch.rand(4, 3, 9, 9, generator=torch.Generator().manual_seed(0))
     x[0] = 0.5  # a gray image: hue undefined

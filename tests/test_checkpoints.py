@@ -18,7 +18,7 @@ from .official_layouts import (
 )
 from safetensors.torch import save_file
 
-from mimstudy.checkpoints import (
+from mimstudy.models.checkpoints import (
     CheckpointError,
     UnsafeCheckpointError,
     detect_layout,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mimstudy.data import DatasetError, check_available, fashion_mnist, load_split, read_idx, to_tensor
+from mimstudy.data.fashion_mnist import DatasetError, check_available, fashion_mnist, load_split, read_idx, to_tensor
 
 from .conftest import make_fashion_folder, requires_real_data, write_idx
 

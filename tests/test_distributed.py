@@ -18,13 +18,13 @@ import torch
 from torch.utils.data import TensorDataset
 
 from mimstudy import distributed
-from mimstudy.checkpointing import load_checkpoint
+from mimstudy.models.checkpoints.state import load_checkpoint
 from mimstudy.config import ConfigError, PretrainConfig
-from mimstudy.masking import MaskGenerator
-from mimstudy.pretrain import checkpoint_path, epoch_checkpoint_path, pretrain, run_dir
+from mimstudy.objectives.masking import MaskGenerator
+from mimstudy.training.pretrain import checkpoint_path, epoch_checkpoint_path, pretrain, run_dir
 from mimstudy.results import result_path
-from mimstudy.sampling import ShardedBatches
-from mimstudy.train import build_parser, config_from_args
+from mimstudy.data.sampling import ShardedBatches
+from mimstudy.study.train import build_parser, config_from_args
 
 REPO = Path(__file__).resolve().parents[1]
 ATOL = 2e-5
@@ -89,7 +89,7 @@ def test_every_config_field_is_a_flag_of_the_same_name():
 
 
 def test_a_preset_run_gives_the_defaults_and_flags_override_them():
-    from mimstudy.runner import plan
+    from mimstudy.study.runner import plan
 
     preset_value = next(s.config for s in plan("ci") if s.name == "pretrain/vit_simmim").train_size
     config, from_preset = config_from_args({"preset": "ci", "run_id": "vit_simmim", "epochs": 5})
@@ -104,7 +104,7 @@ def _torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
            "OMP_NUM_THREADS": "1"}
     run = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "mimstudy.train", *args],
+         "-m", "mimstudy.study.train", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from mimstudy.evaluation import extract_features, knn_accuracy, linear_probe_accuracy
-from mimstudy.models import create_backbone
+from mimstudy.probes.evaluation import extract_features, knn_accuracy, linear_probe_accuracy
+from mimstudy.models.backbones import create_backbone
 
 
 def clusters(n_per_class=30, dim=8, classes=3, spread=0.1, seed=0):

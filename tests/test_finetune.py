@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from mimstudy.checkpointing import CheckpointError, save_checkpoint
-from mimstudy.masking import MaskGenerator
-from mimstudy.models import create_backbone, patch_size_of
+from mimstudy.models.checkpoints.state import CheckpointError, save_checkpoint
+from mimstudy.objectives.masking import MaskGenerator
+from mimstudy.models.backbones import create_backbone, patch_size_of
 from mimstudy.objectives import SimMIM, Supervised
 from mimstudy.objectives.finetune import classifier_from_checkpoint, layer_decay_param_groups, load_encoder
-from mimstudy.optim import build_optimizer, cosine_lr_factor, param_groups
+from mimstudy.training.optim import build_optimizer, cosine_lr_factor, param_groups
 
 DECAY = 0.75
 

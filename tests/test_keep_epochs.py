@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from mimstudy.checkpointing import load_checkpoint
+from mimstudy.models.checkpoints.state import load_checkpoint
 from mimstudy.config import ConfigError, PretrainConfig
-from mimstudy.pretrain import checkpoint_path, epoch_checkpoint_path, load_pretrained_backbone
+from mimstudy.training.pretrain import checkpoint_path, epoch_checkpoint_path, load_pretrained_backbone
 from mimstudy.results import load_dataset, result_path
-from mimstudy.train import main
+from mimstudy.study.train import main
 
 
 @pytest.mark.parametrize("keep,epochs,expected", [

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from mimstudy.masking import MaskGenerator
+from mimstudy.objectives.masking import MaskGenerator
 
 
 @pytest.mark.parametrize("input_size,mask_patch,model_patch,ratio", [(32, 8, 4, 0.6), (32, 4, 4, 0.5), (192, 32, 4, 0.6), (224, 32, 16, 0.75)])

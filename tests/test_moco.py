@@ -5,12 +5,12 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch.utils.data import DataLoader, TensorDataset
 
-from mimstudy.augment import MoCoViews, ViewRecipe
-from mimstudy.engine import evaluate, train_one_epoch
-from mimstudy.models import create_backbone
+from mimstudy.data.augment import MoCoViews, ViewRecipe
+from mimstudy.training.engine import evaluate, train_one_epoch
+from mimstudy.models.backbones import create_backbone
 from mimstudy.objectives import MoCoConfig, MoCoV3, Supervised
 from mimstudy.objectives.moco import build_mlp, contrastive_loss, momentum_at
-from mimstudy.optim import build_optimizer
+from mimstudy.training.optim import build_optimizer
 
 IDENTITY = ViewRecipe(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_prob=0.0, jitter_prob=0.0, blur_prob=0.0,
                       solarize_prob=0.0)

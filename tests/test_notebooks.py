@@ -9,7 +9,7 @@ import papermill
 import pytest
 
 from mimstudy.config import CONFIGS
-from mimstudy.runner import NOTEBOOK_DIR, plan
+from mimstudy.study.runner import NOTEBOOK_DIR, plan
 
 from .conftest import requires_real_data
 

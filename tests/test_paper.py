@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from mimstudy.config import ConfigError, PaperProbeConfig
-from mimstudy.paper import load_images, load_model, paper_coords
+from mimstudy.study.paper import load_images, load_model, paper_coords
 from mimstudy.probes import probe_model
 
 from .official_layouts import deit_checkpoint, randomize

@@ -1,7 +1,7 @@
 """The paper preset: every run validates, and each objective takes one step at paper architecture.
 
 The dry run uses the preset's own runs (ViT-B/16 at 224, SwinV2-B at 192) through the
-``mimstudy.train`` command line, overriding only ``--data-dir`` (a tiny image folder written here),
+``mimstudy.study.train`` command line, overriding only ``--data-dir`` (a tiny image folder written here),
 ``--batch-size 2``, ``--max-steps 1`` and the sizes of the data; one step at full size takes seconds.
 """
 
@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from mimstudy import train
-from mimstudy.checkpointing import load_checkpoint
-from mimstudy.pretrain import checkpoint_path
-from mimstudy.runner import plan
+from mimstudy.study import train
+from mimstudy.models.checkpoints.state import load_checkpoint
+from mimstudy.training.pretrain import checkpoint_path
+from mimstudy.study.runner import plan
 
 PAPER_RUNS = ["vit_sup", "vit_moco", "vit_simmim", "swin_simmim", "swin_simmim_ft"]
 

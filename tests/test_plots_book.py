@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from mimstudy.plots import plot_cka_grid, plot_head_dots, plot_models, plot_training_curves  # noqa: E402
+from mimstudy.book.plots import plot_cka_grid, plot_head_dots, plot_models, plot_training_curves  # noqa: E402
 
 
 def model_coords(n):

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from mimstudy.checkpointing import CheckpointError, load_checkpoint, save_checkpoint
+from mimstudy.models.checkpoints.state import CheckpointError, load_checkpoint, save_checkpoint
 from mimstudy.config import ConfigError, PretrainConfig
-from mimstudy.engine import TrainingDiverged
+from mimstudy.training.engine import TrainingDiverged
 from mimstudy.objectives import Supervised
-from mimstudy.pretrain import checkpoint_path, history_dataset, load_pretrained_backbone, pretrain
+from mimstudy.training.pretrain import checkpoint_path, history_dataset, load_pretrained_backbone, pretrain
 
 
 def config(tmp_path, **overrides) -> PretrainConfig:

@@ -9,7 +9,7 @@ import pytest
 import timm
 import torch
 
-from mimstudy.models import create_backbone, grid_size_of, patch_size_of
+from mimstudy.models.backbones import create_backbone, grid_size_of, patch_size_of
 from mimstudy.probes import (
     AttentionMaps,
     MinibatchCKA,
@@ -26,7 +26,7 @@ from mimstudy.probes import (
     window_attention_entropy,
     window_head_kl,
 )
-from mimstudy.verdicts import bootstrap_samples, image_mean_interval
+from mimstudy.book.verdicts import bootstrap_samples, image_mean_interval
 
 N_IMAGES = 9
 

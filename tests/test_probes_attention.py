@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mimstudy.models import create_backbone, grid_size_of, patch_size_of
+from mimstudy.models.backbones import create_backbone, grid_size_of, patch_size_of
 from mimstudy.probes import (
     AttentionMaps,
     attention_distance,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mimstudy.masking import MaskGenerator
+from mimstudy.objectives.masking import MaskGenerator
 from mimstudy.probes import avg_dist, expected_avg_dist
 
 

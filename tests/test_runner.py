@@ -1,10 +1,10 @@
 import pytest
 
-from mimstudy.cli import main
+from mimstudy.study.cli import main
 from mimstudy.config import ProbeConfig, ConfigError, PretrainConfig
-from mimstudy.pretrain import checkpoint_path
+from mimstudy.training.pretrain import checkpoint_path
 from mimstudy.results import save_result
-from mimstudy.runner import PRESET_DIR, independent_groups, plan, run_preset, select_runs, steps_to_run
+from mimstudy.study.runner import PRESET_DIR, independent_groups, plan, run_preset, select_runs, steps_to_run
 
 from .test_results import small_dataset
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from mimstudy.masking import MaskGenerator
-from mimstudy.models import create_backbone
+from mimstudy.objectives.masking import MaskGenerator
+from mimstudy.models.backbones import create_backbone
 from mimstudy.objectives import SimMIM
 
 

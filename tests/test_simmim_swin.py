@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from mimstudy.masking import MaskGenerator
-from mimstudy.models import create_backbone
+from mimstudy.objectives.masking import MaskGenerator
+from mimstudy.models.backbones import create_backbone
 from mimstudy.objectives import SimMIM
 
 from .test_simmim import check_loss_ignores_visible_pixels, check_loss_is_mean_l1_over_one_masked_unit

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from mimstudy.sweep import mask_avg_dist, mask_sweep, sweep_verdict
+from mimstudy.book.mask_sweep import sweep_verdict
+from mimstudy.study.sweep import mask_avg_dist, mask_sweep
 
 
 def provenance(params):

@@ -4,10 +4,10 @@ import pytest
 import timm
 import torch
 
-from mimstudy.geometry import swin_stages, swin_stages_from_args
+from mimstudy.models.geometry import swin_stages, swin_stages_from_args
 
-from mimstudy.cost import count_flops, count_params
-from mimstudy.models import (
+from mimstudy.models.cost import count_flops, count_params
+from mimstudy.models.backbones import (
     ModelConfigError,
     available_backbones,
     create_backbone,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from mimstudy.verdicts import (
+from mimstudy.book.verdicts import (
     Check,
     ClaimVerdict,
     Estimate,

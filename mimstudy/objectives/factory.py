@@ -7,15 +7,15 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..augment import MoCoViews, SupervisedAugment, rgb_view_recipes
-from ..config import ConfigError, PretrainConfig
-from ..imagenet import IMAGENET_MEAN, IMAGENET_STD
-from ..masking import MaskGenerator
-from ..models import create_backbone, patch_size_of
-from .finetune import classifier_from_checkpoint
-from .moco import MoCoConfig, MoCoV3
-from .simmim import SimMIM
-from .supervised import Supervised
+from mimstudy.data.augment import MoCoViews, SupervisedAugment, rgb_view_recipes
+from mimstudy.config import ConfigError, PretrainConfig
+from mimstudy.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
+from mimstudy.objectives.masking import MaskGenerator
+from mimstudy.models.backbones import create_backbone, patch_size_of
+from mimstudy.objectives.finetune import classifier_from_checkpoint
+from mimstudy.objectives.moco import MoCoConfig, MoCoV3
+from mimstudy.objectives.simmim import SimMIM
+from mimstudy.objectives.supervised import Supervised
 
 NUM_CLASSES = 10  # Fashion-MNIST's; an image-folder run has its folder's classes
 CHECKPOINT_NAME = "checkpoint.pt"

@@ -19,8 +19,8 @@ import torch.nn as nn
 from timm.layers import trunc_normal_
 from timm.optim import param_groups_layer_decay
 
-from ..checkpointing import CheckpointError, load_pretrain_checkpoint
-from ..models import create_backbone
+from mimstudy.models.checkpoints.state import CheckpointError, load_pretrain_checkpoint
+from mimstudy.models.backbones import create_backbone
 
 
 def _no_weight_decay(backbone: nn.Module) -> set[str]:
@@ -105,9 +105,9 @@ def load_encoder(model: nn.Module, weights: dict[str, torch.Tensor]) -> list[str
 def classifier_from_checkpoint(path: str | Path, num_classes: int = 10, **overrides) -> tuple[nn.Module, dict]:
     """A ``num_classes`` classifier of a pre-training checkpoint's architecture holding its encoder.
 
-    ``path`` is a checkpoint written by :func:`mimstudy.pretrain.pretrain` (typically SimMIM); the
+    ``path`` is a checkpoint written by :func:`mimstudy.training.pretrain.pretrain` (typically SimMIM); the
     classifier head is freshly initialised (see :func:`load_encoder`). ``overrides`` go to
-    :func:`~mimstudy.models.create_backbone`, e.g. ``drop_path_rate=0.1`` for fine-tuning. Returns the
+    :func:`~mimstudy.models.backbones.create_backbone`, e.g. ``drop_path_rate=0.1`` for fine-tuning. Returns the
     model in train mode and the pre-training run's config dict.
     """
     state = load_pretrain_checkpoint(path)

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..augment import MoCoViews
+from mimstudy.data.augment import MoCoViews
 
 
 @dataclass(frozen=True)

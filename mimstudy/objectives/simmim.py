@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 
-from ..distributed import sample_rows
-from ..masking import MaskGenerator
-from ..models import grid_size_of, is_swin, model_stride, patch_size_of
+from mimstudy.distributed import sample_rows
+from mimstudy.objectives.masking import MaskGenerator
+from mimstudy.models.backbones import grid_size_of, is_swin, model_stride, patch_size_of
 
 
 def replace_masked(tokens: torch.Tensor, mask: torch.Tensor, mask_token: torch.Tensor) -> torch.Tensor:
@@ -31,7 +31,7 @@ class SimMIM(nn.Module):
     The backbone stays an unmodified timm model. The mask is given at patch-embedding resolution
     (``mask_generator.model_patch_size`` = the backbone's patch size). The decoder, a 1x1 convolution
     to ``stride**2 * C`` channels followed by a pixel shuffle, reconstructs the image from the last
-    feature map, ``stride`` = :func:`~mimstudy.models.model_stride` (ViT: the patch size; Swin: the
+    feature map, ``stride`` = :func:`~mimstudy.models.backbones.model_stride` (ViT: the patch size; Swin: the
     patch size times 2 per patch merging).
     """
 

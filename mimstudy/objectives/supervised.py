@@ -1,6 +1,6 @@
 """Supervised pre-training: cross-entropy with label smoothing on the backbone's classifier.
 
-With a :class:`~mimstudy.augment.SupervisedAugment` (DeiT's crop, flip, mixup and cutmix), training
+With a :class:`~mimstudy.data.augment.SupervisedAugment` (DeiT's crop, flip, mixup and cutmix), training
 batches are augmented and the loss is soft-target cross-entropy against the augmentation's targets;
 evaluation always sees the plain images and the hard labels.
 """
@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.loss import SoftTargetCrossEntropy
 
-from ..augment import SupervisedAugment
+from mimstudy.data.augment import SupervisedAugment
 
 
 class Supervised(nn.Module):

@@ -1,18 +1,18 @@
 """The paper's probes: attention distance, entropy, head KL, CKA, AvgDist."""
 
-from .attention import attention_distance, attention_entropy, head_kl, patch_attention, patch_distances
-from .avgdist import avg_dist, expected_avg_dist
-from .cka import MinibatchCKA, cka
-from .dataset import ModelProbe, probe_attention, probe_model
-from .distributions import head_kl_per_head, layer_kl
-from .extract import (
+from mimstudy.probes.attention import attention_distance, attention_entropy, head_kl, patch_attention, patch_distances
+from mimstudy.probes.avgdist import avg_dist, expected_avg_dist
+from mimstudy.probes.cka import MinibatchCKA, cka
+from mimstudy.probes.dataset import ModelProbe, probe_attention, probe_model
+from mimstudy.probes.distributions import head_kl_per_head, layer_kl
+from mimstudy.probes.extract import (
     AttentionMaps,
     SwinAttentionMaps,
     WindowAttentionMap,
     disable_fused_attention,
     swin_attention_maps,
 )
-from .windowed import window_attention_distance, window_attention_entropy, window_head_kl
+from mimstudy.probes.windowed import window_attention_distance, window_attention_entropy, window_head_kl
 
 __all__ = [
     "AttentionMaps",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .distributions import mean_distance, mean_entropy, mean_head_kl
+from mimstudy.probes.distributions import mean_distance, mean_entropy, mean_head_kl
 
 
 def _check_attention(attn: torch.Tensor) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from scipy.ndimage import distance_transform_edt
 
-from ..masking import MaskGenerator
+from mimstudy.objectives.masking import MaskGenerator
 
 
 def avg_dist(mask: torch.Tensor | np.ndarray, pixel_scale: int = 1) -> float:

@@ -19,12 +19,12 @@ import torch
 import torch.nn as nn
 import xarray as xr
 
-from ..models import grid_size_of, patch_size_of
-from .attention import patch_attention, patch_distances
-from .cka import MinibatchCKA
-from .distributions import example_distance, example_entropy, example_head_kl, head_kl_per_head
-from .extract import attention_hooks, check_image_size, window_attention_map
-from .windowed import image_distributions
+from mimstudy.models.backbones import grid_size_of, patch_size_of
+from mimstudy.probes.attention import patch_attention, patch_distances
+from mimstudy.probes.cka import MinibatchCKA
+from mimstudy.probes.distributions import example_distance, example_entropy, example_head_kl, head_kl_per_head
+from mimstudy.probes.extract import attention_hooks, check_image_size, window_attention_map
+from mimstudy.probes.windowed import image_distributions
 
 PROBES = ("distance", "entropy", "kl", "cka")
 PER_IMAGE = {  # per-image variable: (probe, long name, units)

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import torch
 
-from .attention import patch_distances
-from .distributions import mean_distance, mean_entropy, mean_head_kl
+from mimstudy.probes.attention import patch_distances
+from mimstudy.probes.distributions import mean_distance, mean_entropy, mean_head_kl
 
 # A masked pair's weight is about exp(-100 + logit spread) <= 1e-27 at timm's initial logit scale,
 # while allowed pairs stay far above this unless logits span more than ~45 nats.

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm  # plain bars: notebooks run with progress off, terminals get text
 
-from . import distributed
+from mimstudy import distributed
 
 
 class TrainingDiverged(RuntimeError):

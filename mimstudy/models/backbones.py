@@ -7,7 +7,7 @@ plus overrides; any other timm model name (``vit_base_patch16_224``, ``swinv2_ba
 
 Each SwinV2 study backbone is sized to its ViT namesake: same parameter count and forward FLOPs
 within 5% (headless, one 1x32x32 image, FLOPs = 2 x multiply-adds of matrix products and
-convolutions, attention unfused; see :mod:`mimstudy.cost`):
+convolutions, attention unfused; see :mod:`mimstudy.models.cost`):
 
 ==================  ======  ===================  =========  ========  =======
 backbone            width   depths (heads)       params     MFLOPs    vs ViT
@@ -40,7 +40,7 @@ import torch.nn as nn
 from timm.models.swin_transformer import SwinTransformer
 from timm.models.swin_transformer_v2 import SwinTransformerV2
 
-from .geometry import patch_problem, swin_problem, swin_stages, swin_stages_from_args
+from mimstudy.models.geometry import patch_problem, swin_problem, swin_stages, swin_stages_from_args
 
 SWIN_TYPES = (SwinTransformer, SwinTransformerV2)
 SWIN_GEOMETRY_ARGS = ("img_size", "patch_size", "window_size", "depths")  # enough to check without building
@@ -147,7 +147,7 @@ def check_geometry(model: nn.Module, name: str | None = None) -> None:
     """Raise :class:`ModelConfigError` if timm would silently pad inside ``model``.
 
     A patch size must divide the image. For Swin, every stage's token map must also be a multiple
-    of its window and even before each patch merging (see :mod:`mimstudy.geometry`).
+    of its window and even before each patch merging (see :mod:`mimstudy.models.geometry`).
     """
     embed = getattr(model, "patch_embed", None)
     img = getattr(embed, "img_size", None)

@@ -16,9 +16,9 @@ from pathlib import Path
 import xarray as xr
 import yaml
 
-from .results import load_runs
+from mimstudy.results import load_runs
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 OBJECTIVE_ORDER = ("supervised", "moco", "simmim", "finetune")
 OBJECTIVE_LABELS = {
     "supervised": "supervised",
@@ -54,8 +54,8 @@ def book_presets() -> list[str]:
 def preset_heading(preset: str) -> str:
     """A Markdown heading (``### ...``) naming ``preset`` and the ``description:`` of its YAML file
     (the bare name when there is no such file or it has no description)."""
-    from .config import ConfigError
-    from .runner import preset_file  # imports torch: only when a page asks for a heading
+    from mimstudy.config import ConfigError
+    from mimstudy.study.runner import preset_file  # imports torch: only when a page asks for a heading
 
     try:
         spec = yaml.safe_load(preset_file(preset).read_text())

@@ -23,7 +23,7 @@ numpy's state afterwards.
 
 Augmentations run in float32 even inside a bf16 autocast region (the training loop's ``bf16``).
 Photometric ops work on ``[0, 1]`` intensities: images are un-standardised with
-:data:`mimstudy.data.PIXEL_MEAN`/``PIXEL_STD`` before them and standardised again after.
+:data:`mimstudy.data.fashion_mnist.PIXEL_MEAN`/``PIXEL_STD`` before them and standardised again after.
 Geometric ops and mixup are affine-equivariant and act on the standardised values directly.
 """
 
@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from timm.data import Mixup
 from timm.data.mixup import mixup_target
 
-from .data import PIXEL_MEAN, PIXEL_STD
+from mimstudy.data.fashion_mnist import PIXEL_MEAN, PIXEL_STD
 
 CROP_TRIES = 10  # as torchvision's RandomResizedCrop
 

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import yaml
 
-from .data import check_available
-from .config import CONFIGS, ConfigError, PretrainConfig, RunConfig
-from .checkpointing import load_checkpoint
-from .pretrain import checkpoint_path, run_dir, stale_checkpoint_fields
-from .results import parameters_in, result_path, stored_attrs
+from mimstudy.data.fashion_mnist import check_available
+from mimstudy.config import CONFIGS, ConfigError, PretrainConfig, RunConfig
+from mimstudy.models.checkpoints.state import load_checkpoint
+from mimstudy.training.pretrain import checkpoint_path, run_dir, stale_checkpoint_fields
+from mimstudy.results import parameters_in, result_path, stored_attrs
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 PRESET_DIR = REPO_ROOT / "presets"
 
@@ -292,7 +292,7 @@ def run_in_parallel(preset: str | Path, groups: list[list[str]], jobs: int, forc
         f"of {env['OMP_NUM_THREADS']} thread(s) each")
 
     def run_group(group: list[str]) -> int:
-        command = [sys.executable, "-m", "mimstudy.cli", "run", "--preset", str(preset), "--runs", ",".join(group),
+        command = [sys.executable, "-m", "mimstudy.study.cli", "run", "--preset", str(preset), "--runs", ",".join(group),
                    "--results-dir", results_dir, "--runs-dir", runs_dir] + (["--force"] if force else [])
         with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               cwd=Path.cwd()) as process:

@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn as nn
 
-from .objectives.finetune import layer_decay_param_groups
+from mimstudy.objectives.finetune import layer_decay_param_groups
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from .atomic import atomic_path
+from mimstudy.atomic import atomic_path
 
 
 class CheckpointError(RuntimeError):
@@ -43,7 +43,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def load_pretrain_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint written by :func:`mimstudy.pretrain.pretrain`: it must hold 'backbone' and 'config'."""
+    """A checkpoint written by :func:`mimstudy.training.pretrain.pretrain`: it must hold 'backbone' and 'config'."""
     state = load_checkpoint(path)
     if "backbone" not in state or "config" not in state:
         raise CheckpointError(f"{path} is not a mimstudy pre-training checkpoint (no 'backbone'/'config' entries)")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import ConfigError
-from .data import DatasetError
+from mimstudy.config import ConfigError
+from mimstudy.data.fashion_mnist import DatasetError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = [r.strip() for r in args.runs.split(",") if r.strip()] if args.runs is not None else None
 
-    from .runner import ParallelRunError, run_preset
+    from mimstudy.study.runner import ParallelRunError, run_preset
 
     try:
         run_preset(args.preset, force=args.force, results_dir=args.results_dir, runs_dir=args.runs_dir,

@@ -2,11 +2,11 @@
 
 One process (the CPU, or one GPU when CUDA is available):
 
-    python -m mimstudy.train --preset quick --run-id vit_simmim
+    python -m mimstudy.study.train --preset quick --run-id vit_simmim
 
 All GPUs of one machine (or N CPU processes with gloo), same weights up to rounding:
 
-    torchrun --standalone --nproc_per_node=4 -m mimstudy.train --preset quick --run-id vit_simmim
+    torchrun --standalone --nproc_per_node=4 -m mimstudy.study.train --preset quick --run-id vit_simmim
 
 Every field of :class:`mimstudy.config.PretrainConfig` is a flag of the same name (``run_id`` ->
 ``--run-id``; booleans as ``--bf16`` / ``--no-bf16``). When the preset file holds a pre-training
@@ -26,10 +26,10 @@ import shutil
 import sys
 import typing
 
-from . import distributed
-from .checkpointing import CheckpointError
-from .config import ConfigError, PretrainConfig
-from .data import DatasetError
+from mimstudy import distributed
+from mimstudy.models.checkpoints.state import CheckpointError
+from mimstudy.config import ConfigError, PretrainConfig
+from mimstudy.data.fashion_mnist import DatasetError
 
 _BOOL_FLAGS = argparse.BooleanOptionalAction
 
@@ -40,7 +40,7 @@ def flag(name: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """One flag per config field, typed from the dataclass; unset flags are absent from the namespace."""
-    parser = argparse.ArgumentParser(prog="python -m mimstudy.train", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m mimstudy.study.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     hints = typing.get_type_hints(PretrainConfig)
     defaults = PretrainConfig()
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def preset_defaults(preset: str, run_id: str, results_dir: str, runs_dir: str) -> dict | None:
     """The parameters of pre-training run ``run_id`` in the preset file, or None when there is none."""
-    from .runner import plan, preset_file
+    from mimstudy.study.runner import plan, preset_file
 
     try:
         preset_file(preset)
@@ -90,13 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config, from_preset = config_from_args(args)
     except ConfigError as err:
-        print(f"mimstudy.train: {err}", file=sys.stderr)
+        print(f"mimstudy.study.train: {err}", file=sys.stderr)
         return 2
     device = distributed.setup(config.device)
     main_process = distributed.is_main_process()
 
-    from .pretrain import history_dataset, pretrain, run_dir
-    from .results import save_result
+    from mimstudy.training.pretrain import history_dataset, pretrain, run_dir
+    from mimstudy.results import save_result
 
     try:
         if main_process:
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             result = pretrain(config, device=device, progress=main_process, stop_after_epoch=stop_after)
         except (CheckpointError, DatasetError) as err:
-            print(f"mimstudy.train: {err}", file=sys.stderr)
+            print(f"mimstudy.study.train: {err}", file=sys.stderr)
             return 2
         if main_process:
             for record in result.history:

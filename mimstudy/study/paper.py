@@ -2,7 +2,7 @@
 
 ``checkpoint_path`` picks the weights: ``""`` a randomly initialised model (CI only: its probes
 describe no trained model), ``"timm"`` timm's pretrained weights, anything else a released
-checkpoint file read by :func:`mimstudy.checkpoints.load_backbone`.
+checkpoint file read by :func:`mimstudy.models.checkpoints.load_backbone`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .checkpoints import load_backbone
-from .config import TIMM_WEIGHTS, PaperProbeConfig
-from .imagenet import image_folder, sample_photos
-from .models import create_backbone
+from mimstudy.models.checkpoints import load_backbone
+from mimstudy.config import TIMM_WEIGHTS, PaperProbeConfig
+from mimstudy.data.imagenet import image_folder, sample_photos
+from mimstudy.models.backbones import create_backbone
 
 RANDOM_NOTE = (
     "NOTE: checkpoint_path is empty, so {model} is RANDOMLY INITIALISED (seed {seed}). These probes "

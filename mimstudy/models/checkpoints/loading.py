@@ -11,9 +11,9 @@ import timm
 import torch
 import torch.nn as nn
 
-from mimstudy.checkpoints.layouts import LAYOUTS, check_model, check_model_name, detect_layout, extract
-from mimstudy.checkpoints.reading import CheckpointError, read_checkpoint
-from mimstudy.models import STUDY_BACKBONES, ModelConfigError
+from mimstudy.models.checkpoints.layouts import LAYOUTS, check_model, check_model_name, detect_layout, extract
+from mimstudy.models.checkpoints.reading import CheckpointError, read_checkpoint
+from mimstudy.models.backbones import STUDY_BACKBONES, ModelConfigError
 
 DERIVED_BUFFERS = ("relative_position_index", "relative_coords_table", "attn_mask")  # rebuilt by timm
 
@@ -176,7 +176,7 @@ def load_backbone(
     ``checkpoint_path=None`` fetches timm's own pretrained weights (needs network access or a warm
     hub cache). Otherwise the file is read tensors-only (``allow_pickle=True`` opts in to full
     unpickling, for trusted files only), its ``layout`` is detected from the keys (``"auto"``) or
-    taken as given (one of :data:`~mimstudy.checkpoints.LAYOUTS`), and its encoder weights are
+    taken as given (one of :data:`~mimstudy.models.checkpoints.LAYOUTS`), and its encoder weights are
     mapped onto the model. ``model_kwargs`` go to ``timm.create_model``, after options read off the
     keys (e.g. SimMIM's shared relative position bias); ``num_classes`` defaults to 0 (headless).
 

@@ -37,7 +37,7 @@ from timm.models.beit import Beit
 from timm.models.swin_transformer_v2 import SwinTransformerV2
 from timm.models.vision_transformer import VisionTransformer
 
-from mimstudy.checkpoints.reading import CheckpointError
+from mimstudy.models.checkpoints.reading import CheckpointError
 
 LAYOUTS = ("timm", "deit", "mocov3", "simmim_vit", "simmim_swinv2")
 CONTAINERS = ("state_dict", "model", "module")  # where training scripts put the weights

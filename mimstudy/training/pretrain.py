@@ -4,9 +4,9 @@ All randomness of an epoch (data order, masks, drop-path) is seeded from ``(seed
 run resumed from the checkpoint of epoch ``k`` reaches bitwise the same weights on the CPU as an
 uninterrupted run.
 
-The same function runs on one process or, launched by torchrun (see :mod:`mimstudy.train`), on
+The same function runs on one process or, launched by torchrun (see :mod:`mimstudy.study.train`), on
 several: the objective is wrapped in ``DistributedDataParallel`` and each process takes its equal
-share of every global batch of ``batch_size`` images (:class:`mimstudy.sampling.ShardedBatches`).
+share of every global batch of ``batch_size`` images (:class:`mimstudy.data.sampling.ShardedBatches`).
 The global batches, their masks (:func:`mimstudy.distributed.sample_rows`) and the averaged
 gradients are those of one process, so N processes reach the weights of one up to floating-point
 rounding. Every process evaluates the whole validation set (identical metrics everywhere); only
@@ -14,8 +14,8 @@ rank 0 writes files.
 
 The data come from ``config.dataset``: Fashion-MNIST tensors in memory (the study), or an
 ImageNet-style folder (the ``paper`` preset) read by a ``DataLoader`` whose ``batch_sampler`` is a
-:class:`mimstudy.sampling.ShardedIndices`: the same seeded global batches, each sample loaded and
-augmented (:func:`mimstudy.imagenet.train_transform`) by ``num_workers`` workers seeded from
+:class:`mimstudy.data.sampling.ShardedIndices`: the same seeded global batches, each sample loaded and
+augmented (:func:`mimstudy.data.imagenet.train_transform`) by ``num_workers`` workers seeded from
 ``(seed, epoch, rank)``.
 """
 
@@ -33,15 +33,15 @@ import xarray as xr
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from . import distributed
-from .checkpointing import CheckpointError, load_checkpoint, load_pretrain_checkpoint, save_checkpoint
-from .config import ConfigError, PretrainConfig
-from .data import DatasetError, fashion_mnist
-from .engine import evaluate, train_one_epoch
-from .models import create_backbone
-from .objectives.factory import CHECKPOINT_NAME, NUM_CLASSES, build_objective
-from .optim import build_optimizer
-from .sampling import ShardedBatches, ShardedIndices
+from mimstudy import distributed
+from mimstudy.models.checkpoints.state import CheckpointError, load_checkpoint, load_pretrain_checkpoint, save_checkpoint
+from mimstudy.config import ConfigError, PretrainConfig
+from mimstudy.data.fashion_mnist import DatasetError, fashion_mnist
+from mimstudy.training.engine import evaluate, train_one_epoch
+from mimstudy.models.backbones import create_backbone
+from mimstudy.objectives.factory import CHECKPOINT_NAME, NUM_CLASSES, build_objective
+from mimstudy.training.optim import build_optimizer
+from mimstudy.data.sampling import ShardedBatches, ShardedIndices
 
 # Parameters that may differ between a checkpoint and the run resuming it.
 RESUME_NEUTRAL = {"resume", "results_dir", "runs_dir", "device", "keep_epochs"}
@@ -94,7 +94,7 @@ def training_data(config: PretrainConfig, rank: int, world: int, device: torch.d
                              max_batches=max_val_batches) if len(splits.val) else None
         return TrainingData(len(splits.train), NUM_CLASSES, train, val)
 
-    from .imagenet import folder_splits, train_transform
+    from mimstudy.data.imagenet import folder_splits, train_transform
 
     transform = train_transform(config.img_size, random_crop=not objective_crops(config),
                                 scale=(config.crop_scale_min, 1.0))

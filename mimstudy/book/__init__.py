@@ -1,0 +1,1 @@
+"""Stage 8, book: verdicts, figures and the helpers the Jupyter Book's pages call."""

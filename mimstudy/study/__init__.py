@@ -1,0 +1,1 @@
+"""Stage 7, study: presets, the papermill runner and its command lines, the mask sweep, paper-scale probes."""
