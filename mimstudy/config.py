@@ -18,7 +18,7 @@ from mimstudy.models.checkpoints.layouts import LAYOUTS
 from mimstudy.models.backbones import ModelConfigError, validate_backbone
 
 OBJECTIVES = ("supervised", "moco", "simmim", "finetune")
-DATASETS = ("fashion_mnist", "image_folder")
+DATASETS = ("fashion_mnist", "fashion_mnist_photos", "image_folder")
 
 
 class ConfigError(ValueError):
@@ -108,8 +108,9 @@ class PretrainConfig(RunConfig):
 
     objective: str = "supervised"
     arch: str = "vit_micro_32"
-    # fashion_mnist: the study's 32x32 grayscale images in memory; image_folder: RGB images of an
-    # ImageNet-style tree data_dir/{train,val}/<class>/<image>, read by DataLoader workers
+    # fashion_mnist: the study's 32x32 grayscale images in memory; fashion_mnist_photos: the same
+    # garments on natural-photo backgrounds (mimstudy.data.photo_composites); image_folder: RGB images
+    # of an ImageNet-style tree data_dir/{train,val}/<class>/<image>, read by DataLoader workers
     dataset: str = "fashion_mnist"
     data_dir: str = ""
     img_size: int = 32  # the backbone's input size (fashion_mnist: 32)
@@ -152,8 +153,8 @@ class PretrainConfig(RunConfig):
         super().validate()
         _require(self.objective in OBJECTIVES, f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         _require(self.dataset in DATASETS, f"dataset must be one of {DATASETS}, got {self.dataset!r}")
-        _require(self.dataset != "fashion_mnist" or self.img_size == 32,
-                 f"dataset 'fashion_mnist' has 32x32 images: img_size must be 32, got {self.img_size}")
+        _require(self.dataset == "image_folder" or self.img_size == 32,
+                 f"dataset {self.dataset!r} has 32x32 images: img_size must be 32, got {self.img_size}")
         _require(self.dataset != "image_folder" or bool(self.data_dir),
                  "dataset 'image_folder' needs data_dir, a folder holding train/<class>/ and val/<class>/ images")
         _require(self.img_size >= 1 and self.num_workers >= 0 and self.max_steps >= 0,
@@ -272,6 +273,32 @@ class EvaluateConfig(RunConfig):
         return [self.run_id]
 
 
+@dataclass
+class TrajectoryConfig(RunConfig):
+    """The probes followed through pre-training (``notebooks/trajectory.ipynb``): every epoch snapshot
+    that pre-training run ``run_id`` kept (``keep_epochs``), plus a random init of its arch as epoch 0,
+    probed on the same ``num_images`` test images; image means per epoch.
+    """
+
+    notebook: ClassVar[str] = "trajectory"
+
+    num_images: int = 64
+    batch_size: int = 64
+    probes: str = ",".join(PROBES)
+    device: str = "auto"
+
+    def probe_names(self) -> tuple[str, ...]:
+        return probe_names(self.probes)
+
+    def validate(self) -> None:
+        super().validate()
+        _check_probing(self.num_images, self.batch_size, self.probes)
+        _check_device(self.device)
+
+    def required_runs(self) -> list[str]:
+        return [self.run_id]
+
+
 RANDOM_WEIGHTS = "random"  # the objective label of a randomly initialised model (no checkpoint)
 TIMM_WEIGHTS = "timm"  # checkpoint_path naming timm's own pretrained weights of model_name
 CHECKPOINT_LAYOUTS = ("auto", *LAYOUTS)  # see mimstudy.models.checkpoints.layouts
@@ -341,5 +368,5 @@ class PaperProbeConfig(RunConfig):
 
 # Execution order of a preset's sections: pre-training first, then what reads its checkpoints.
 CONFIGS: dict[str, type[RunConfig]] = {
-    c.notebook: c for c in (PretrainConfig, EvaluateConfig, ProbeConfig, PaperProbeConfig)
+    c.notebook: c for c in (PretrainConfig, EvaluateConfig, ProbeConfig, TrajectoryConfig, PaperProbeConfig)
 }

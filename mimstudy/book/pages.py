@@ -198,17 +198,34 @@ def parameters_of(ds: xr.Dataset, model: str) -> dict:
     return json.loads(params) if isinstance(params, str) else dict(params)
 
 
+EVALUATION_COLUMNS = (("pretrained", "head", "trained, head"), ("pretrained", "patch_mean", "trained, patch mean"),
+                      ("random_init", "patch_mean", "random init"), ("pixels", "patch_mean", "raw pixels"))
+
+
+def _accuracy_cell(one: xr.Dataset, var: str, weights: str, pool: str) -> str:
+    """One accuracy in %, or "–" where the stored result has no such entry (older results: no pool, no pixels)."""
+    if var not in one or weights not in one["weights"].values:
+        return "–"
+    value = one[var].sel(weights=weights)
+    if "pool" in value.dims:
+        value = value.sel(pool=pool)
+    elif pool != "head" and weights != "random_init":
+        return "–"  # made before patch-mean pooling: only the head's features were scored
+    return f"{100 * value.item():.1f}%"
+
+
 def evaluation_table(ds: xr.Dataset) -> str:
-    """Markdown: k-NN and linear-probe accuracy of each pre-trained model vs. the same model at random init."""
-    rows = ["| model | objective | arch | k-NN pre-trained | k-NN random init | linear pre-trained | linear random init |",
-            "|---|---|---|---|---|---|---|"]  # fmt: skip
+    """Markdown: k-NN and linear-probe accuracy of each pre-trained model, its random init and raw pixels."""
+    labels = [label for _, _, label in EVALUATION_COLUMNS]
+    rows = ["| model | objective | arch | " + " | ".join(f"k-NN {x}" for x in labels) + " | "
+            + " | ".join(f"linear {x}" for x in labels) + " |",
+            "|---|---|---|" + "---|" * (2 * len(labels))]
     for model in ds["model"].values:
         one = ds.sel(model=model)
         cells = [f"`{model}`", OBJECTIVE_LABELS.get(str(one["objective"].item()), str(one["objective"].item())),
                  str(one["arch"].item())]  # fmt: skip
         for var in ("knn_accuracy", "linear_accuracy"):
-            for weights in ("pretrained", "random_init"):
-                cells.append(f"{100 * one[var].sel(weights=weights).item():.1f}%" if var in one else "–")
+            cells += [_accuracy_cell(one, var, weights, pool) for weights, pool, _ in EVALUATION_COLUMNS]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

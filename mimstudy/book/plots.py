@@ -115,3 +115,40 @@ def plot_training_curves(pretrain: xr.Dataset):
         ax.text(0.5, 0.5, "no model reports accuracy", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     return fig
+
+
+# Trajectory panels on absolute axes: what each curve is, and the y range that shows it whole.
+TRAJECTORY_PANELS = {
+    "locality": ("most local head, 1 - d / d_uniform", (-1.0, 1.0)),
+    "normalized_entropy": ("mean head entropy / log(keys)", (0.0, 1.0)),
+    "head_kl": ("mean KL to the other heads (nats)", (0.0, None)),
+    "cka": ("mean CKA to the other layers", (0.0, 1.0)),
+}
+
+
+def trajectory_curves(trajectory: xr.Dataset, name: str) -> xr.DataArray:
+    """``(epoch, layer)`` curves of one probe: the most local head (locality), the mean over heads
+    (entropy, KL; NaN-padded heads skipped), or the mean CKA to the other layers."""
+    values = trajectory[name]
+    if name == "locality":
+        return values.max("head")
+    if name == "cka":
+        layers = values.sizes["layer"]
+        return (values.sum("layer_j") - 1.0) / max(layers - 1, 1)  # the diagonal is 1
+    return values.mean("head")
+
+
+def plot_trajectory(trajectory: xr.Dataset, name: str, ax) -> None:
+    """One probe against epochs (0 = random init), a line per layer coloured by depth, absolute y axis."""
+    label, (low, high) = TRAJECTORY_PANELS[name]
+    curves = trajectory_curves(trajectory, name)
+    colours = plt.cm.viridis(np.linspace(0, 1, curves.sizes["layer"]))
+    for colour, layer in zip(colours, curves["layer"].values):
+        ax.plot(curves["epoch"], curves.sel(layer=layer), marker="o", ms=3, color=colour, label=f"layer {layer}")
+    if name == "locality":
+        ax.axhline(0.0, color="grey", ls="--", lw=1, label="uniform attention")
+    top = high if high is not None else max(float(curves.max()) * 1.1, 1e-3)
+    ax.set_ylim(low, top)
+    ax.set_xlabel("epoch (0 = random init)")
+    ax.set_ylabel(label)
+    ax.set_title(name.replace("_", " "))

@@ -127,6 +127,28 @@ class FashionMNISTSplits:
     test: TensorDataset
 
 
+def subset_indices(train_size: int | None = None, val_size: int = 0, test_size: int | None = None, seed: int = 0,
+                   n_train: int = 60000, n_test: int = 10000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices ``(train, val, test)`` of the seeded subsets :func:`fashion_mnist` takes.
+
+    ``train_size`` and ``val_size`` are drawn without overlap from one seeded permutation of the
+    ``n_train`` training images (``None`` takes all that remain); ``test_size`` from a seeded
+    permutation of the ``n_test`` test images.
+    """
+    if val_size < 0 or val_size >= n_train:
+        raise ValueError(f"val_size must be in [0, {n_train}), got {val_size}")
+    available = n_train - val_size
+    train_size = available if train_size is None else train_size
+    if not 0 < train_size <= available:
+        raise ValueError(f"train_size must be in (0, {available}] with val_size={val_size}, got {train_size}")
+    test_size = n_test if test_size is None else test_size
+    if not 0 < test_size <= n_test:
+        raise ValueError(f"test_size must be in (0, {n_test}], got {test_size}")
+    order = np.random.default_rng(seed).permutation(n_train)
+    test_idx = np.random.default_rng(seed + 1).permutation(n_test)[:test_size]
+    return order[val_size: val_size + train_size], order[:val_size], test_idx
+
+
 def fashion_mnist(
     train_size: int | None = None,
     val_size: int = 0,
@@ -134,29 +156,13 @@ def fashion_mnist(
     seed: int = 0,
     folder: str | Path | None = None,
 ) -> FashionMNISTSplits:
-    """Deterministic train/val subsets of the 60k training images and a test subset.
-
-    ``train_size`` and ``val_size`` are drawn without overlap from one seeded permutation of the
-    training split (``None`` takes all that remain); ``test_size`` from a seeded permutation of the
-    test split. The same arguments always give the same images in the same order.
+    """Deterministic train/val subsets of the 60k training images and a test subset
+    (:func:`subset_indices`). The same arguments always give the same images in the same order.
     """
     train_images, train_labels = load_split("train", folder)
     test_images, test_labels = load_split("test", folder)
-    n_train = len(train_labels)
-    if val_size < 0 or val_size >= n_train:
-        raise ValueError(f"val_size must be in [0, {n_train}), got {val_size}")
-    available = n_train - val_size
-    train_size = available if train_size is None else train_size
-    if not 0 < train_size <= available:
-        raise ValueError(f"train_size must be in (0, {available}] with val_size={val_size}, got {train_size}")
-    test_size = len(test_labels) if test_size is None else test_size
-    if not 0 < test_size <= len(test_labels):
-        raise ValueError(f"test_size must be in (0, {len(test_labels)}], got {test_size}")
-
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(n_train)
-    val_idx, train_idx = order[:val_size], order[val_size: val_size + train_size]
-    test_idx = np.random.default_rng(seed + 1).permutation(len(test_labels))[:test_size]
+    train_idx, val_idx, test_idx = subset_indices(train_size, val_size, test_size, seed,
+                                                  n_train=len(train_labels), n_test=len(test_labels))
 
     def subset(images, labels, idx):
         return TensorDataset(to_tensor(images[idx]), torch.from_numpy(labels[idx].astype(np.int64)))

@@ -36,7 +36,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import timm
+import torch
 import torch.nn as nn
+from timm.layers import build_sincos2d_pos_embed
 from timm.models.swin_transformer import SwinTransformer
 from timm.models.swin_transformer_v2 import SwinTransformerV2
 
@@ -53,6 +55,7 @@ class BackboneSpec:
     timm_name: str
     kwargs: dict = field(default_factory=dict)
     description: str = ""
+    pos_embed: str = "learn"  # "learn": timm's learned absolute embedding; "sincos": fixed 2-D sin-cos
 
 
 STUDY_BACKBONES: dict[str, BackboneSpec] = {
@@ -93,6 +96,14 @@ STUDY_BACKBONES: dict[str, BackboneSpec] = {
         "SwinV2 matched to vit_micro_32: width 16-32-64, depths 10-2-2, heads of dim 8: for tests",
     ),
 }
+
+
+# The same ViTs with fixed 2-D sin-cos position embeddings (MoCo v3, MAE) instead of learned ones:
+# `<name>_sincos`. Same parameters and FLOPs; the embedding is a buffer-like frozen parameter.
+STUDY_BACKBONES.update({
+    f"{name}_sincos": BackboneSpec(spec.timm_name, dict(spec.kwargs), spec.description + "; fixed 2-D sin-cos position embedding", "sincos")
+    for name, spec in list(STUDY_BACKBONES.items()) if name.startswith("vit_")
+})
 
 
 class ModelConfigError(ValueError):
@@ -203,7 +214,31 @@ def create_backbone(name: str, num_classes: int = 10, img_size: int | None = Non
     timm_name, kwargs = _resolve(name, img_size, overrides)
     model = _build(name, timm_name, kwargs, num_classes)
     check_geometry(model, name)
+    spec = STUDY_BACKBONES.get(name)
+    if spec is not None and spec.pos_embed == "sincos":
+        fix_sincos_pos_embed(model)
     return model
+
+
+def fix_sincos_pos_embed(vit: nn.Module, temperature: float = 10000.0) -> nn.Module:
+    """Set a timm ViT's position embedding to fixed 2-D sin-cos values and freeze it (MoCo v3, MAE).
+
+    Each patch token gets the sines, then the cosines, of both grid coordinates times ``dim / 4``
+    frequencies ``w = temperature ** (-k / (dim / 4))`` (timm's ``build_sincos2d_pos_embed``); prefix
+    tokens (CLS) get zeros, as in MoCo v3. The parameter stays in the state dict, so a checkpoint
+    holds the values and loads into the same backbone name.
+    """
+    if getattr(vit, "pos_embed", None) is None or vit.embed_dim % 4:
+        raise ModelConfigError(f"sin-cos position embeddings need a ViT with a position embedding and a width "
+                               f"divisible by 4, got {type(vit).__name__}")
+    rows, cols = (int(g) for g in vit.patch_embed.grid_size)
+    table = build_sincos2d_pos_embed([rows, cols], dim=vit.embed_dim, temperature=temperature)  # [rows*cols, D]
+    prefix = vit.pos_embed.shape[1] - rows * cols
+    with torch.no_grad():
+        vit.pos_embed.zero_()
+        vit.pos_embed[0, prefix:] = table.to(vit.pos_embed.dtype)
+    vit.pos_embed.requires_grad_(False)
+    return vit
 
 
 def patch_size_of(model: nn.Module) -> int:

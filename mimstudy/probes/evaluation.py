@@ -11,17 +11,40 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mimstudy.models.backbones import is_swin
+
+
+POOLS = ("head", "patch_mean")
+
+
+def pooled_features(backbone: nn.Module, x: torch.Tensor, pool: str = "head") -> torch.Tensor:
+    """``[B, D]`` features of images ``x``.
+
+    ``"head"``: the pre-logits features the classifier would see (a ViT's CLS token, a Swin's or
+    ConvNet's average pool). ``"patch_mean"``: the mean of the final (normed) patch tokens, the
+    same for every objective; SimMIM never trains a ViT's CLS token, so its CLS features describe an
+    untrained token.
+    """
+    if pool not in POOLS:
+        raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+    feats = backbone.forward_features(x)
+    if pool == "head":
+        return backbone.forward_head(feats, pre_logits=True)
+    if feats.dim() == 3:  # ViT-like [B, N, D]: drop CLS / register tokens
+        return feats[:, getattr(backbone, "num_prefix_tokens", 0):].mean(1)
+    return feats.mean((1, 2) if is_swin(backbone) else (2, 3))  # Swin NHWC, ConvNets NCHW
+
 
 @torch.no_grad()
-def extract_features(backbone: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Pre-logits features ``[N, D]`` on the CPU (the representation the classifier head would see).
+def extract_features(backbone: nn.Module, images: torch.Tensor, batch_size: int = 256,
+                     pool: str = "head") -> torch.Tensor:
+    """Features ``[N, D]`` (see :func:`pooled_features`) on the CPU.
 
     Batches of ``images`` move to the backbone's device (a GPU, say) and their features back.
     """
     backbone = backbone.eval()
     device = next(backbone.parameters()).device
-    chunks = [backbone.forward_head(backbone.forward_features(images[i: i + batch_size].to(device)),
-                                    pre_logits=True).float().cpu()  # [b, D]
+    chunks = [pooled_features(backbone, images[i: i + batch_size].to(device), pool).float().cpu()  # [b, D]
               for i in range(0, images.shape[0], batch_size)]
     return torch.cat(chunks)
 
@@ -72,12 +95,25 @@ def linear_probe_accuracy(train: torch.Tensor, train_labels: torch.Tensor, test:
         return (head(test).argmax(dim=1) == test_labels).float().mean().item()
 
 
-def sanity_accuracies(backbone: nn.Module, train_images: torch.Tensor, train_labels: torch.Tensor,
-                      test_images: torch.Tensor, test_labels: torch.Tensor, k: int = 20) -> dict[str, float]:
-    """``{"knn_accuracy", "linear_accuracy"}`` of ``backbone``'s frozen features."""
-    train = extract_features(backbone, train_images)
-    test = extract_features(backbone, test_images)
+def feature_accuracies(train: torch.Tensor, train_labels: torch.Tensor, test: torch.Tensor,
+                       test_labels: torch.Tensor, k: int = 20) -> dict[str, float]:
+    """``{"knn_accuracy", "linear_accuracy"}`` of given features ``[N, D]``."""
     return {
         "knn_accuracy": knn_accuracy(train, train_labels, test, test_labels, k=k),
         "linear_accuracy": linear_probe_accuracy(train, train_labels, test, test_labels),
     }
+
+
+def sanity_accuracies(backbone: nn.Module, train_images: torch.Tensor, train_labels: torch.Tensor,
+                      test_images: torch.Tensor, test_labels: torch.Tensor, k: int = 20,
+                      pool: str = "head") -> dict[str, float]:
+    """``{"knn_accuracy", "linear_accuracy"}`` of ``backbone``'s frozen features (see :func:`pooled_features`)."""
+    return feature_accuracies(extract_features(backbone, train_images, pool=pool), train_labels,
+                              extract_features(backbone, test_images, pool=pool), test_labels, k=k)
+
+
+def pixel_accuracies(train_images: torch.Tensor, train_labels: torch.Tensor, test_images: torch.Tensor,
+                     test_labels: torch.Tensor, k: int = 20) -> dict[str, float]:
+    """The same scores on raw pixels (each image flattened): the bar a learned representation must clear."""
+    return feature_accuracies(train_images.flatten(1).float(), train_labels, test_images.flatten(1).float(),
+                              test_labels, k=k)

@@ -36,7 +36,8 @@ from torch.utils.data import DataLoader
 from mimstudy import distributed
 from mimstudy.models.checkpoints.state import CheckpointError, load_checkpoint, load_pretrain_checkpoint, save_checkpoint
 from mimstudy.config import ConfigError, PretrainConfig
-from mimstudy.data.fashion_mnist import DatasetError, fashion_mnist
+from mimstudy.data import MEMORY_DATASETS, memory_splits
+from mimstudy.data.fashion_mnist import DatasetError
 from mimstudy.training.engine import evaluate, train_one_epoch
 from mimstudy.models.backbones import create_backbone
 from mimstudy.objectives.factory import CHECKPOINT_NAME, NUM_CLASSES, build_objective
@@ -83,8 +84,8 @@ def objective_crops(config: PretrainConfig) -> bool:
 def training_data(config: PretrainConfig, rank: int, world: int, device: torch.device,
                   max_val_batches: int | None = None) -> TrainingData:
     """The data of ``config.dataset``, sharded for process ``rank`` of ``world``."""
-    if config.dataset == "fashion_mnist":
-        splits = fashion_mnist(config.train_size, config.val_size, test_size=None, seed=config.seed)
+    if config.dataset in MEMORY_DATASETS:
+        splits = memory_splits(config.dataset, config.train_size, config.val_size, test_size=None, seed=config.seed)
 
         def train(epoch: int, max_batches: int | None) -> ShardedBatches:
             return ShardedBatches(splits.train, config.batch_size, seed=epoch_seed(config.seed, epoch),
@@ -190,7 +191,7 @@ def pretrain(config: PretrainConfig, device: str | torch.device | None = None, p
                                         static_graph=True)
     kept = set(config.kept_epochs())
     # an image-folder run's classifier has its folder's classes (Fashion-MNIST checkpoints stay as they were)
-    classes = {} if config.dataset == "fashion_mnist" else {"num_classes": data.num_classes}
+    classes = {} if config.dataset in MEMORY_DATASETS else {"num_classes": data.num_classes}
 
     steps_done = start_epoch * steps_per_epoch
     for epoch in range(start_epoch, config.epochs):
@@ -228,6 +229,16 @@ def pretrain(config: PretrainConfig, device: str | torch.device | None = None, p
             )
         distributed.barrier()  # the checkpoint of this epoch is complete before any process goes on
     return PretrainResult(objective, history, checkpoint_path(config))
+
+
+def kept_snapshots(config) -> list[tuple[int, Path]]:
+    """``(epoch, path)`` of every epoch backbone the run kept (``keep_epochs``), in epoch order.
+
+    ``config``: any run config naming the run (``runs_dir``, ``preset``, ``run_id``).
+    """
+    found = [(int(p.stem.split("_", 1)[1]), p) for p in run_dir(config).glob("epoch_*.pt")
+             if p.stem.split("_", 1)[1].isdigit()]
+    return sorted(found)
 
 
 def load_pretrained_backbone(path: str | Path) -> tuple[nn.Module, dict]:

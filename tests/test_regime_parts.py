@@ -1,0 +1,126 @@
+"""The pieces of the training-regime study: sin-cos position embeddings, garments on photos,
+masked-pixel baselines, locality, patch-mean features and probes through pre-training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from mimstudy.data import memory_splits
+from mimstudy.data.photo_composites import TEST_PHOTOS, TRAIN_PHOTOS, composites, fashion_mnist_on_photos
+from mimstudy.models.backbones import ModelConfigError, create_backbone, fix_sincos_pos_embed
+from mimstudy.probes.evaluation import extract_features, pooled_features
+from mimstudy.probes.locality import locality, most_local_head, uniform_distance
+from mimstudy.probes.reconstruction import baseline_l1, masked_l1, nearest_visible, pixel_mask, visible_mean
+from mimstudy.probes.trajectory import probe_trajectory
+
+from .conftest import requires_real_data
+
+
+def test_sincos_backbone_is_fixed_and_survives_a_state_dict_round_trip():
+    vit = create_backbone("vit_micro_32_sincos")
+    assert not vit.pos_embed.requires_grad
+    assert torch.all(vit.pos_embed[0, 0] == 0)  # the CLS token gets no position
+    table = vit.pos_embed[0, 1:]  # [64, 64]: sin of both coordinates x 16 frequencies, then their cos
+    assert torch.allclose(table[:, :32].pow(2) + table[:, 32:].pow(2), torch.ones(64, 32), atol=1e-6)
+    # neighbouring patches have more similar embeddings than distant ones (what makes locality cheap)
+    sim = table @ table.T
+    assert sim[0, 1] > sim[0, 7] and sim[0, 8] > sim[0, 63]
+    other = create_backbone("vit_micro_32_sincos")
+    other.load_state_dict(vit.state_dict())
+    assert torch.equal(other.pos_embed, vit.pos_embed) and not other.pos_embed.requires_grad
+    learned = create_backbone("vit_micro_32")
+    assert learned.pos_embed.requires_grad
+
+
+def test_sincos_needs_a_position_embedding():
+    swin = create_backbone("swinv2_micro_32")
+    with pytest.raises(ModelConfigError, match="sin-cos"):
+        fix_sincos_pos_embed(swin)
+
+
+@requires_real_data
+def test_photo_composites_are_deterministic_per_image_and_split_photos():
+    a, labels_a = composites("train", np.array([5, 9, 11]))
+    b, labels_b = composites("train", np.array([11, 5]))
+    assert np.array_equal(a[0], b[1]) and np.array_equal(a[2], b[0]) and labels_a[0] == labels_b[1]
+    assert a.dtype == np.float32 and a.shape == (3, 32, 32) and 0 <= a.min() and a.max() <= 1
+    assert not set(TRAIN_PHOTOS) & set(TEST_PHOTOS)
+    # the same garments and labels as plain Fashion-MNIST, for the same arguments
+    plain, photos = memory_splits("fashion_mnist", 64, 16, 32, seed=3), fashion_mnist_on_photos(64, 16, 32, seed=3)
+    for split in ("train", "val", "test"):
+        assert torch.equal(getattr(plain, split).tensors[1], getattr(photos, split).tensors[1])
+    x = photos.train.tensors[0]
+    assert x.shape == (64, 1, 32, 32)
+    # natural backgrounds: the garment-free border varies (plain Fashion-MNIST's border is constant)
+    border = x[:, 0, 0, :]
+    assert border.std(1).mean() > 0.05 and plain.train.tensors[0][:, 0, 0, :].std(1).max() == 0
+
+
+def test_memory_splits_rejects_unknown_datasets():
+    with pytest.raises(ValueError, match="fashion_mnist_photos"):
+        memory_splits("imagenet")
+
+
+def test_nearest_visible_copies_the_closest_visible_pixel():
+    images = torch.arange(16.0).reshape(1, 1, 4, 4)
+    masked = torch.zeros(1, 4, 4, dtype=torch.bool)
+    masked[0, :, 2:] = True  # right half masked: each masked pixel copies column 1 of its row
+    out = nearest_visible(images, masked)
+    assert torch.equal(out[0, 0, :, 2], images[0, 0, :, 1]) and torch.equal(out[0, 0, :, 3], images[0, 0, :, 1])
+    assert torch.equal(out[~masked.unsqueeze(1)], images[~masked.unsqueeze(1)])
+    mean = visible_mean(images, masked)
+    assert torch.allclose(mean[0, 0, 0, 3], images[0, 0, :, :2].mean())
+    with pytest.raises(ValueError, match="no visible pixel"):
+        nearest_visible(images, torch.ones(1, 4, 4, dtype=torch.bool))
+
+
+def test_baselines_rank_local_and_global_guesses_on_a_smooth_image():
+    # a smooth ramp: copying a neighbour is nearly exact, the global mean is not
+    ramp = torch.linspace(0, 1, 32).repeat(32, 1).reshape(1, 1, 32, 32)
+    mask = torch.zeros(1, 8, 8, dtype=torch.long)
+    mask[0, 2:4, 2:4] = 1
+    scores = baseline_l1(ramp, mask, patch_size=4)
+    assert scores["nearest_visible_l1"] < 0.1 < scores["visible_mean_l1"]
+    masked = pixel_mask(mask, 4)
+    assert masked.sum() == 16 * 4 and masked_l1(ramp, ramp, masked) == 0
+
+
+def test_locality_is_zero_for_uniform_and_one_for_self_attention():
+    d_uniform = uniform_distance((8, 8), 4.0)
+    assert d_uniform == pytest.approx(16.55, abs=0.01)  # the ~16.5 px of uniform attention on the 8x8 grid
+    distance = xr.DataArray([[d_uniform, 0.0], [2 * d_uniform, d_uniform / 2]], dims=("layer", "head"))
+    lam = locality(distance, d_uniform)
+    assert lam.values.tolist() == [[0.0, 1.0], [-1.0, 0.5]]
+    assert most_local_head(lam).values.tolist() == [1.0, 0.5]
+    with pytest.raises(ValueError):
+        locality(distance, 0.0)
+
+
+def test_patch_mean_features_ignore_the_cls_token():
+    vit = create_backbone("vit_micro_32", num_classes=0).eval()
+    images = torch.randn(3, 1, 32, 32)
+    with torch.no_grad():
+        tokens = vit.forward_features(images)
+        assert torch.allclose(pooled_features(vit, images, "patch_mean"), tokens[:, 1:].mean(1))
+        assert torch.allclose(pooled_features(vit, images, "head"), tokens[:, 0])
+    swin = create_backbone("swinv2_micro_32", num_classes=0).eval()
+    assert torch.allclose(extract_features(swin, images, pool="patch_mean"), extract_features(swin, images, pool="head"),
+                          atol=1e-6)  # a Swin's head already averages its tokens
+    with pytest.raises(ValueError, match="pool"):
+        pooled_features(vit, images, "max")
+
+
+def test_trajectory_stacks_epochs_and_is_scale_free():
+    torch.manual_seed(0)
+    models = [(0, create_backbone("vit_micro_32").eval()), (3, create_backbone("vit_micro_32").eval())]
+    images = torch.randn(8, 1, 32, 32)
+    ds = probe_trajectory(models, images, batch_size=8)
+    assert ds["epoch"].values.tolist() == [0, 3]
+    assert ds["locality"].dims == ("epoch", "layer", "head")
+    assert float(abs(ds["locality"]).max()) < 0.2  # random init: close to uniform attention
+    assert (ds["normalized_entropy"] <= 1).all() and (ds["normalized_entropy"] > 0.9).all()
+    with pytest.raises(ValueError, match="keep_epochs"):
+        probe_trajectory([], images)
