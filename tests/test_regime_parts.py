@@ -124,3 +124,30 @@ def test_trajectory_stacks_epochs_and_is_scale_free():
     assert (ds["normalized_entropy"] <= 1).all() and (ds["normalized_entropy"] > 0.9).all()
     with pytest.raises(ValueError, match="keep_epochs"):
         probe_trajectory([], images)
+
+
+def _trial(name: str, steps: int, lam: list[list[float]], **extra) -> xr.Dataset:
+    import json
+
+    params = {"arch": "vit_mini_32_sincos", "dataset": "fashion_mnist_photos", "objective": "simmim", "lr": 1e-3,
+              "steps": steps}
+    scalars = {"knn_patch_mean": 0.5, "linear_patch_mean": 0.6, "linear_head": 0.4, **extra}
+    ds = xr.Dataset({"locality": (("layer", "head"), np.array(lam))} | {k: float(v) for k, v in scalars.items()},
+                    coords={"layer": [1, 2], "head": [0, 1]})
+    return ds.assign_coords(trial=name, provenance=json.dumps({"parameters": json.dumps(params)}))
+
+
+def test_regime_table_reports_the_most_local_head_and_the_baselines():
+    from mimstudy.book.regime import plot_regime_locality, regime_table
+
+    trials = xr.concat([_trial("a", 500, [[0.1, 0.6], [0.2, -0.1]], model_l1=0.2, nearest_visible_l1=0.3,
+                               visible_mean_l1=0.5),
+                        _trial("init", 0, [[0.0, 0.01], [0.0, 0.0]])], dim="trial", coords="all")
+    rows = regime_table(trials).splitlines()
+    assert rows[2].startswith("| `a` | simmim | sin-cos | garments on photos | 0.001 | 500 | 0.60 0.20 | 0.60 |")
+    assert rows[2].endswith("| 0.200 / 0.300 / 0.500 |")
+    assert rows[3].startswith("| `init` | random init | sin-cos | garments on photos | – | 0 |") and rows[3].endswith("| – |")
+    import matplotlib
+    matplotlib.use("Agg")
+    ax = plot_regime_locality(trials)
+    assert ax.get_ylim() == (-1.0, 1.0)

@@ -1,0 +1,70 @@
+"""The regime trials (:mod:`mimstudy.study.regime`) as a table and a figure for the Models part."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
+
+from mimstudy.probes.locality import most_local_head
+
+
+def trial_parameters(ds: xr.Dataset, trial: str) -> dict:
+    """The pre-training parameters a trial ran with (from its provenance)."""
+    attrs = json.loads(str(ds["provenance"].sel(trial=trial).item()))
+    params = attrs.get("parameters", "{}")
+    return json.loads(params) if isinstance(params, str) else dict(params)
+
+
+def _describe(params: dict) -> list[str]:
+    arch = params["arch"]
+    position = "sin-cos" if arch.endswith("_sincos") else "learned"
+    data = {"fashion_mnist": "Fashion-MNIST", "fashion_mnist_photos": "garments on photos"}.get(params["dataset"],
+                                                                                              params["dataset"])
+    steps = int(params.get("steps", 0))
+    objective = params["objective"] if steps else "random init"
+    return [objective, position, data, f"{params['lr']:g}" if steps else "–", str(steps)]
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def regime_table(ds: xr.Dataset) -> str:
+    """Markdown: per trial, what it trained and what it reached (locality, features, masked pixels)."""
+    lam = most_local_head(ds["locality"])  # (trial, layer)
+    head = ["objective", "position embedding", "data", "lr", "steps", "λ most local head, by layer",
+            "max λ", "k-NN (patch mean)", "linear (patch mean)", "linear (head)", "masked-pixel l1: model / nearest visible / visible mean"]
+    rows = ["| trial | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    for trial in ds["trial"].values:
+        one = ds.sel(trial=trial)
+        params = trial_parameters(ds, trial)
+        by_layer = " ".join(f"{v:.2f}" for v in lam.sel(trial=trial).values)
+        l1 = "–"
+        if "model_l1" in one and np.isfinite(one["model_l1"].item()):
+            l1 = " / ".join(f"{one[k].item():.3f}" for k in ("model_l1", "nearest_visible_l1", "visible_mean_l1"))
+        cells = [f"`{trial}`", *_describe(params), by_layer, f"{float(lam.sel(trial=trial).max()):.2f}",
+                 _pct(one["knn_patch_mean"].item()), _pct(one["linear_patch_mean"].item()),
+                 _pct(one["linear_head"].item()), l1]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def plot_regime_locality(ds: xr.Dataset, ax=None):
+    """λ of the most local head per layer for every trial, on the absolute axis [-1, 1] (0 = uniform
+    attention, 1 = attention on the query's own patch); random-init trials dashed."""
+    ax = ax or plt.gca()
+    lam = most_local_head(ds["locality"])
+    for i, trial in enumerate(ds["trial"].values):
+        steps = int(trial_parameters(ds, trial).get("steps", 0))
+        ax.plot(lam["layer"], lam.sel(trial=trial), marker="o", ms=3, ls="-" if steps else "--",
+                color=f"C{i % 10}", label=str(trial))
+    ax.axhline(0.0, color="grey", lw=1, ls=":")
+    ax.set_ylim(-1.0, 1.0)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("λ = 1 − d / d_uniform of the most local head")
+    ax.legend(fontsize=7, loc="lower left", ncol=2)
+    ax.grid(alpha=0.3)
+    return ax
