@@ -12,7 +12,7 @@ from .test_results import small_dataset
 def test_ci_plan_orders_pretraining_before_probes(tmp_path):
     steps = plan("ci", results_dir=str(tmp_path))
     notebooks = [s.notebook for s in steps]
-    assert notebooks == sorted(notebooks, key=["pretrain", "evaluate", "probes", "paper_probes"].index)
+    assert notebooks == sorted(notebooks, key=["pretrain", "evaluate", "probes", "trajectory", "paper_probes"].index)
     pretrained = [s.config.run_id for s in steps if s.notebook == "pretrain"]
     assert {"vit_sup", "vit_moco", "vit_simmim", "swin_simmim", "swin_simmim_ft"} <= set(pretrained)
     assert pretrained.index("swin_simmim") < pretrained.index("swin_simmim_ft")  # fine-tuning reads it
@@ -98,11 +98,11 @@ def test_results_of_a_retrained_model_are_stale(tmp_path):
     fake_results(steps)
     by_name = {s.name: s for s in steps}
     remake_later(by_name["pretrain/vit_sup"])
-    assert [s.name for s in steps_to_run(steps)] == ["evaluate/vit_sup", "probes/vit_sup"]
+    assert [s.name for s in steps_to_run(steps)] == ["evaluate/vit_sup", "probes/vit_sup", "trajectory/vit_sup"]
     remake_later(by_name["pretrain/swin_simmim"])  # its fine-tune, and what reads that, follow
     assert [s.name for s in steps_to_run(steps)] == [
         "pretrain/swin_simmim_ft", "evaluate/vit_sup", "evaluate/swin_simmim", "evaluate/swin_simmim_ft",
-        "probes/vit_sup", "probes/swin_simmim", "probes/swin_simmim_ft"]
+        "probes/vit_sup", "probes/swin_simmim", "probes/swin_simmim_ft", "trajectory/vit_sup"]
 
 
 def test_a_rerun_model_takes_its_consumers_along(tmp_path):
@@ -135,6 +135,16 @@ def test_selected_runs_bring_the_pretraining_they_read():
         select_runs(steps, ["vit_nope"])
 
 
+def test_run_patterns_pick_one_seed_of_a_long_preset():
+    steps = plan("cpu")
+    seed0 = {s.config.run_id for s in select_runs(steps, ["*-s0"])}
+    assert seed0 and all(run.endswith("-s0") for run in seed0)
+    assert seed0 == {s.config.run_id for s in steps if s.config.seed == 0}
+    assert {s.config.run_id for s in select_runs(steps, ["vit_sup-s*"])} == {"vit_sup-s0", "vit_sup-s1", "vit_sup-s2"}
+    with pytest.raises(ConfigError, match="unknown run id"):
+        select_runs(steps, ["*-s9"])
+
+
 def test_independent_groups_keep_a_finetune_with_its_source():
     groups = independent_groups(plan("quick"))
     assert groups[:3] == [["swin_simmim", "swin_simmim_ft"], ["vit_moco"], ["swin_sup"]]  # the preset's order
@@ -146,7 +156,8 @@ def test_independent_groups_keep_a_finetune_with_its_source():
 def test_cli_plan_of_selected_runs(tmp_path, capsys):
     assert main(["plan", "--preset", "ci", "--runs", "vit_sup", "--results-dir", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[1] for line in lines] == ["pretrain/vit_sup", "evaluate/vit_sup", "probes/vit_sup"]
+    assert [line.split()[1] for line in lines] == ["pretrain/vit_sup", "evaluate/vit_sup", "probes/vit_sup",
+                                                  "trajectory/vit_sup"]
     assert main(["plan", "--preset", "ci", "--runs", "nope"]) == 2
     assert "unknown run id" in capsys.readouterr().err
     assert main(["run", "--preset", "ci", "--jobs", "0"]) == 2

@@ -10,6 +10,7 @@ pre-training of the same ``run_id`` if that checkpoint is missing (checkpoints a
 from __future__ import annotations
 
 import os
+import fnmatch
 import shutil
 import subprocess
 import sys
@@ -139,15 +140,18 @@ def producers(step: Step, pretraining: dict[str, Step]) -> list[Step]:
 def select_runs(steps: list[Step], run_ids: list[str] | None) -> list[Step]:
     """The steps of ``run_ids`` (every notebook of each) plus the pre-training runs they read.
 
-    ``None`` keeps every step. Dependencies are followed transitively (a fine-tune's probe needs the
-    fine-tune, which needs its SimMIM run), but only their pre-training steps are added.
+    ``None`` keeps every step. A run id may be a shell-style pattern: ``*-s0`` picks every run of seed
+    0 (one piece of a long preset), ``vit_*`` every ViT run. Dependencies are followed transitively (a
+    fine-tune's probe needs the fine-tune, which needs its SimMIM run), but only their pre-training
+    steps are added.
     """
     if run_ids is None:
         return steps
     known = list(dict.fromkeys(s.config.run_id for s in steps))
-    unknown = [r for r in run_ids if r not in known]
+    unknown = [r for r in run_ids if not fnmatch.filter(known, r)]
     if unknown:
         raise ConfigError(f"unknown run id(s) {unknown}; this preset's runs are {known}")
+    run_ids = [k for k in known if any(fnmatch.fnmatchcase(k, r) for r in run_ids)]
     pretraining = pretraining_by_run_id(steps)
     chosen = {s.name for s in steps if s.config.run_id in run_ids}
     pending = [s for s in steps if s.name in chosen]
