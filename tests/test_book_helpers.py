@@ -122,7 +122,7 @@ def test_evaluation_table_and_parameters(ds):
     pooled = xr.Dataset({name: (("model", "weights", "pool"), [[[a, a + 0.1], [b, b + 0.1], [0.7, 0.7]]])
                          for name, a, b in (("knn_accuracy", 0.5, 0.2), ("linear_accuracy", 0.6, 0.3))},
                         coords={"model": ["sup"], "objective": ("model", ["supervised"]), "arch": ("model", ["vit_a"]),
-                                "weights": ["pretrained", "random_init", "pixels"], "pool": ["head", "patch_mean"]})
+                                "weights": ["pretrained", "random_init", "raw_pixels"], "pool": ["head", "patch_mean"]})
     rows = book.evaluation_table(pooled).splitlines()
     assert rows[2] == "| `sup` | supervised | vit_a | 50.0% | 60.0% | 30.0% | 70.0% | 60.0% | 70.0% | 40.0% | 70.0% |"
     assert book.parameters_of(ds, "sim")["init_from"] == "x"

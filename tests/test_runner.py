@@ -190,7 +190,7 @@ def test_ci_preset_end_to_end_then_skips(ci_results):
     assert distance.sel(model="vit_sup").count().item() == 4 * 4 * 16  # vit_micro_32: 4 layers x 4 heads x 16 images
     accuracy = load_runs(f"{results}/ci/evaluate")
     assert accuracy["knn_accuracy"].dims == ("model", "weights", "pool")
-    assert list(accuracy["weights"].values) == ["pretrained", "random_init", "pixels"]
+    assert list(accuracy["weights"].values) == ["pretrained", "random_init", "raw_pixels"]
     assert ((accuracy["knn_accuracy"] >= 0) & (accuracy["knn_accuracy"] <= 1)).all()
 
 

@@ -199,7 +199,7 @@ def parameters_of(ds: xr.Dataset, model: str) -> dict:
 
 
 EVALUATION_COLUMNS = (("pretrained", "head", "trained, head"), ("pretrained", "patch_mean", "trained, patch mean"),
-                      ("random_init", "patch_mean", "random init"), ("pixels", "patch_mean", "raw pixels"))
+                      ("random_init", "patch_mean", "random init"), ("raw_pixels", "patch_mean", "raw pixels"))
 
 
 def _accuracy_cell(one: xr.Dataset, var: str, weights: str, pool: str) -> str:
