@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from mimstudy.data.fashion_mnist import check_available
-from mimstudy.config import CONFIGS, ConfigError, PretrainConfig, RunConfig
+from mimstudy.config import CONFIGS, RANDOM_WEIGHTS, ConfigError, PretrainConfig, RunConfig
 from mimstudy.models.checkpoints.state import load_checkpoint
 from mimstudy.training.pretrain import checkpoint_path, run_dir, stale_checkpoint_fields
 from mimstudy.results import parameters_in, result_path, stored_attrs
@@ -118,7 +118,7 @@ def plan(preset: str | Path, results_dir: str = "results", runs_dir: str = "runs
                 seeded = {**merged, "seed": seed, "preset": name, "run_id": seeded_run_id(run_id, seed, run_seeds),
                           "results_dir": results_dir, "runs_dir": runs_dir}
                 for ref in RUN_REFERENCES:
-                    if seeded.get(ref):
+                    if seeded.get(ref) and seeded[ref] != RANDOM_WEIGHTS:  # 'random' names no run
                         seeded[ref] = seeded_run_id(seeded[ref], seed, run_seeds)
                 try:
                     steps.append(Step(config_cls.from_dict(seeded)))

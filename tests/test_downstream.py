@@ -1,0 +1,214 @@
+"""Section 4.2's downstream path: the pose benchmark, its COCO files, OKS AP, heads and the block surgery."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mimstudy.config import DOWNSTREAM_TASKS, ConfigError, DownstreamConfig
+from mimstudy.data.fashion_mnist import DatasetError
+from mimstudy.downstream import puppets
+from mimstudy.downstream.backbone import (build_backbone, features, flat_blocks, keep_first_blocks,
+                                          load_blocks_in_order, sample_block_order)
+from mimstudy.downstream.coco_keypoints import annotation_file, crop, read_split
+from mimstudy.downstream.heads import DeconvHead, decode_heatmaps, gaussian_heatmaps
+from mimstudy.downstream.pose import flip_keypoints, generated_dataset, mean_keypoints, random_affine, score
+from mimstudy.downstream.tasks import TASKS, get_task
+from mimstudy.models.backbones import create_backbone
+
+from .conftest import requires_real_data
+
+
+@pytest.fixture(scope="module")
+def pose_root(tmp_path_factory):
+    return generated_dataset("pose", tmp_path_factory.mktemp("cache"), train_size=24, test_size=16, img_size=32, seed=0)
+
+
+@requires_real_data
+def test_generator_is_deterministic_per_item_and_seed():
+    a, b = puppets.draw_puppet("pose", "train", 5), puppets.draw_puppet("pose", "train", 5)
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.keypoints, b.keypoints)
+    assert not np.array_equal(a.image, puppets.draw_puppet("pose", "train", 6).image)
+    assert not np.array_equal(a.image, puppets.draw_puppet("pose", "train", 5, seed=1).image)
+    assert not np.array_equal(a.image, puppets.draw_puppet("crowdpose", "train", 5).image)
+    assert a.image.shape == (32, 32) and 0 <= a.image.min() and a.image.max() <= 1
+
+
+@requires_real_data
+def test_visibility_follows_layers_and_image_bounds():
+    layer = np.zeros((64, 64), dtype=np.int32)
+    head = puppets.PARTS.index("head") + 1
+    layer[:, :32] = head  # left half shows figure 0's head
+    joints = np.zeros((13, 2)) + 20.0
+    joints[0] = (5.0, 5.0)  # the nose on its head: visible
+    joints[1] = (5.0, 6.0)  # a shoulder where the head is drawn: covered
+    joints[2] = (40.0, 5.0)  # outside the 32-px image
+    v = puppets.visibility(joints, layer, figure=0, size=32)
+    assert v[0] == 2 and v[1] == 1 and v[2] == 0
+
+
+@requires_real_data
+def test_written_files_read_back_to_the_drawn_keypoints(pose_root):
+    test = read_split(pose_root, "test", img_size=32)
+    drawn = [puppets.draw_puppet("pose", "test", i) for i in range(16)]
+    assert len(test) == 16 and test.keypoint_names == puppets.KEYPOINTS
+    back = test.to_image_coords(test.keypoints[..., :2].numpy())
+    for i, p in enumerate(drawn):
+        labelled = p.keypoints[:, 2] > 0
+        assert np.array_equal(test.keypoints[i, :, 2].numpy(), p.keypoints[:, 2])
+        np.testing.assert_allclose(back[i][labelled], p.keypoints[labelled, :2], atol=2e-3)
+    spec = json.loads(annotation_file(pose_root, "test").read_text())
+    ann = spec["annotations"][0]
+    assert ann["num_keypoints"] == int((np.array(ann["keypoints"][2::3]) > 0).sum())
+    assert ann["keypoints"][0::3][ann["keypoints"][2::3].index(0)] == 0 if 0 in ann["keypoints"][2::3] else True
+    assert test.flip_pairs == list(puppets.FLIP_PAIRS)
+
+
+def test_crop_keeps_the_continuous_pixel_convention():
+    image = torch.zeros(1, 1, 20, 30)
+    image[0, 0, 7, 11] = 1.0  # pixel (x=11, y=7): its centre is (11.5, 7.5)
+    assert torch.allclose(crop(image, 0.0, 0.0, 20.0, 20)[0, :, :20], image[0, 0, :, :20])
+    zoomed = crop(image, 6.5, 2.5, 10.0, 20)[0]  # 2x zoom: (11.5, 7.5) -> ((11.5 - 6.5) * 2, (7.5 - 2.5) * 2)
+    y, x = np.unravel_index(int(zoomed.argmax()), zoomed.shape)
+    assert abs(x + 0.5 - 10.0) <= 0.5 and abs(y + 0.5 - 10.0) <= 0.5
+
+
+@requires_real_data
+def test_oks_ap_is_one_for_perfect_keypoints_and_falls_with_the_shift(pose_root):
+    test = read_split(pose_root, "test", img_size=32)
+    xy = test.keypoints[..., :2].numpy()
+    peaks = np.ones(xy.shape[:2])
+    assert score(test, xy, peaks, puppets.SIGMAS) == {"ap": 1.0, "ap50": 1.0, "ap75": 1.0}
+    scale = 32 / test.crops[:, 2][:, None, None]  # one image pixel in crop pixels
+    aps = [score(test, xy + shift * scale, peaks, puppets.SIGMAS)["ap"] for shift in (0.5, 1.5, 3.0)]
+    assert 1.0 > aps[0] > aps[1] > aps[2] >= 0.0
+
+
+@requires_real_data
+def test_trivial_predictor_is_far_from_perfect(pose_root):
+    train, test = read_split(pose_root, "train", 32), read_split(pose_root, "test", 32)
+    mean = mean_keypoints(train)
+    assert mean.shape == (13, 2) and mean[0, 1] < mean[11, 1]  # the nose above the ankles
+    ap = score(test, np.broadcast_to(mean, (len(test), 13, 2)).copy(), np.ones((len(test), 13)), puppets.SIGMAS)["ap"]
+    assert 0.0 <= ap < 0.5
+
+
+@requires_real_data
+def test_bad_dataset_files_are_named(pose_root, tmp_path):
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(pose_root, root)
+    with pytest.raises(DatasetError, match=r"person_keypoints_val\.json is missing"):
+        read_split(root, "val", 32)
+    (root / "test" / "000000000003.png").unlink()
+    with pytest.raises(DatasetError, match=r"000000000003\.png is missing"):
+        read_split(root, "test", 32)
+    (root / "test" / "000000000003.png").write_bytes(b"not a png")
+    with pytest.raises(DatasetError, match=r"000000000003\.png cannot be read"):
+        read_split(root, "test", 32)
+    path = annotation_file(root, "train")
+    path.write_text(path.read_text()[:-10])
+    with pytest.raises(DatasetError, match=r"person_keypoints_train\.json is not valid JSON"):
+        read_split(root, "train", 32)
+    spec = json.loads(annotation_file(pose_root, "train").read_text())
+    spec["annotations"][0]["keypoints"] = spec["annotations"][0]["keypoints"][:-3]
+    path.write_text(json.dumps(spec))
+    with pytest.raises(DatasetError, match=r"annotation 1 has 36 keypoint values, expected 3 x 13"):
+        read_split(root, "train", 32)
+
+
+def test_unknown_task_lists_the_tasks():
+    with pytest.raises(KeyError, match=r"unknown task 'nope'; tasks: \['crowdpose', 'pose'\]"):
+        get_task("nope")
+    with pytest.raises(ConfigError, match=r"unknown task 'nope'; tasks: \['pose', 'crowdpose'\]"):
+        DownstreamConfig(task="nope", arch="vit_micro_32").validate()
+    assert set(DOWNSTREAM_TASKS) == set(TASKS)
+
+
+def test_config_needs_an_arch_for_random_weights_and_reads_its_pretraining():
+    with pytest.raises(ConfigError, match="needs arch"):
+        DownstreamConfig(init_from="random").validate()
+    assert DownstreamConfig(init_from="random", arch="vit_micro_32").required_runs() == []
+    assert DownstreamConfig(init_from="vit_sup").required_runs() == ["vit_sup"]
+    config = DownstreamConfig(init_from="vit_sup", block_order="sample:3:1")
+    assert config.block_indices(8) == sample_block_order(8, 3, 1)
+    assert DownstreamConfig(init_from="vit_sup", block_order="2,0").block_indices(8) == [2, 0]
+    with pytest.raises(ConfigError, match="outside"):
+        DownstreamConfig(init_from="vit_sup", block_order="9").block_indices(8)
+
+
+def test_heatmaps_decode_to_their_keypoints_within_a_quarter_pixel():
+    keypoints = torch.tensor([[[3.2, 4.9], [10.5, 20.5], [27.8, 1.3]]])
+    xy, peak = decode_heatmaps(gaussian_heatmaps(keypoints, 32))
+    assert (xy - keypoints).abs().max() <= 0.25 + 1e-6 and (peak > 0.6).all()
+    head = DeconvHead(64, 13, stride=8)
+    assert head(torch.zeros(2, 64, 4, 4)).shape == (2, 13, 32, 32)
+    with pytest.raises(ValueError, match="power of 2"):
+        DeconvHead(64, 13, stride=3)
+
+
+def test_flip_and_affine_move_images_and_keypoints_together():
+    pairs = list(puppets.FLIP_PAIRS)
+    keypoints = torch.rand(2, 13, 3) * 20 + 6
+    assert torch.allclose(flip_keypoints(flip_keypoints(keypoints, pairs, 32), pairs, 32), keypoints)
+    torch.manual_seed(0)
+    images = gaussian_heatmaps(keypoints[:, :1], 32)  # a blob at joint 0 (the nose, which no flip swaps)
+    warped, moved = random_affine(images, keypoints, pairs, rotation=30, scale=0.25)
+    xy, _ = decode_heatmaps(warped)
+    assert (xy[:, 0] - moved[:, 0, :2]).abs().max() < 1.0
+    assert torch.equal(moved[..., 2].sort(-1).values, keypoints[..., 2].sort(-1).values)  # swapped, not changed
+
+
+def test_keeping_blocks_equals_the_first_blocks_of_the_full_model():
+    torch.manual_seed(0)
+    full = create_backbone("vit_micro_32").eval()
+    x = torch.randn(2, 1, 32, 32)
+    expected = full.forward_intermediates(x, indices=[1], norm=True, intermediates_only=True)[0]
+    cut = keep_first_blocks(create_backbone("vit_micro_32").eval(), 2)
+    cut.load_state_dict(full.state_dict(), strict=False)
+    assert len(cut.blocks) == 2 and torch.allclose(features(cut, x), expected, atol=1e-6)
+    swin = keep_first_blocks(create_backbone("swinv2_micro_32").eval(), 11)
+    assert [len(stage.blocks) for stage in swin.layers] == [10, 1]
+    assert features(swin, x).shape[-1] == 8  # stride 4 after two stages
+    with pytest.raises(ValueError, match=r"keep_blocks must lie in \[1, 4\]"):
+        keep_first_blocks(create_backbone("vit_micro_32"), 5)
+
+
+def test_loaded_block_order_puts_the_named_blocks_first():
+    torch.manual_seed(0)
+    source = create_backbone("vit_micro_32")
+    originals = [{k: v.clone() for k, v in b.state_dict().items()} for b in source.blocks]
+    ordered = load_blocks_in_order(source, [3, 0])
+    assert len(ordered.blocks) == 2
+    for position, index in enumerate([3, 0]):
+        for key, value in ordered.blocks[position].state_dict().items():
+            assert torch.equal(value, originals[index][key])
+    order = sample_block_order(8, 4, seed=3)
+    assert order == sample_block_order(8, 4, seed=3) and len(set(order)) == 4 and all(0 <= i < 8 for i in order)
+    assert order != sample_block_order(8, 4, seed=4)
+    swin = create_backbone("swinv2_micro_32")
+    with pytest.raises(ValueError, match="does not fit position 0"):
+        load_blocks_in_order(swin, [12])
+    backbone, config = build_backbone("vit_micro_32", None, keep_blocks=3)
+    assert len(flat_blocks(backbone)) == 3 and config == {}
+
+
+@requires_real_data
+def test_a_tiny_run_writes_metrics_examples_and_resumes(tmp_path):
+    from mimstudy.downstream.finetune import run_downstream, seed_checkpoint
+
+    config = DownstreamConfig(preset="t", run_id="tiny", runs_dir=str(tmp_path), init_from="random",
+                              arch="vit_micro_32", train_size=32, test_size=16, epochs=2, batch_size=16,
+                              warmup_epochs=0.5, finetune_seeds="0,1", num_examples=3)
+    ds = run_downstream(config, progress=False)
+    assert list(ds.seed.values) == [0, 1] and ds.ap.dims == ("seed",) and ds.train_loss.shape == (2, 2)
+    assert ds.example_image.shape == (3, 32, 32) and ds.example_prediction.shape == (3, 13, 2)
+    assert 0 <= float(ds.trivial_ap) <= 1 and ds.attrs["primary_metric"] == "ap"
+    assert seed_checkpoint(config, 1).is_file()
+    again = run_downstream(config, progress=False)  # both seeds resume from finished checkpoints
+    np.testing.assert_array_equal(again.ap.values, ds.ap.values)
+    np.testing.assert_array_equal(again.train_loss.values, ds.train_loss.values)
