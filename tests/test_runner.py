@@ -12,7 +12,7 @@ from .test_results import small_dataset
 def test_ci_plan_orders_pretraining_before_probes(tmp_path):
     steps = plan("ci", results_dir=str(tmp_path))
     notebooks = [s.notebook for s in steps]
-    assert notebooks == sorted(notebooks, key=["pretrain", "evaluate", "probes", "paper_probes"].index)
+    assert notebooks == sorted(notebooks, key=["pretrain", "evaluate", "probes", "paper_probes", "downstream"].index)
     pretrained = [s.config.run_id for s in steps if s.notebook == "pretrain"]
     assert {"vit_sup", "vit_moco", "vit_simmim", "swin_simmim", "swin_simmim_ft"} <= set(pretrained)
     assert pretrained.index("swin_simmim") < pretrained.index("swin_simmim_ft")  # fine-tuning reads it
@@ -22,7 +22,9 @@ def test_ci_plan_orders_pretraining_before_probes(tmp_path):
     assert probes[-1].result == tmp_path / "ci" / "probes" / f"{probes[-1].config.run_id}.nc"
     paper = [s for s in steps if s.notebook == "paper_probes"]
     assert [s.config.objective for s in paper] == ["random"] and not paper[0].config.checkpoint_path
-    assert steps[-1].result == tmp_path / "ci" / "paper_probes" / f"{steps[-1].config.run_id}.nc"
+    assert paper[-1].result == tmp_path / "ci" / "paper_probes" / f"{paper[-1].config.run_id}.nc"
+    downstream = [s for s in steps if s.notebook == "downstream"]
+    assert steps[-1] == downstream[-1] and downstream[-1].result.parent == tmp_path / "ci" / "downstream"
     assert all(s.config.preset == "ci" for s in steps)
 
 

@@ -25,7 +25,7 @@ from torch.utils.data import TensorDataset
 from mimstudy.config import DownstreamConfig
 from mimstudy.data.sampling import ShardedBatches
 from mimstudy.distributed import resolve_device
-from mimstudy.downstream.backbone import build_backbone, orderable_blocks
+from mimstudy.downstream.backbone import build_backbone, flat_blocks, orderable_blocks
 from mimstudy.downstream.tasks import Task, get_task, targets
 from mimstudy.models.backbones import create_backbone
 from mimstudy.models.checkpoints.state import CheckpointError, load_checkpoint, save_checkpoint
@@ -119,13 +119,21 @@ def run_downstream(config: DownstreamConfig, progress: bool = True) -> xr.Datase
     data_seconds = time.perf_counter() - start
     runs = {seed: finetune_seed(config, task, train, test, seed, order, device, progress) for seed in config.seeds()}
     trivial = task.trivial(train, test)
-    return downstream_dataset(config, task, runs, trivial, test, order, data_seconds)
+    pretrained = {} if checkpoint is None else load_checkpoint(checkpoint)["config"]
+    identity = {"objective": pretrained.get("objective", "random"), "arch": pretrained.get("arch", config.arch),
+                "blocks": len(flat_blocks(runs[config.seeds()[0]].objective.backbone)),
+                "total_blocks": len(flat_blocks(create_backbone(pretrained.get("arch", config.arch))))}
+    return downstream_dataset(config, task, runs, trivial, test, order, data_seconds, identity)
 
 
 def downstream_dataset(config: DownstreamConfig, task: Task, runs: dict[int, SeedRun], trivial: dict[str, float],
-                       test, order: list[int], data_seconds: float) -> xr.Dataset:
+                       test, order: list[int], data_seconds: float, identity: dict) -> xr.Dataset:
     """Metrics ``(seed)``, the trivial predictor's metrics, training curves ``(seed, epoch)`` and
-    ``num_examples`` test inputs with targets and the first seed's predictions."""
+    ``num_examples`` test inputs with targets and the first seed's predictions.
+
+    Scalar coords name the run: ``model`` (run id), ``task``, ``init`` (pretrained / random),
+    ``pretrain_run``, the pre-training ``objective`` (``random`` for random weights) and ``arch``,
+    ``blocks`` kept of ``total_blocks``, ``keep_blocks`` and the ``block_order`` loaded."""
     seeds = sorted(runs)
     epochs = np.arange(1, max(len(r.history) for r in runs.values()) + 1)
     data = {name: ("seed", [runs[s].metrics[name] for s in seeds]) for name in task.metrics}
@@ -142,7 +150,7 @@ def downstream_dataset(config: DownstreamConfig, task: Task, runs: dict[int, See
     init = "random" if config.random_weights else "pretrained"
     coords = {"seed": seeds, "epoch": epochs, "model": config.run_id, "task": config.task, "init": init,
               "pretrain_run": config.init_from, "keep_blocks": config.keep_blocks,
-              "block_order": ",".join(map(str, order))}
+              "block_order": ",".join(map(str, order)), **identity}
     if n:
         coords.update(joint=list(test.keypoint_names), coord=["x", "y", "v"], xy=["x", "y"])
     return xr.Dataset(data, coords=coords, attrs={"primary_metric": task.primary,
