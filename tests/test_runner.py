@@ -139,7 +139,10 @@ def test_selected_runs_bring_the_pretraining_they_read():
 
 def test_independent_groups_keep_a_finetune_with_its_source():
     groups = independent_groups(plan("quick"))
-    assert groups[:3] == [["swin_simmim", "swin_simmim_ft"], ["vit_moco"], ["swin_sup"]]  # the preset's order
+    # the preset's order; a downstream run joins the pre-training it starts from, a random-init one stands alone
+    assert groups[:3] == [["swin_simmim", "swin_simmim_ft", "pose_swin_simmim"], ["vit_moco", "pose_vit_moco"],
+                          ["swin_sup", "pose_swin_sup"]]
+    assert ["pose_random_vit"] in groups
     assert ["sweep_r60_p8", "sweep_r60_p8_ft"] in groups
     run_ids = [r for g in groups for r in g]
     assert sorted(run_ids) == sorted({s.config.run_id for s in plan("quick")})  # each run in one group
