@@ -212,3 +212,21 @@ def test_a_tiny_run_writes_metrics_examples_and_resumes(tmp_path):
     again = run_downstream(config, progress=False)  # both seeds resume from finished checkpoints
     np.testing.assert_array_equal(again.ap.values, ds.ap.values)
     np.testing.assert_array_equal(again.train_loss.values, ds.train_loss.values)
+
+
+@requires_real_data
+def test_throughput_benchmark_runs_and_saves_a_dataset(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from mimstudy.results import load_dataset
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "downstream_throughput.py"
+    spec = importlib.util.spec_from_file_location("downstream_throughput", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--archs", "vit_micro_32", "--steps", "1", "--repeats", "1", "--batch-size", "8",
+                 "--out", str(tmp_path / "b.nc")], log=lambda line: None)
+    ds = load_dataset(tmp_path / "b.nc")
+    assert ds.ours_images_per_s.item() > 0 and ds.bare_images_per_s.item() > 0 and np.isfinite(ds.ratio.item())
+    assert ds.draw_ms_per_item > 0 and ds.read_ms_per_item > 0

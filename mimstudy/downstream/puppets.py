@@ -89,6 +89,17 @@ def _rotation(angle: float) -> np.ndarray:
     return np.array([[c, -s], [s, c]])
 
 
+def _limb(rng: np.random.Generator, root: np.ndarray, sign: float, swing: tuple[float, float],
+          bend: float, lengths: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Middle and end joints of a two-segment limb hanging from ``root``: the first segment swings
+    outward by an angle in ``swing`` (degrees from hanging down), the second bends by up to ``bend``."""
+    angle = np.radians(rng.uniform(*swing))
+    first = np.array([np.sin(angle) * sign, np.cos(angle)])
+    second = _rotation(np.radians(rng.uniform(0, bend)) * rng.choice([-1, 1]) * sign) @ first
+    middle = root + lengths[0] * first
+    return middle, middle + lengths[1] * second
+
+
 def skeleton(rng: np.random.Generator, center: np.ndarray) -> tuple[np.ndarray, float]:
     """Joint positions ``[13, 2]`` (x, y) of a random pose around ``center`` and the torso length."""
     torso = rng.uniform(9, 12) * rng.uniform(0.8, 1.2)
@@ -97,18 +108,8 @@ def skeleton(rng: np.random.Generator, center: np.ndarray) -> tuple[np.ndarray, 
     for side, sign in ((0, 1.0), (1, -1.0)):  # left joints sit at +x (a figure facing the viewer)
         shoulder, hip = np.array([0.32 * sign, -0.5]), np.array([0.22 * sign, 0.5])
         j[1 + side], j[7 + side] = shoulder, hip
-        raise_ = np.radians(rng.uniform(-30, 150))  # upper arm: angle away from hanging down
-        upper = np.array([np.sin(raise_) * sign, np.cos(raise_)])
-        bend = np.radians(rng.uniform(0, 120)) * rng.choice([-1, 1])
-        fore = _rotation(bend * sign) @ upper
-        j[3 + side] = shoulder + 0.45 * upper
-        j[5 + side] = j[3 + side] + 0.42 * fore
-        spread = np.radians(rng.uniform(-15, 50))
-        thigh = np.array([np.sin(spread) * sign, np.cos(spread)])
-        knee = np.radians(rng.uniform(0, 90)) * rng.choice([-1, 1])
-        shin = _rotation(knee * sign) @ thigh
-        j[9 + side] = hip + 0.5 * thigh
-        j[11 + side] = j[9 + side] + 0.48 * shin
+        j[3 + side], j[5 + side] = _limb(rng, shoulder, sign, (-30, 150), 120, (0.45, 0.42))  # elbow, wrist
+        j[9 + side], j[11 + side] = _limb(rng, hip, sign, (-15, 50), 90, (0.5, 0.48))  # knee, ankle
     angle = np.radians(rng.uniform(-40, 40))
     return center + (j * torso) @ _rotation(angle).T, torso
 
