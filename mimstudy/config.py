@@ -339,7 +339,7 @@ class PaperProbeConfig(RunConfig):
         _check_device(self.device)
 
 
-DOWNSTREAM_TASKS = ("pose", "crowdpose")  # mimstudy.downstream.tasks.TASKS (kept in step by tests)
+DOWNSTREAM_TASKS = ("pose", "crowdpose", "depth")  # mimstudy.downstream.tasks.TASKS (kept in step by tests)
 
 
 def _int_list(text: str, name: str) -> list[int]:
@@ -366,7 +366,7 @@ class DownstreamConfig(RunConfig):
     task: str = "pose"
     init_from: str = RANDOM_WEIGHTS
     arch: str = ""  # required with init_from 'random'; else checked against the checkpoint
-    data_dir: str = ""  # "": the generated benchmark, cached under <runs_dir>/data/
+    data_dir: str = ""  # "": the generated benchmark, cached under <runs_dir>/data/; else a COCO keypoints / NYUv2 folder
     train_split: str = "train"
     test_split: str = "test"
     img_size: int = 32

@@ -122,9 +122,9 @@ def test_bad_dataset_files_are_named(pose_root, tmp_path):
 
 
 def test_unknown_task_lists_the_tasks():
-    with pytest.raises(KeyError, match=r"unknown task 'nope'; tasks: \['crowdpose', 'pose'\]"):
+    with pytest.raises(KeyError, match=r"unknown task 'nope'; tasks: \['crowdpose', 'depth', 'pose'\]"):
         get_task("nope")
-    with pytest.raises(ConfigError, match=r"unknown task 'nope'; tasks: \['pose', 'crowdpose'\]"):
+    with pytest.raises(ConfigError, match=r"unknown task 'nope'; tasks: \['pose', 'crowdpose', 'depth'\]"):
         DownstreamConfig(task="nope", arch="vit_micro_32").validate()
     assert set(DOWNSTREAM_TASKS) == set(TASKS)
 
@@ -230,3 +230,51 @@ def test_throughput_benchmark_runs_and_saves_a_dataset(tmp_path):
     ds = load_dataset(tmp_path / "b.nc")
     assert ds.ours_images_per_s.item() > 0 and ds.bare_images_per_s.item() > 0 and np.isfinite(ds.ratio.item())
     assert ds.draw_ms_per_item > 0 and ds.read_ms_per_item > 0
+
+
+def test_depth_metrics_match_hand_computed_cases():
+    from mimstudy.downstream.nyu_depth import depth_metrics
+
+    gt = np.array([[[1.0, 2.0], [4.0, 0.0]]])  # the 0 is no measurement
+    same = depth_metrics(gt, gt)
+    assert same["rmse"][0] == 0 and same["abs_rel"][0] == 0 and same["delta1"][0] == 1
+    scaled = depth_metrics(gt * 1.1, gt)
+    assert np.isclose(scaled["abs_rel"][0], 0.1) and scaled["delta1"][0] == 1
+    assert np.isclose(scaled["rmse"][0], 0.1 * np.sqrt((1 + 4 + 16) / 3))
+    assert depth_metrics(gt * 1.3, gt)["delta1"][0] == 0
+    two = depth_metrics(np.stack([gt[0], gt[0] * 1.1]), np.stack([gt[0], gt[0]]))  # per image, then averaged
+    assert np.allclose(two["abs_rel"], [0.0, 0.1])
+
+
+def test_silog_is_scale_invariant_up_to_its_lambda():
+    from mimstudy.downstream.depth import silog_loss
+
+    gt = torch.rand(2, 1, 8, 8) * 9 + 1
+    assert silog_loss(gt, gt) < 1e-5
+    assert torch.isclose(silog_loss(gt * 2, gt), torch.tensor(np.log(2) * np.sqrt(0.5), dtype=torch.float32), atol=1e-4)
+
+
+@requires_real_data
+def test_depth_scenes_are_deterministic_and_round_trip_through_the_nyu_layout(tmp_path):
+    from mimstudy.downstream import scenes
+    from mimstudy.downstream.depth import generated_dataset
+    from mimstudy.downstream.nyu_depth import list_file, read_split
+
+    a, b = scenes.draw_scene("train", 3), scenes.draw_scene("train", 3)
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.depth, b.depth)
+    assert not np.array_equal(a.depth, scenes.draw_scene("train", 3, seed=1).depth)
+    assert 0 < a.depth.min() and a.depth.max() <= scenes.MAX_DEPTH
+    root = generated_dataset(tmp_path, train_size=6, test_size=4, img_size=32, seed=0)
+    test = read_split(root, "test", 32)
+    for i in range(4):
+        drawn = scenes.draw_scene("test", i)
+        np.testing.assert_allclose(test.depths[i, 0].numpy(), drawn.depth, atol=5e-4)
+        np.testing.assert_allclose(test.images[i, 0].numpy(), drawn.image, atol=1 / 255)
+    (root / "test" / "sync_depth_00002.png").unlink()
+    with pytest.raises(DatasetError, match=r"depth map .*sync_depth_00002\.png is missing"):
+        read_split(root, "test", 32)
+    list_file(root, "train").write_text("/train/rgb_00000.png\n")
+    with pytest.raises(DatasetError, match=r"train_list\.txt, line 1: expected '<image path> <depth path>'"):
+        read_split(root, "train", 32)
+    with pytest.raises(DatasetError, match=r"val_list\.txt is missing"):
+        read_split(root, "val", 32)

@@ -26,7 +26,7 @@ from mimstudy.config import DownstreamConfig
 from mimstudy.data.sampling import ShardedBatches
 from mimstudy.distributed import resolve_device
 from mimstudy.downstream.backbone import build_backbone, flat_blocks, orderable_blocks
-from mimstudy.downstream.tasks import Task, get_task, targets
+from mimstudy.downstream.tasks import Task, get_task
 from mimstudy.models.backbones import create_backbone
 from mimstudy.models.checkpoints.state import CheckpointError, load_checkpoint, save_checkpoint
 from mimstudy.objectives.factory import CHECKPOINT_NAME
@@ -88,7 +88,7 @@ def finetune_seed(config: DownstreamConfig, task: Task, train, test, seed: int, 
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history, start = list(state["history"]), int(state["epoch"])
-    dataset = TensorDataset(train.images, targets(train))
+    dataset = TensorDataset(train.images, task.targets(train))
     cap = config.max_steps or None
     for epoch in range(start, config.epochs):
         torch.manual_seed(epoch_seed(seed, epoch))
@@ -142,17 +142,16 @@ def downstream_dataset(config: DownstreamConfig, task: Task, runs: dict[int, See
         data[key] = (("seed", "epoch"), [[r.get(key, np.nan) for r in runs[s].history] +
                                           [np.nan] * (len(epochs) - len(runs[s].history)) for s in seeds])
     n = min(config.num_examples, len(test))
+    example_coords = {}
     if n:
-        data["example_image"] = (("example", "y", "x"), test.images[:n, 0].numpy())
-        data["example_target"] = (("example", "joint", "coord"), test.keypoints[:n].numpy())
-        data["example_prediction"] = (("example", "joint", "xy"), runs[seeds[0]].predictions[:n])
+        examples, example_coords = task.examples(test, runs[seeds[0]].predictions, n)
+        data.update(examples)
     data["data_seconds"] = ((), data_seconds)
     init = "random" if config.random_weights else "pretrained"
     coords = {"seed": seeds, "epoch": epochs, "model": config.run_id, "task": config.task, "init": init,
               "pretrain_run": config.init_from, "keep_blocks": config.keep_blocks,
               "block_order": ",".join(map(str, order)), **identity}
-    if n:
-        coords.update(joint=list(test.keypoint_names), coord=["x", "y", "v"], xy=["x", "y"])
+    coords.update(example_coords)
     return xr.Dataset(data, coords=coords, attrs={"primary_metric": task.primary,
                                                     "higher_is_better": int(task.higher_is_better),
                                                     "trivial_predictor": task.trivial_name})

@@ -1,10 +1,12 @@
-"""SimpleBaseline's deconvolution head and its Gaussian heatmaps (Xiao et al., 2018).
+"""Deconvolution heads (SimpleBaseline, Xiao et al., 2018; the depth head of the paper's App. E) and heatmaps.
 
 The head upsamples the backbone's last feature map (stride ``s``) with ``log2(s)`` transposed
-convolutions (kernel 4, stride 2, padding 1, BN, ReLU) back to the input resolution, then a 1x1
-convolution gives one heatmap per keypoint: stride-1 heatmaps, since at 32 px one pixel of error
-already costs a sizeable share of a joint's OKS. Initialisation as in SimpleBaseline's
-``pose_resnet.py``: deconvolutions and the final convolution N(0, 0.001), zero biases, BN (1, 0).
+convolutions (stride 2, BN, ReLU) back to the input resolution, then a final convolution gives the
+outputs. Pose (SimpleBaseline): kernel 4 / padding 1, 64 filters, a 1x1 convolution to one heatmap
+per keypoint; stride-1 heatmaps, since at 32 px one pixel of error already costs a sizeable share of
+a joint's OKS. Depth (App. E): kernel 2, 32 filters, a 3x3 convolution. Initialisation as in
+SimpleBaseline's ``pose_resnet.py``: deconvolutions and the final convolution N(0, 0.001), zero
+biases, BN (1, 0).
 """
 
 from __future__ import annotations
@@ -18,17 +20,18 @@ import torch.nn as nn
 class DeconvHead(nn.Module):
     """``[B, C, h, w]`` features of stride ``stride`` -> ``[B, out_channels, h * stride, w * stride]``."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, width: int = 64):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, width: int = 64, kernel: int = 4,
+                 final_kernel: int = 1):
         super().__init__()
         if stride < 1 or 2 ** round(math.log2(stride)) != stride:
             raise ValueError(f"the feature stride must be a power of 2, got {stride}")
         layers, channels = [], in_channels
         for _ in range(round(math.log2(stride))):
-            layers += [nn.ConvTranspose2d(channels, width, 4, stride=2, padding=1, bias=False),
+            layers += [nn.ConvTranspose2d(channels, width, kernel, stride=2, padding=(kernel - 2) // 2, bias=False),
                        nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
             channels = width
         self.deconv = nn.Sequential(*layers)
-        self.final = nn.Conv2d(channels, out_channels, 1)
+        self.final = nn.Conv2d(channels, out_channels, final_kernel, padding=final_kernel // 2)
         for m in self.modules():
             if isinstance(m, (nn.ConvTranspose2d, nn.Conv2d)):
                 nn.init.normal_(m.weight, std=0.001)

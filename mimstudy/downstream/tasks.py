@@ -3,8 +3,10 @@
 Every task is fine-tuned by the one path of :mod:`mimstudy.downstream.finetune`; a task supplies
 ``load(config) -> (train, test)`` (objects with ``images``, a target tensor and ``__len__``),
 ``objective(backbone, train, config)``, ``evaluate(objective, test, device) -> (metrics, predictions)``,
-``trivial(train, test) -> metrics`` (the learnability floor) and the name of its primary metric and
-whether higher is better.
+``trivial(train, test) -> metrics`` (the learnability floor), ``targets(data)`` (the tensor its
+objective takes beside the images), ``examples(test, predictions, n) -> (data vars, coords)`` (a few
+inputs, targets and predictions for the book) and the name of its primary metric and whether higher
+is better.
 """
 
 from __future__ import annotations
@@ -14,9 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
-from mimstudy.downstream import pose
+from mimstudy.downstream import depth, pose
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class Task:
     objective: Callable
     evaluate: Callable
     trivial: Callable
+    targets: Callable
+    examples: Callable
     metrics: tuple[str, ...]
     primary: str
     higher_is_better: bool = True
@@ -55,14 +58,48 @@ def _pose_trivial(train, test):
     return pose.score(test, xy, np.ones(xy.shape[:2]), pose.sigmas_for(test.keypoint_names))
 
 
+def _pose_examples(test, predictions, n: int):
+    data = {"example_image": (("example", "y", "x"), test.images[:n, 0].numpy()),
+            "example_target": (("example", "joint", "coord"), test.keypoints[:n].numpy()),
+            "example_prediction": (("example", "joint", "xy"), predictions[:n])}
+    return data, {"joint": list(test.keypoint_names), "coord": ["x", "y", "v"], "xy": ["x", "y"]}
+
+
 def _pose_task(name: str, description: str) -> Task:
     return Task(name, description, _pose_load, _pose_objective, _pose_evaluate, _pose_trivial,
-                ("ap", "ap50", "ap75"), "ap", True, "mean keypoints")
+                lambda data: data.keypoints, _pose_examples, ("ap", "ap50", "ap75"), "ap", True, "mean keypoints")
+
+
+def _depth_load(config):
+    root = Path(config.data_dir) if config.data_dir else depth.generated_dataset(
+        Path(config.runs_dir) / "data", config.train_size, config.test_size, config.img_size, config.seed)
+    return depth.load_splits(root, config.img_size, config.train_split, config.test_split,
+                             config.train_size, config.test_size)
+
+
+def _depth_evaluate(objective, test, device, batch_size: int = 128):
+    pred = depth.predict_split(objective, test, batch_size, device)
+    return depth.score(pred, test), pred
+
+
+def _depth_trivial(train, test):
+    mean = depth.mean_depth_map(train)
+    return depth.score(np.broadcast_to(mean, (len(test), *mean.shape)).copy(), test)
+
+
+def _depth_examples(test, predictions, n: int):
+    return {"example_image": (("example", "y", "x"), test.images[:n, 0].numpy()),
+            "example_target": (("example", "y", "x"), test.depths[:n, 0].numpy()),
+            "example_prediction": (("example", "y", "x"), predictions[:n])}, {}
 
 
 TASKS: dict[str, Task] = {
     "pose": _pose_task("pose", "Puppet-Pose (COCO keypoints analog): one figure per crop, OKS AP"),
     "crowdpose": _pose_task("crowdpose", "Puppet-Crowd (CrowdPose analog): the target among 1-2 overlapping figures, OKS AP"),
+    "depth": Task("depth", "GarmentWorld-Depth (NYUv2 analog): pinhole scenes, RMSE in metres", _depth_load,
+                  lambda backbone, train, config: depth.DepthObjective(backbone, config.img_size, config.augment),
+                  _depth_evaluate, _depth_trivial, lambda data: data.depths, _depth_examples,
+                  ("rmse", "abs_rel", "delta1"), "rmse", False, "mean depth map"),
 }
 
 
@@ -70,8 +107,3 @@ def get_task(name: str) -> Task:
     if name not in TASKS:
         raise KeyError(f"unknown task {name!r}; tasks: {sorted(TASKS)}")
     return TASKS[name]
-
-
-def targets(data) -> torch.Tensor:
-    """The tensor a task's objective takes as its second argument (pose: keypoints ``[N, K, 3]``)."""
-    return data.keypoints
