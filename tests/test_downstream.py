@@ -206,7 +206,7 @@ def test_a_tiny_run_writes_metrics_examples_and_resumes(tmp_path):
                               warmup_epochs=0.5, finetune_seeds="0,1", num_examples=3)
     ds = run_downstream(config, progress=False)
     assert list(ds.seed.values) == [0, 1] and ds.ap.dims == ("seed",) and ds.train_loss.shape == (2, 2)
-    assert ds.example_image.shape == (3, 32, 32) and ds.example_prediction.shape == (3, 13, 2)
+    assert ds.example_image.shape == (3, 32, 32) and ds.example_predicted_keypoints.shape == (3, 13, 2)
     assert 0 <= float(ds.trivial_ap) <= 1 and ds.attrs["primary_metric"] == "ap"
     assert seed_checkpoint(config, 1).is_file()
     again = run_downstream(config, progress=False)  # both seeds resume from finished checkpoints
@@ -278,3 +278,26 @@ def test_depth_scenes_are_deterministic_and_round_trip_through_the_nyu_layout(tm
         read_split(root, "train", 32)
     with pytest.raises(DatasetError, match=r"val_list\.txt is missing"):
         read_split(root, "val", 32)
+
+
+@requires_real_data
+def test_a_run_from_a_checkpoint_starts_over_when_its_pretraining_is_remade(tmp_path):
+    import os
+
+    from mimstudy.downstream.finetune import pretrain_checkpoint, run_downstream, seed_checkpoint
+    from mimstudy.models.checkpoints.state import load_checkpoint, save_checkpoint
+
+    config = DownstreamConfig(preset="t", run_id="from_src", runs_dir=str(tmp_path), init_from="src", train_size=16,
+                              test_size=8, epochs=1, batch_size=16, warmup_epochs=0.0, num_examples=0)
+    source = pretrain_checkpoint(config)
+    torch.manual_seed(0)
+    state = {"config": {"arch": "vit_micro_32", "img_size": 32, "objective": "simmim", "run_id": "src"},
+             "backbone": create_backbone("vit_micro_32").state_dict()}
+    save_checkpoint(state, source)
+    ds = run_downstream(config, progress=False)
+    assert ds.objective.item() == "simmim" and ds.arch.item() == "vit_micro_32" and ds.blocks.item() == 4
+    first = load_checkpoint(seed_checkpoint(config, 0))["source"]
+    save_checkpoint(state, source)  # the pre-training is re-made
+    os.utime(source, ns=(1, 1))  # a different stamp even on coarse clocks
+    run_downstream(config, progress=False)
+    assert load_checkpoint(seed_checkpoint(config, 0))["source"] not in (first, None)

@@ -60,3 +60,14 @@ def test_drop_last_and_shuffle_verdicts_read_the_right_runs():
     verdict = shuffle_verdict(runs(spec), "pose", ("sup_d2", ["sup_s0"]), ("mim_d2", ["mim_s0"]), "rand")
     assert verdict.verdict == "supported" and np.isclose(verdict.checks[1].estimate.value, 0.16 - 0.02)
     assert AP_FLOOR == 0.01
+
+
+def test_depth_verdict_reads_lower_rmse_as_better():
+    ds = runs(BASE).rename({"ap": "rmse", "trivial_ap": "trivial_rmse"})
+    ds["rmse"] = 1.5 - ds["rmse"]  # sup 1.0, mim 0.9, random 1.2 m
+    ds["trivial_rmse"] = ds["trivial_rmse"] * 0 + 1.4
+    verdict = table2_verdict(ds, "depth", "sup", "mim", "rand", metric="rmse", higher_is_better=False)
+    assert verdict.verdict == "supported" and np.isclose(verdict.checks[1].estimate.value, -0.1)
+    assert verdict.checks[1].threshold == -0.02
+    swapped = table2_verdict(ds, "depth", "mim", "sup", "rand", metric="rmse", higher_is_better=False)
+    assert swapped.checks[1].holds is False

@@ -6,7 +6,8 @@ the config says (:mod:`mimstudy.downstream.backbone`), the task's head, AdamW wi
 :func:`~mimstudy.training.optim.build_optimizer`) and a cosine schedule; epochs run by
 :func:`~mimstudy.training.engine.train_one_epoch` (progress bar, NaN stop), a checkpoint written
 atomically after every epoch to ``<runs_dir>/<preset>/downstream/<run_id>/seed<k>.pt``, from which an
-interrupted run resumes (all randomness of an epoch is seeded from the seed and the epoch). The
+interrupted run resumes (all randomness of an epoch is seeded from the seed and the epoch) unless its
+pre-training checkpoint was re-made since (then it starts over). The
 fine-tuned model is then scored on the test split, beside the task's trivial predictor.
 """
 
@@ -44,8 +45,21 @@ def pretrain_checkpoint(config: DownstreamConfig) -> Path | None:
     return Path(config.runs_dir) / config.preset / config.init_from / CHECKPOINT_NAME
 
 
+def run_folder(config: DownstreamConfig) -> Path:
+    """Where a run's fine-tuning checkpoints live: ``<runs_dir>/<preset>/downstream/<run_id>``."""
+    return Path(config.runs_dir) / config.preset / "downstream" / config.run_id
+
+
 def seed_checkpoint(config: DownstreamConfig, seed: int) -> Path:
-    return Path(config.runs_dir) / config.preset / "downstream" / config.run_id / f"seed{seed}.pt"
+    return run_folder(config) / f"seed{seed}.pt"
+
+
+def source_stamp(checkpoint: Path | None) -> str:
+    """Identifies the pre-training checkpoint a fine-tuning started from (size and modification time)."""
+    if checkpoint is None:
+        return "random"
+    stat = checkpoint.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def block_count(config: DownstreamConfig, checkpoint: Path | None) -> int:
@@ -78,8 +92,11 @@ def finetune_seed(config: DownstreamConfig, task: Task, train, test, seed: int, 
                                            min_lr=config.min_lr, layer_decay=config.layer_decay)
     path = seed_checkpoint(config, seed)
     history, start = [], 0
-    if config.resume and path.is_file():
-        state = load_checkpoint(path)
+    source = source_stamp(pretrain_checkpoint(config))
+    state = load_checkpoint(path) if config.resume and path.is_file() else None
+    if state is not None and state.get("source") != source:
+        state = None  # the pre-training was re-made since: fine-tune its new weights from the start
+    if state is not None:
         changed = config.differences(state.get("config", {}), ignore=RESUME_NEUTRAL)
         if changed:
             raise CheckpointError(f"{path} was written with different parameters ({changed}); delete "
@@ -97,7 +114,7 @@ def finetune_seed(config: DownstreamConfig, task: Task, train, test, seed: int, 
         record.update(train_one_epoch(objective, batches, optimizer, scheduler, epoch, device, config.grad_clip,
                                       config.bf16, progress))
         history.append(record)
-        save_checkpoint({"config": config.to_dict(), "epoch": epoch + 1, "model": objective.state_dict(),
+        save_checkpoint({"config": config.to_dict(), "source": source, "epoch": epoch + 1, "model": objective.state_dict(),
                          "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                          "history": history}, path)
     metrics, predictions = task.evaluate(objective, test, device)

@@ -5,8 +5,9 @@ Every task is fine-tuned by the one path of :mod:`mimstudy.downstream.finetune`;
 ``objective(backbone, train, config)``, ``evaluate(objective, test, device) -> (metrics, predictions)``,
 ``trivial(train, test) -> metrics`` (the learnability floor), ``targets(data)`` (the tensor its
 objective takes beside the images), ``examples(test, predictions, n) -> (data vars, coords)`` (a few
-inputs, targets and predictions for the book) and the name of its primary metric and whether higher
-is better.
+inputs, targets and predictions for the book: ``example_image`` and ``example_<target>`` /
+``example_predicted_<target>``, named per kind of target so runs of different tasks concatenate),
+the name of its primary metric and whether higher is better.
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ def _pose_trivial(train, test):
 
 def _pose_examples(test, predictions, n: int):
     data = {"example_image": (("example", "y", "x"), test.images[:n, 0].numpy()),
-            "example_target": (("example", "joint", "coord"), test.keypoints[:n].numpy()),
-            "example_prediction": (("example", "joint", "xy"), predictions[:n])}
+            "example_keypoints": (("example", "joint", "coord"), test.keypoints[:n].numpy()),
+            "example_predicted_keypoints": (("example", "joint", "xy"), predictions[:n])}
     return data, {"joint": list(test.keypoint_names), "coord": ["x", "y", "v"], "xy": ["x", "y"]}
 
 
@@ -89,8 +90,8 @@ def _depth_trivial(train, test):
 
 def _depth_examples(test, predictions, n: int):
     return {"example_image": (("example", "y", "x"), test.images[:n, 0].numpy()),
-            "example_target": (("example", "y", "x"), test.depths[:n, 0].numpy()),
-            "example_prediction": (("example", "y", "x"), predictions[:n])}, {}
+            "example_depth": (("example", "y", "x"), test.depths[:n, 0].numpy()),
+            "example_predicted_depth": (("example", "y", "x"), predictions[:n])}, {}
 
 
 TASKS: dict[str, Task] = {
