@@ -301,3 +301,42 @@ def test_a_run_from_a_checkpoint_starts_over_when_its_pretraining_is_remade(tmp_
     os.utime(source, ns=(1, 1))  # a different stamp even on coarse clocks
     run_downstream(config, progress=False)
     assert load_checkpoint(seed_checkpoint(config, 0))["source"] not in (first, None)
+
+
+COCO_NAMES = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
+              "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee",
+              "left_ankle", "right_ankle")
+
+
+def test_a_coco_17_keypoint_file_reads_with_cocos_sigmas_and_flip_pairs(tmp_path):
+    from mimstudy.downstream.coco_keypoints import COCO_SIGMAS, oks_ap, write_split
+    from mimstudy.downstream.pose import sigmas_for
+
+    rng = np.random.default_rng(0)
+    images = [rng.random((48, 64)) for _ in range(3)]  # COCO images are larger than a crop and not square
+    keypoints = []
+    for _ in range(3):
+        kp = np.concatenate([rng.uniform(10, 40, size=(17, 2)), np.full((17, 1), 2.0)], axis=1)
+        kp[3] = 0  # an unlabelled ear
+        keypoints.append(kp)
+    boxes = [(8.0, 6.0, 36.0, 38.0)] * 3
+    write_split(tmp_path, "val2017", images, keypoints, boxes, [36.0 * 38.0] * 3, COCO_NAMES, ((15, 13), (13, 11)))
+    crops = read_split(tmp_path, "val2017", img_size=32)
+    assert len(crops.flip_pairs) == 8 and (1, 2) in crops.flip_pairs and sigmas_for(crops.keypoint_names) == COCO_SIGMAS
+    assert crops.keypoints[0, 3].tolist() == [0.0, 0.0, 0.0]
+    back = crops.to_image_coords(crops.keypoints[..., :2].numpy())
+    np.testing.assert_allclose(back[0][crops.keypoints[0, :, 2].numpy() > 0], keypoints[0][np.arange(17) != 3, :2], atol=2e-3)
+    assert oks_ap(crops.annotation_path, crops.image_ids, back, np.ones(3), COCO_SIGMAS)["ap"] == 1.0
+
+
+@requires_real_data
+def test_a_run_reads_a_dataset_folder_by_path(pose_root, tmp_path):
+    from mimstudy.downstream.finetune import run_downstream
+
+    config = DownstreamConfig(preset="t", run_id="by_path", runs_dir=str(tmp_path), init_from="random",
+                              arch="vit_micro_32", data_dir=str(pose_root), train_size=16, test_size=8, epochs=1,
+                              batch_size=16, warmup_epochs=0.0, num_examples=0)
+    ds = run_downstream(config, progress=False)
+    assert not (tmp_path / "data").exists() and np.isfinite(ds.ap.values).all()
+    with pytest.raises(DatasetError, match="person_keypoints_nope.json is missing"):
+        run_downstream(DownstreamConfig(**{**config.to_dict(), "test_split": "nope"}), progress=False)
