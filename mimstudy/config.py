@@ -366,7 +366,114 @@ class PaperProbeConfig(RunConfig):
         _check_device(self.device)
 
 
+DOWNSTREAM_TASKS = ("pose", "crowdpose", "depth")  # mimstudy.downstream.tasks.TASKS (kept in step by tests)
+
+
+def _int_list(text: str, name: str) -> list[int]:
+    try:
+        return [int(part) for part in str(text).split(",") if part.strip()]
+    except ValueError as err:
+        raise ConfigError(f"{name} must be comma-separated integers such as '0,1,2', got {text!r}") from err
+
+
+@dataclass
+class DownstreamConfig(RunConfig):
+    """Fine-tuning on a downstream task (``notebooks/downstream.ipynb``), over ``finetune_seeds``.
+
+    ``init_from`` names the pre-training run whose backbone starts the fine-tuning, or ``random``
+    (then ``arch`` names the architecture). ``seed`` seeds the generated dataset; ``data_dir`` (a
+    COCO keypoints folder) replaces it. ``keep_blocks = k`` keeps the first k blocks (0: all;
+    Figure 5); ``block_order`` loads pre-trained blocks into the first positions: ``''`` (as
+    trained), ``'3,0,5'`` (those blocks, in that order) or ``'sample:<k>:<s>'`` (k blocks drawn
+    without replacement with seed s; §3.2).
+    """
+
+    notebook: ClassVar[str] = "downstream"
+
+    task: str = "pose"
+    init_from: str = RANDOM_WEIGHTS
+    arch: str = ""  # required with init_from 'random'; else checked against the checkpoint
+    data_dir: str = ""  # "": the generated benchmark, cached under <runs_dir>/data/; else a COCO keypoints / NYUv2 folder
+    train_split: str = "train"
+    test_split: str = "test"
+    img_size: int = 32
+    train_size: int = 2000
+    test_size: int = 500
+    epochs: int = 8
+    batch_size: int = 64
+    lr: float = 5e-4
+    min_lr: float = 1e-6
+    weight_decay: float = 0.05
+    layer_decay: float = 0.75
+    warmup_epochs: float = 1.0
+    drop_path: float = 0.1
+    grad_clip: float = 1.0
+    augment: bool = True
+    keep_blocks: int = 0
+    block_order: str = ""
+    finetune_seeds: str = "0"
+    num_examples: int = 8
+    bf16: bool = False
+    device: str = "auto"
+    resume: bool = True
+    max_steps: int = 0  # stop each fine-tuning after this many steps (0: no cap); for dry runs
+
+    @property
+    def random_weights(self) -> bool:
+        return self.init_from == RANDOM_WEIGHTS
+
+    def seeds(self) -> list[int]:
+        return _int_list(self.finetune_seeds, "finetune_seeds")
+
+    def block_indices(self, num_blocks: int) -> list[int]:
+        """The pre-trained blocks loaded into the first positions (``[]``: as trained)."""
+        order = self.block_order.strip()
+        if not order:
+            return []
+        if order.startswith("sample:"):
+            from mimstudy.downstream.backbone import sample_block_order
+
+            parts = order.split(":")
+            _require(len(parts) == 3, f"block_order 'sample:<k>:<seed>' expected, got {order!r}")
+            k, seed = _int_list(parts[1], "block_order k") + _int_list(parts[2], "block_order seed")
+            return sample_block_order(num_blocks, k, seed)
+        indices = _int_list(order, "block_order")
+        _require(all(0 <= i < num_blocks for i in indices),
+                 f"block_order lists blocks outside [0, {num_blocks}): {indices}")
+        return indices
+
+    def validate(self) -> None:
+        super().validate()
+        _require(self.task in DOWNSTREAM_TASKS, f"unknown task {self.task!r}; tasks: {list(DOWNSTREAM_TASKS)}")
+        _require(bool(self.init_from) and "/" not in self.init_from,
+                 f"init_from must be a pre-training run id of the preset or {RANDOM_WEIGHTS!r}, got {self.init_from!r}")
+        _require(not self.random_weights or bool(self.arch),
+                 f"init_from {RANDOM_WEIGHTS!r} needs arch (e.g. 'vit_mini_32'): which architecture to initialise")
+        if self.arch:
+            try:
+                validate_backbone(self.arch, img_size=self.img_size)
+            except ModelConfigError as err:
+                raise ConfigError(f"arch: {err}") from err
+        _require(self.epochs >= 1 and self.batch_size >= 1 and self.train_size >= self.batch_size and self.test_size >= 1,
+                 f"need epochs >= 1, batch_size >= 1, train_size >= batch_size and test_size >= 1, got {self.epochs}, "
+                 f"{self.batch_size}, {self.train_size}, {self.test_size}")
+        _require(self.lr > 0 and 0 <= self.min_lr <= self.lr, f"need 0 <= min_lr <= lr and lr > 0, got {self.lr}, {self.min_lr}")
+        _require(0 <= self.warmup_epochs < self.epochs, f"warmup_epochs must lie in [0, epochs), got {self.warmup_epochs}")
+        _require(0.0 < self.layer_decay <= 1.0, f"layer_decay must lie in (0, 1] (1 = none), got {self.layer_decay}")
+        _require(0.0 <= self.drop_path < 1.0 and self.grad_clip >= 0, "need drop_path in [0, 1) and grad_clip >= 0")
+        _require(self.keep_blocks >= 0, f"keep_blocks must be >= 0 (0: all blocks), got {self.keep_blocks}")
+        _require(bool(self.seeds()), f"finetune_seeds must name at least one seed, got {self.finetune_seeds!r}")
+        _require(self.num_examples >= 0 and self.max_steps >= 0, "num_examples and max_steps must be >= 0")
+        if self.block_order.strip():
+            self.block_indices(10_000)  # syntax only; the backbone checks the range
+        _check_device(self.device)
+
+    def required_runs(self) -> list[str]:
+        return [] if self.random_weights else [self.init_from]
+
+
 # Execution order of a preset's sections: pre-training first, then what reads its checkpoints.
 CONFIGS: dict[str, type[RunConfig]] = {
-    c.notebook: c for c in (PretrainConfig, EvaluateConfig, ProbeConfig, TrajectoryConfig, PaperProbeConfig)
+    c.notebook: c for c in (PretrainConfig, EvaluateConfig, ProbeConfig, TrajectoryConfig, PaperProbeConfig,
+                            DownstreamConfig)
 }

@@ -12,7 +12,8 @@ from .test_results import small_dataset
 def test_ci_plan_orders_pretraining_before_probes(tmp_path):
     steps = plan("ci", results_dir=str(tmp_path))
     notebooks = [s.notebook for s in steps]
-    assert notebooks == sorted(notebooks, key=["pretrain", "evaluate", "probes", "trajectory", "paper_probes"].index)
+    assert notebooks == sorted(notebooks, key=["pretrain", "evaluate", "probes", "trajectory", "paper_probes",
+                                               "downstream"].index)
     pretrained = [s.config.run_id for s in steps if s.notebook == "pretrain"]
     assert {"vit_sup", "vit_moco", "vit_simmim", "swin_simmim", "swin_simmim_ft"} <= set(pretrained)
     assert pretrained.index("swin_simmim") < pretrained.index("swin_simmim_ft")  # fine-tuning reads it
@@ -22,7 +23,9 @@ def test_ci_plan_orders_pretraining_before_probes(tmp_path):
     assert probes[-1].result == tmp_path / "ci" / "probes" / f"{probes[-1].config.run_id}.nc"
     paper = [s for s in steps if s.notebook == "paper_probes"]
     assert [s.config.objective for s in paper] == ["random"] and not paper[0].config.checkpoint_path
-    assert steps[-1].result == tmp_path / "ci" / "paper_probes" / f"{steps[-1].config.run_id}.nc"
+    assert paper[-1].result == tmp_path / "ci" / "paper_probes" / f"{paper[-1].config.run_id}.nc"
+    downstream = [s for s in steps if s.notebook == "downstream"]
+    assert steps[-1] == downstream[-1] and downstream[-1].result.parent == tmp_path / "ci" / "downstream"
     assert all(s.config.preset == "ci" for s in steps)
 
 
@@ -147,7 +150,10 @@ def test_run_patterns_pick_one_seed_of_a_long_preset():
 
 def test_independent_groups_keep_a_finetune_with_its_source():
     groups = independent_groups(plan("quick"))
-    assert groups[:3] == [["swin_simmim", "swin_simmim_ft"], ["vit_moco"], ["swin_sup"]]  # the preset's order
+    # the preset's order; a downstream run joins the pre-training it starts from, a random-init one stands alone
+    assert groups[:3] == [["swin_simmim", "swin_simmim_ft", "pose_swin_simmim"], ["vit_moco", "pose_vit_moco"],
+                          ["swin_sup", "pose_swin_sup"]]
+    assert ["pose_random_vit"] in groups
     assert ["sweep_r60_p8", "sweep_r60_p8_ft"] in groups
     run_ids = [r for g in groups for r in g]
     assert sorted(run_ids) == sorted({s.config.run_id for s in plan("quick")})  # each run in one group

@@ -23,7 +23,8 @@ from pathlib import Path
 import yaml
 
 from mimstudy.data.fashion_mnist import check_available
-from mimstudy.config import CONFIGS, ConfigError, PretrainConfig, RunConfig
+from mimstudy.config import CONFIGS, RANDOM_WEIGHTS, ConfigError, DownstreamConfig, PretrainConfig, RunConfig
+from mimstudy.downstream.finetune import run_folder
 from mimstudy.models.checkpoints.state import load_checkpoint
 from mimstudy.training.pretrain import checkpoint_path, run_dir, stale_checkpoint_fields
 from mimstudy.results import parameters_in, result_path, stored_attrs
@@ -119,7 +120,7 @@ def plan(preset: str | Path, results_dir: str = "results", runs_dir: str = "runs
                 seeded = {**merged, "seed": seed, "preset": name, "run_id": seeded_run_id(run_id, seed, run_seeds),
                           "results_dir": results_dir, "runs_dir": runs_dir}
                 for ref in RUN_REFERENCES:
-                    if seeded.get(ref):
+                    if seeded.get(ref) and seeded[ref] != RANDOM_WEIGHTS:  # 'random' names no run
                         seeded[ref] = seeded_run_id(seeded[ref], seed, run_seeds)
                 try:
                     steps.append(Step(config_cls.from_dict(seeded)))
@@ -230,6 +231,8 @@ def execute(step: Step, force: bool = False, log=print) -> None:
         if ckpt.exists() and (force or stale_checkpoint_fields(step.config, load_checkpoint(ckpt))):
             log(f"    removing {run_dir(step.config)}: " + ("--force" if force else "its parameters changed"))
             shutil.rmtree(run_dir(step.config))  # train from scratch; an unchanged run resumes instead
+    if isinstance(step.config, DownstreamConfig) and force and run_folder(step.config).exists():
+        shutil.rmtree(run_folder(step.config))  # --force fine-tunes from the start
     step.executed_notebook.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(
         str(NOTEBOOK_DIR / f"{step.notebook}.ipynb"),

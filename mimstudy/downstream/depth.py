@@ -1,0 +1,103 @@
+"""Monocular depth: a backbone + the App. E deconvolution head, SILog loss, scored by RMSE / AbsRel / delta1.
+
+The head (:class:`~mimstudy.downstream.heads.DeconvHead`, kernel 2, 32 filters, a 3x3 convolution)
+ends in a sigmoid times the maximum depth (10 m), as GLPDepth's. Training: the scale-invariant log
+loss of GLPDepth (``sqrt(mean(d^2) - 0.5 mean(d)^2)``, ``d = log gt - log pred`` over measured
+pixels), with random horizontal flips and brightness / gamma jitter (p = 0.5 each). Prediction
+averages the map of the image and of its mirror image (flip test). The trivial predictor is the
+mean training depth map.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from mimstudy.downstream import scenes
+from mimstudy.downstream.backbone import feature_shape, features
+from mimstudy.downstream.heads import DeconvHead
+from mimstudy.downstream.nyu_depth import MAX_DEPTH, MIN_DEPTH, DepthPairs, depth_metrics, list_file, read_split, write_split
+from mimstudy.downstream.pose import standardise
+
+
+def silog_loss(pred: torch.Tensor, gt: torch.Tensor, lambd: float = 0.5) -> torch.Tensor:
+    """GLPDepth's ``SiLogLoss`` over pixels with a measurement."""
+    valid = gt > MIN_DEPTH
+    d = torch.log(gt[valid]) - torch.log(pred[valid].clamp_min(MIN_DEPTH))
+    return torch.sqrt((d ** 2).mean() - lambd * d.mean() ** 2 + 1e-12)
+
+
+def photometric_jitter(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per image, with p = 0.5 each: brightness x U(0.8, 1.2), gamma U(0.8, 1.2) (images in [0, 1])."""
+    b = images.shape[0]
+    ones = torch.ones(b)
+    brightness = torch.where(torch.rand(b, generator=generator) < 0.5, 0.8 + 0.4 * torch.rand(b, generator=generator), ones)
+    gamma = torch.where(torch.rand(b, generator=generator) < 0.5, 0.8 + 0.4 * torch.rand(b, generator=generator), ones)
+    shape = (b, 1, 1, 1)
+    return (images.clamp(0, 1) ** gamma.view(shape).to(images) * brightness.view(shape).to(images)).clamp(0, 1)
+
+
+class DepthObjective(nn.Module):
+    """Backbone + depth head; ``forward(images, depths) -> (loss, {"loss": loss})``."""
+
+    def __init__(self, backbone: nn.Module, img_size: int, augment: bool = True, max_depth: float = MAX_DEPTH):
+        super().__init__()
+        self.backbone = backbone
+        channels, stride = feature_shape(backbone, img_size)
+        self.head = DeconvHead(channels, 1, stride, width=32, kernel=2, final_kernel=3)
+        self.augment, self.max_depth = augment, max_depth
+
+    def depth(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.head(features(self.backbone, standardise(images)))) * self.max_depth
+
+    def forward(self, images: torch.Tensor, depths: torch.Tensor):
+        if self.training and self.augment:
+            flip = torch.rand(images.shape[0]) < 0.5
+            images = torch.where(flip.view(-1, 1, 1, 1).to(images.device), images.flip(-1), images)
+            depths = torch.where(flip.view(-1, 1, 1, 1).to(depths.device), depths.flip(-1), depths)
+            images = photometric_jitter(images)
+        loss = silog_loss(self.depth(images), depths)
+        return loss, {"loss": loss.detach()}
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, flip_test: bool = True) -> torch.Tensor:
+        pred = self.depth(images)
+        if flip_test:
+            pred = (pred + self.depth(images.flip(-1)).flip(-1)) / 2
+        return pred
+
+
+def predict_split(objective: DepthObjective, data: DepthPairs, batch_size: int, device: torch.device) -> np.ndarray:
+    objective.eval()
+    return torch.cat([objective.predict(data.images[i:i + batch_size].to(device)).cpu()
+                      for i in range(0, len(data), batch_size)]).numpy()[:, 0]
+
+
+def score(pred: np.ndarray, data: DepthPairs) -> dict[str, float]:
+    return {k: float(v.mean()) for k, v in depth_metrics(pred, data.depths.numpy()[:, 0]).items()}
+
+
+def mean_depth_map(train: DepthPairs) -> np.ndarray:
+    """The trivial predictor: the per-pixel mean over measured training pixels."""
+    d = train.depths.numpy()[:, 0]
+    valid = d > MIN_DEPTH
+    return (d * valid).sum(0) / np.maximum(valid.sum(0), 1)
+
+
+def generated_dataset(cache_dir: str | Path, train_size: int, test_size: int, img_size: int, seed: int) -> Path:
+    """The folder of a generated GarmentWorld-Depth dataset in the NYUv2 layout, written once and reused."""
+    root = Path(cache_dir) / f"depth-v{scenes.GENERATOR_VERSION}-seed{seed}-{train_size}x{test_size}-{img_size}px"
+    for split, n in (("train", train_size), ("test", test_size)):
+        if list_file(root, split).is_file():
+            continue
+        items = [scenes.draw_scene(split, i, img_size, seed) for i in range(n)]
+        write_split(root, split, [s.image for s in items], [s.depth for s in items])
+    return root
+
+
+def load_splits(root: str | Path, img_size: int, train_split: str = "train", test_split: str = "test",
+                train_size: int | None = None, test_size: int | None = None) -> tuple[DepthPairs, DepthPairs]:
+    return read_split(root, train_split, img_size, train_size), read_split(root, test_split, img_size, test_size)

@@ -1,0 +1,174 @@
+"""One downstream fine-tuning path for every task: backbone + task head, trained by the pre-training engine.
+
+For each fine-tuning seed: the backbone of ``init_from`` (or random ``arch``), cut or re-ordered as
+the config says (:mod:`mimstudy.downstream.backbone`), the task's head, AdamW with layer-wise lr decay
+(:func:`~mimstudy.objectives.finetune.layer_decay_param_groups`, through
+:func:`~mimstudy.training.optim.build_optimizer`) and a cosine schedule; epochs run by
+:func:`~mimstudy.training.engine.train_one_epoch` (progress bar, NaN stop), a checkpoint written
+atomically after every epoch to ``<runs_dir>/<preset>/downstream/<run_id>/seed<k>.pt``, from which an
+interrupted run resumes (all randomness of an epoch is seeded from the seed and the epoch) unless its
+pre-training checkpoint was re-made since (then it starts over). The
+fine-tuned model is then scored on the test split, beside the task's trivial predictor.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import xarray as xr
+from torch.utils.data import TensorDataset
+
+from mimstudy.config import DownstreamConfig
+from mimstudy.data.sampling import ShardedBatches
+from mimstudy.distributed import resolve_device
+from mimstudy.downstream.backbone import build_backbone, flat_blocks, orderable_blocks
+from mimstudy.downstream.tasks import Task, get_task
+from mimstudy.models.backbones import create_backbone
+from mimstudy.models.checkpoints.state import CheckpointError, load_checkpoint, save_checkpoint
+from mimstudy.objectives.factory import CHECKPOINT_NAME
+from mimstudy.training.engine import train_one_epoch
+from mimstudy.training.optim import build_optimizer
+from mimstudy.training.pretrain import epoch_seed
+
+RESUME_NEUTRAL = {"resume", "results_dir", "runs_dir", "device", "finetune_seeds", "num_examples"}
+
+
+def pretrain_checkpoint(config: DownstreamConfig) -> Path | None:
+    """The checkpoint of the pre-training run ``init_from`` (``None`` for random weights)."""
+    if config.random_weights:
+        return None
+    return Path(config.runs_dir) / config.preset / config.init_from / CHECKPOINT_NAME
+
+
+def run_folder(config: DownstreamConfig) -> Path:
+    """Where a run's fine-tuning checkpoints live: ``<runs_dir>/<preset>/downstream/<run_id>``."""
+    return Path(config.runs_dir) / config.preset / "downstream" / config.run_id
+
+
+def seed_checkpoint(config: DownstreamConfig, seed: int) -> Path:
+    return run_folder(config) / f"seed{seed}.pt"
+
+
+def source_stamp(checkpoint: Path | None) -> str:
+    """Identifies the pre-training checkpoint a fine-tuning started from (size and modification time)."""
+    if checkpoint is None:
+        return "random"
+    stat = checkpoint.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def block_count(config: DownstreamConfig, checkpoint: Path | None) -> int:
+    """The blocks ``block_order`` may name: every ViT block, a Swin's first stage."""
+    arch = config.arch
+    if checkpoint is not None:
+        arch = load_checkpoint(checkpoint)["config"]["arch"]
+    return orderable_blocks(create_backbone(arch))
+
+
+@dataclass
+class SeedRun:
+    objective: nn.Module
+    history: list[dict]
+    metrics: dict[str, float]
+    predictions: np.ndarray
+
+
+def finetune_seed(config: DownstreamConfig, task: Task, train, test, seed: int, order: list[int],
+                  device: torch.device, progress: bool = True) -> SeedRun:
+    """Fine-tune one seed (resuming from its checkpoint) and score it on ``test``."""
+    torch.manual_seed(seed * 7919 + 17)  # head and, for random weights, backbone initialisation
+    backbone, _ = build_backbone(config.arch, None if config.random_weights else str(pretrain_checkpoint(config)),
+                                 config.keep_blocks, order, config.drop_path)
+    objective = task.objective(backbone, train, config).to(device)
+    steps_per_epoch = len(train) // config.batch_size
+    total = steps_per_epoch * config.epochs
+    optimizer, scheduler = build_optimizer(objective, config.lr, config.weight_decay, total_steps=total,
+                                           warmup_steps=round(steps_per_epoch * config.warmup_epochs),
+                                           min_lr=config.min_lr, layer_decay=config.layer_decay)
+    path = seed_checkpoint(config, seed)
+    history, start = [], 0
+    source = source_stamp(pretrain_checkpoint(config))
+    state = load_checkpoint(path) if config.resume and path.is_file() else None
+    if state is not None and state.get("source") != source:
+        state = None  # the pre-training was re-made since: fine-tune its new weights from the start
+    if state is not None:
+        changed = config.differences(state.get("config", {}), ignore=RESUME_NEUTRAL)
+        if changed:
+            raise CheckpointError(f"{path} was written with different parameters ({changed}); delete "
+                                  f"{path.parent} (or run with --force) to start over")
+        objective.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, start = list(state["history"]), int(state["epoch"])
+    dataset = TensorDataset(train.images, task.targets(train))
+    cap = config.max_steps or None
+    for epoch in range(start, config.epochs):
+        torch.manual_seed(epoch_seed(seed, epoch))
+        batches = ShardedBatches(dataset, config.batch_size, seed=epoch_seed(seed, epoch), max_batches=cap)
+        record = {"epoch": epoch + 1}
+        record.update(train_one_epoch(objective, batches, optimizer, scheduler, epoch, device, config.grad_clip,
+                                      config.bf16, progress))
+        history.append(record)
+        save_checkpoint({"config": config.to_dict(), "source": source, "epoch": epoch + 1, "model": objective.state_dict(),
+                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                         "history": history}, path)
+    metrics, predictions = task.evaluate(objective, test, device)
+    return SeedRun(objective, history, metrics, predictions)
+
+
+def run_downstream(config: DownstreamConfig, progress: bool = True) -> xr.Dataset:
+    """Fine-tune every seed of ``config`` and return the run's dataset (see :func:`downstream_dataset`)."""
+    config.validate()
+    task = get_task(config.task)
+    checkpoint = pretrain_checkpoint(config)
+    if checkpoint is not None and not checkpoint.is_file():
+        raise CheckpointError(f"no checkpoint at {checkpoint}: run the pre-training run {config.init_from!r} first "
+                              f"(mimstudy run --preset {config.preset} --runs {config.run_id})")
+    order = config.block_indices(block_count(config, checkpoint))
+    device = resolve_device(config.device)
+    start = time.perf_counter()
+    train, test = task.load(config)
+    data_seconds = time.perf_counter() - start
+    runs = {seed: finetune_seed(config, task, train, test, seed, order, device, progress) for seed in config.seeds()}
+    trivial = task.trivial(train, test)
+    pretrained = {} if checkpoint is None else load_checkpoint(checkpoint)["config"]
+    identity = {"objective": pretrained.get("objective", "random"), "arch": pretrained.get("arch", config.arch),
+                "blocks": len(flat_blocks(runs[config.seeds()[0]].objective.backbone)),
+                "total_blocks": len(flat_blocks(create_backbone(pretrained.get("arch", config.arch))))}
+    return downstream_dataset(config, task, runs, trivial, test, order, data_seconds, identity)
+
+
+def downstream_dataset(config: DownstreamConfig, task: Task, runs: dict[int, SeedRun], trivial: dict[str, float],
+                       test, order: list[int], data_seconds: float, identity: dict) -> xr.Dataset:
+    """Metrics ``(seed)``, the trivial predictor's metrics, training curves ``(seed, epoch)`` and
+    ``num_examples`` test inputs with targets and the first seed's predictions.
+
+    Scalar coords name the run: ``model`` (run id), ``task``, ``init`` (pretrained / random),
+    ``pretrain_run``, the pre-training ``objective`` (``random`` for random weights) and ``arch``,
+    ``blocks`` kept of ``total_blocks``, ``keep_blocks`` and the ``block_order`` loaded."""
+    seeds = sorted(runs)
+    epochs = np.arange(1, max(len(r.history) for r in runs.values()) + 1)
+    data = {name: ("seed", [runs[s].metrics[name] for s in seeds]) for name in task.metrics}
+    data.update({f"trivial_{name}": ((), trivial[name]) for name in task.metrics})
+    for key in ("train_loss", "images_per_s", "seconds"):
+        data[key] = (("seed", "epoch"), [[r.get(key, np.nan) for r in runs[s].history] +
+                                          [np.nan] * (len(epochs) - len(runs[s].history)) for s in seeds])
+    n = min(config.num_examples, len(test))
+    example_coords = {}
+    if n:
+        examples, example_coords = task.examples(test, runs[seeds[0]].predictions, n)
+        data.update(examples)
+    data["data_seconds"] = ((), data_seconds)
+    init = "random" if config.random_weights else "pretrained"
+    coords = {"seed": seeds, "epoch": epochs, "model": config.run_id, "task": config.task, "init": init,
+              "pretrain_run": config.init_from, "keep_blocks": config.keep_blocks,
+              "block_order": ",".join(map(str, order)), **identity}
+    coords.update(example_coords)
+    return xr.Dataset(data, coords=coords, attrs={"primary_metric": task.primary,
+                                                    "higher_is_better": int(task.higher_is_better),
+                                                    "trivial_predictor": task.trivial_name})

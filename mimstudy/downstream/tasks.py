@@ -1,0 +1,110 @@
+"""The downstream tasks by name: how each reads its data, builds its objective, scores a model.
+
+Every task is fine-tuned by the one path of :mod:`mimstudy.downstream.finetune`; a task supplies
+``load(config) -> (train, test)`` (objects with ``images``, a target tensor and ``__len__``),
+``objective(backbone, train, config)``, ``evaluate(objective, test, device) -> (metrics, predictions)``,
+``trivial(train, test) -> metrics`` (the learnability floor), ``targets(data)`` (the tensor its
+objective takes beside the images), ``examples(test, predictions, n) -> (data vars, coords)`` (a few
+inputs, targets and predictions for the book: ``example_image`` and ``example_<target>`` /
+``example_predicted_<target>``, named per kind of target so runs of different tasks concatenate),
+the name of its primary metric and whether higher is better.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from mimstudy.downstream import depth, pose
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    description: str
+    load: Callable
+    objective: Callable
+    evaluate: Callable
+    trivial: Callable
+    targets: Callable
+    examples: Callable
+    metrics: tuple[str, ...]
+    primary: str
+    higher_is_better: bool = True
+    trivial_name: str = ""
+
+
+def _pose_load(config):
+    root = Path(config.data_dir) if config.data_dir else pose.generated_dataset(
+        config.task, Path(config.runs_dir) / "data", config.train_size, config.test_size, config.img_size, config.seed)
+    return pose.load_splits(root, config.img_size, config.train_split, config.test_split,
+                            config.train_size, config.test_size)
+
+
+def _pose_objective(backbone, train, config):
+    return pose.PoseObjective(backbone, train.keypoints.shape[1], train.flip_pairs, config.img_size, config.augment)
+
+
+def _pose_evaluate(objective, test, device, batch_size: int = 128):
+    xy, peaks = pose.predict_split(objective, test, batch_size, device)
+    return pose.score(test, xy, peaks, pose.sigmas_for(test.keypoint_names)), xy
+
+
+def _pose_trivial(train, test):
+    mean = pose.mean_keypoints(train)
+    xy = np.broadcast_to(mean, (len(test), *mean.shape)).copy()
+    return pose.score(test, xy, np.ones(xy.shape[:2]), pose.sigmas_for(test.keypoint_names))
+
+
+def _pose_examples(test, predictions, n: int):
+    data = {"example_image": (("example", "y", "x"), test.images[:n, 0].numpy()),
+            "example_keypoints": (("example", "joint", "coord"), test.keypoints[:n].numpy()),
+            "example_predicted_keypoints": (("example", "joint", "xy"), predictions[:n])}
+    return data, {"joint": list(test.keypoint_names), "coord": ["x", "y", "v"], "xy": ["x", "y"]}
+
+
+def _pose_task(name: str, description: str) -> Task:
+    return Task(name, description, _pose_load, _pose_objective, _pose_evaluate, _pose_trivial,
+                lambda data: data.keypoints, _pose_examples, ("ap", "ap50", "ap75"), "ap", True, "mean keypoints")
+
+
+def _depth_load(config):
+    root = Path(config.data_dir) if config.data_dir else depth.generated_dataset(
+        Path(config.runs_dir) / "data", config.train_size, config.test_size, config.img_size, config.seed)
+    return depth.load_splits(root, config.img_size, config.train_split, config.test_split,
+                             config.train_size, config.test_size)
+
+
+def _depth_evaluate(objective, test, device, batch_size: int = 128):
+    pred = depth.predict_split(objective, test, batch_size, device)
+    return depth.score(pred, test), pred
+
+
+def _depth_trivial(train, test):
+    mean = depth.mean_depth_map(train)
+    return depth.score(np.broadcast_to(mean, (len(test), *mean.shape)).copy(), test)
+
+
+def _depth_examples(test, predictions, n: int):
+    return {"example_image": (("example", "y", "x"), test.images[:n, 0].numpy()),
+            "example_depth": (("example", "y", "x"), test.depths[:n, 0].numpy()),
+            "example_predicted_depth": (("example", "y", "x"), predictions[:n])}, {}
+
+
+TASKS: dict[str, Task] = {
+    "pose": _pose_task("pose", "Puppet-Pose (COCO keypoints analog): one figure per crop, OKS AP"),
+    "crowdpose": _pose_task("crowdpose", "Puppet-Crowd (CrowdPose analog): the target among 1-2 overlapping figures, OKS AP"),
+    "depth": Task("depth", "GarmentWorld-Depth (NYUv2 analog): pinhole scenes, RMSE in metres", _depth_load,
+                  lambda backbone, train, config: depth.DepthObjective(backbone, config.img_size, config.augment),
+                  _depth_evaluate, _depth_trivial, lambda data: data.depths, _depth_examples,
+                  ("rmse", "abs_rel", "delta1"), "rmse", False, "mean depth map"),
+}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise KeyError(f"unknown task {name!r}; tasks: {sorted(TASKS)}")
+    return TASKS[name]
