@@ -109,6 +109,12 @@ STUDY_BACKBONES: dict[str, BackboneSpec] = {
         f"RepLKNet matched to vit_{size}_32, kernels 17-15-7, "
         + ("with a parallel 3x3 branch (re-parameterisation)" if small else "no small-kernel branch"),
     ) for size in ("tiny", "mini", "micro") for suffix, small in (("", 0), ("_rep", 3))},
+    # Appendix B at paper scale: RepLKNet-31B without the small-kernel branch, and that with SimMIM's
+    # 1x1 convolution before the stem (to the stem width; the paper does not give it)
+    "replknet_31b_norep": BackboneSpec("replknet_31b", dict(small_kernel=0),
+                                       "RepLKNet-31B without the small-kernel branch (Figures 12-14 (a))"),
+    "replknet_31b_simmim": BackboneSpec("replknet_31b", dict(small_kernel=0, in_proj=128),
+                                        "RepLKNet-31B for SimMIM: no small-kernel branch, a 1x1 conv to 128 channels before the stem"),
 }
 
 
