@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from timm.optim import param_groups_layer_decay
 
+from mimstudy.models.checkpoints import CheckpointError, load_backbone
 from mimstudy.models.backbones import available_backbones, create_backbone, model_stride, patch_size_of
 from mimstudy.models.cost import count_flops, count_params
 from mimstudy.models.replknet import LargeDepthwiseConv2d, RepLKNet, fft_depthwise_conv2d
@@ -18,6 +19,7 @@ from mimstudy.objectives.masking import MaskGenerator
 from mimstudy.probes import probe_model
 from mimstudy.probes.kernels import kernel_distributions, kernel_statistics, probe_kernels, tap_distances
 
+from .official_layouts import official_replknet_keys
 from .test_simmim import check_loss_ignores_visible_pixels
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -194,3 +196,38 @@ def test_probe_model_gives_a_convnet_kernel_probes_and_cka():
     assert all(not m.merged for _, m, _ in model.large_kernels())
     again = probe_kernels(model)
     assert np.allclose(again["kernel_distance"].values, distance.values, equal_nan=True)
+
+
+def test_replknet_31b_has_the_official_keys():
+    with torch.device("meta"):
+        model = timm.create_model("replknet_31b")
+    assert set(model.state_dict()) == official_replknet_keys((2, 2, 18, 2), small_kernel=5)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert shapes["stages.0.blocks.0.large_kernel.lkb_origin.conv.weight"] == (128, 1, 31, 31)
+    assert shapes["stages.3.blocks.2.large_kernel.small_conv.conv.weight"] == (1024, 1, 5, 5)
+    assert shapes["head.weight"] == (1000, 1024)
+
+
+@pytest.mark.parametrize("merged", [False, True])
+def test_official_replknet_checkpoint_loads(tmp_path, merged):
+    """A state dict in the official names (small-kernel branch, or merged), under 'model' with DDP's
+    'module.' prefix as training scripts save it, loads by path with the layout detected."""
+    source = settle(create_backbone("replk_micro_32", small_kernel=3, num_classes=0))
+    if merged:
+        source.reparameterize()
+    sd = source.state_dict()
+    assert set(sd) == official_replknet_keys((4, 5, 2), small_kernel=3, stem_layers=3, merged=merged) - {
+        "head.weight", "head.bias"} | {"in_proj.weight", "in_proj.bias"}
+    path = tmp_path / "replknet.pth"
+    torch.save({"model": {"module." + k: v for k, v in sd.items()}, "epoch": 3}, path)
+    model, report = load_backbone("replk_micro_32" if merged else "replk_micro_32_rep", path)
+    assert report.layout == "replknet" and report.model_kwargs.get("small_kernel_merged", False) == merged
+    assert merged or report.model_kwargs["small_kernel"] == 3
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(x), source(x), atol=1e-6)
+    with pytest.raises(CheckpointError, match="RepLKNet name"):
+        load_backbone("vit_micro_32", path, layout="replknet")
+    if not merged:
+        with pytest.raises(CheckpointError, match="small_kernel=3"):
+            load_backbone("replk_micro_32", path)

@@ -254,7 +254,8 @@ class RepLKNet(nn.Module):
         if stem_stride == 4:
             stem.append(conv_bn_relu(width, width, 3, 2, groups=width))
         self.stem = nn.ModuleList(stem)
-        rates = torch.linspace(0, drop_path_rate, sum(layers)).tolist()
+        total = sum(layers)
+        rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]  # as torch.linspace (and on meta)
         self.stages, self.transitions = nn.ModuleList(), nn.ModuleList()
         self.feature_info, stride = [], stem_stride
         self.stage_strides = []
