@@ -287,6 +287,8 @@ def probe_model(
 ) -> xr.Dataset:
     """The paper's attention and CKA probes of every block of a timm ViT / DeiT / BEiT / Swin(V2).
 
+    A RepLKNet gets its kernel probes and CKA instead (:func:`probe_convnet`, Appendix B).
+
     ``images``: ``[N, C, H, W]`` streamed in batches of ``batch_size``, or an iterable of batches
     (e.g. a DataLoader; ``(images, labels)`` tuples are fine). One forward pass per batch; peak memory
     is one batch's activations plus per-image scalars and ``[layer, layer]`` / ``[layer, head, head]``
