@@ -59,16 +59,15 @@ def kernel_values(probes: xr.Dataset, var: str, model: str, normalisation: str =
     return one.where(one.notnull().any("channel"), drop=True)
 
 
-def _channel_bootstrap(values: xr.DataArray, statistic: Callable[[np.ndarray], float], seed: int) -> np.ndarray:
-    """``statistic`` of ``[layer, channel]`` arrays with each layer's (non-NaN) channels resampled."""
+def _channel_bootstrap(values: xr.DataArray, statistic: Callable[[np.ndarray], np.ndarray], seed: int) -> np.ndarray:
+    """``statistic`` of ``[boot, layer, channel]`` resamples: each layer's (non-NaN) channels drawn with replacement."""
     rng = np.random.default_rng(seed)
     rows = [row[~np.isnan(row)] for row in values.transpose("layer", "channel").values]
-    out = np.empty(N_BOOT)
-    for b in range(N_BOOT):
-        resampled = [row[rng.integers(0, len(row), len(row))] for row in rows]
-        width = max(len(r) for r in resampled)
-        out[b] = statistic(np.array([np.pad(r, (0, width - len(r)), constant_values=np.nan) for r in resampled]))
-    return out
+    width = max(len(row) for row in rows)
+    samples = np.full((N_BOOT, len(rows), width), np.nan)
+    for i, row in enumerate(rows):
+        samples[:, i, : len(row)] = row[rng.integers(0, len(row), (N_BOOT, len(row)))]
+    return statistic(samples)
 
 
 def role_estimate(probes: xr.Dataset, var: str, roles: dict[str, list[str]], summary: Callable[[np.ndarray], float],
@@ -82,43 +81,48 @@ def role_estimate(probes: xr.Dataset, var: str, roles: dict[str, list[str]], sum
     runs_a = roles[a]
     runs_b = roles[b] if b is not None else None
     if len(runs_a) >= 2 and (runs_b is None or len(runs_b) >= 2):
-        per_seed_a = [summary(value(m)) for m in runs_a]
+        per_seed_a = [float(summary(value(m))) for m in runs_a]
         if runs_b is None:
             return seed_estimate(per_seed_a)
         if b == a and weights_b == "random_init":
-            return seed_estimate([summary(value(m)) - summary(value(m, "random_init")) for m in runs_a])
-        return seed_estimate(per_seed_a, [summary(value(m, weights_b)) for m in runs_b])
+            return seed_estimate([float(summary(value(m)) - summary(value(m, "random_init"))) for m in runs_a])
+        return seed_estimate(per_seed_a, [float(summary(value(m, weights_b))) for m in runs_b])
     ma = runs_a[0]
     va = kernel_values(probes, var, ma, normalisation)
-    point_a = summary(va.transpose("layer", "channel").values)
+    point_a = float(summary(va.transpose("layer", "channel").values))
     samples_a = _channel_bootstrap(va, summary, seed)
     if b is None:
         return Estimate.from_samples(point_a, samples_a, "bootstrap over channels (one seed)")
     mb = runs_b[0]
     vb = kernel_values(probes, var, mb, normalisation, weights_b)
-    point_b = summary(vb.transpose("layer", "channel").values)
+    point_b = float(summary(vb.transpose("layer", "channel").values))
     samples_b = _channel_bootstrap(vb, summary, seed + 1)
     return Estimate.from_samples(point_a - point_b, samples_a - samples_b, "bootstrap over channels (one seed)")
 
 
-def mean_all(values: np.ndarray) -> float:
+# Summaries of ``[..., layer, channel]`` arrays (NaN = padding), returning ``[...]``.
+
+
+def mean_all(values: np.ndarray) -> np.ndarray:
     """Mean over layers of the channel means."""
-    return float(np.nanmean(np.nanmean(values, axis=1)))
+    return np.nanmean(np.nanmean(values, axis=-1), axis=-1)
 
 
-def upper_half_mean(values: np.ndarray) -> float:
-    layers = values.shape[0]
-    return float(np.nanmean(np.nanmean(values[layers // 2:], axis=1)))
+def upper_half_mean(values: np.ndarray) -> np.ndarray:
+    """:func:`mean_all` over the upper half of the layers."""
+    return mean_all(values[..., values.shape[-2] // 2 :, :])
 
 
-def channel_spread(values: np.ndarray) -> float:
+def channel_spread(values: np.ndarray) -> np.ndarray:
     """Mean over layers of the standard deviation over channels."""
-    return float(np.nanmean(np.nanstd(values, axis=1)))
+    return np.nanmean(np.nanstd(values, axis=-1), axis=-1)
 
 
-def depth_slope_of(values: np.ndarray) -> float:
-    means = np.nanmean(values, axis=1)
-    return float(np.polyfit(np.arange(1, len(means) + 1), means, 1)[0])
+def depth_slope_of(values: np.ndarray) -> np.ndarray:
+    """Least-squares slope of the channel means against layer number 1..L."""
+    means = np.nanmean(values, axis=-1)  # [..., L]
+    layers = np.arange(1, means.shape[-1] + 1) - (means.shape[-1] + 1) / 2
+    return (means * layers).sum(axis=-1) / (layers**2).sum()
 
 
 def gate_notes(gates: dict[str, bool], used: list[str]) -> list[str]:
