@@ -408,7 +408,7 @@ def _create(variant: str, pretrained: bool, defaults: dict, **kwargs) -> RepLKNe
 # in-projection to the stem width before the stem, a 3x3 small-kernel branch only where asked.
 STUDY_DEFAULTS = dict(large_kernel_sizes=(17, 15, 7), stem_stride=2, small_kernel=0, in_chans=1, num_classes=10)
 VARIANTS = {
-    "replk_micro_32": dict(layers=(4, 5, 2), channels=(16, 32, 64), in_proj=16),
+    "replk_micro_32": dict(layers=(6, 1, 3), channels=(16, 32, 64), in_proj=16),
     "replk_mini_32": dict(layers=(6, 5, 2), channels=(48, 96, 192), in_proj=48),
     "replk_tiny_32": dict(layers=(6, 6, 2), channels=(88, 176, 352), in_proj=88),
 }
@@ -422,7 +422,7 @@ default_cfgs = generate_default_cfgs({
 
 @register_model
 def replk_micro_32(pretrained: bool = False, **kwargs) -> RepLKNet:
-    """RepLKNet sized to vit_micro_32 (32x32 grayscale): widths 16-32-64, depths 4-5-2."""
+    """RepLKNet sized to vit_micro_32 (32x32 grayscale): widths 16-32-64, depths 6-1-3."""
     return _create("replk_micro_32", pretrained, {**STUDY_DEFAULTS, **VARIANTS["replk_micro_32"]}, **kwargs)
 
 
