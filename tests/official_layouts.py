@@ -157,3 +157,30 @@ def official_swinv2_encoder(swin: nn.Module, window_size: int, rpe_name: str = "
             if shift:
                 sd[f"{prefix}.attn_mask"] = swin_attn_mask(res, window, shift)
     return sd
+
+
+def official_replknet_keys(layers, small_kernel: int = 5, stem_layers: int = 4, merged: bool = False) -> set[str]:
+    """The state-dict keys of the official ``RepLKNet`` (DingXiaoH/RepLKNet-pytorch ``replknet.py``),
+    written out from its module structure: ``stem`` (ModuleList of conv_bn_relu), ``stages.S.blocks``
+    alternating ``RepLKBlock`` (``pw1``, ``pw2``, ``large_kernel``, ``prelkb_bn``) and ``ConvFFN``
+    (``preffn_bn``, ``pw1``, ``pw2``), ``transitions.S.{0,1}``, ``norm``, ``head``."""
+    bn = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+
+    def conv_bn(prefix):
+        return {f"{prefix}.conv.weight"} | {f"{prefix}.bn.{b}" for b in bn}
+
+    keys = set().union(*(conv_bn(f"stem.{i}") for i in range(stem_layers)))
+    for s, depth in enumerate(layers):
+        for j in range(depth):
+            block, ffn = f"stages.{s}.blocks.{2 * j}", f"stages.{s}.blocks.{2 * j + 1}"
+            keys |= conv_bn(f"{block}.pw1") | conv_bn(f"{block}.pw2") | {f"{block}.prelkb_bn.{b}" for b in bn}
+            if merged:
+                keys |= {f"{block}.large_kernel.lkb_reparam.weight", f"{block}.large_kernel.lkb_reparam.bias"}
+            else:
+                keys |= conv_bn(f"{block}.large_kernel.lkb_origin")
+                if small_kernel:
+                    keys |= conv_bn(f"{block}.large_kernel.small_conv")
+            keys |= conv_bn(f"{ffn}.pw1") | conv_bn(f"{ffn}.pw2") | {f"{ffn}.preffn_bn.{b}" for b in bn}
+        if s < len(layers) - 1:
+            keys |= conv_bn(f"transitions.{s}.0") | conv_bn(f"transitions.{s}.1")
+    return keys | {f"norm.{b}" for b in bn} | {"head.weight", "head.bias"}

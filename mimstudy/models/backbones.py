@@ -18,7 +18,16 @@ vit_mini_32         128     8 (4)                1,597,056  222.0
 swinv2_mini_32      48      10, 2, 2 (3, 6, 12)  1,543,890  216.8     -3.3% / -2.4%
 vit_tiny_32         192     12 (6)               5,354,688  729.4
 swinv2_tiny_32      84      10, 4, 2 (3, 6, 12)  5,286,282  731.0     -1.3% / +0.2%
+replk_micro_32      16      6, 1, 3 (kernels)    206,000    30.5      +0.3% / +1.7%
+replk_mini_32       48      6, 5, 2 (kernels)    1,620,432  227.4     +1.5% / +2.4%
+replk_tiny_32       88      6, 6, 2 (kernels)    5,435,672  721.1     +1.5% / -1.1%
 ==================  ======  ===================  =========  ========  =======
+
+The RepLKNets (:mod:`mimstudy.models.replknet`, Appendix B) are counted without the small-kernel
+branch, i.e. as trained without re-parameterisation and as every model is after merging; the
+``*_rep`` variants train a parallel 3x3 branch (+1-2% parameters) that
+:meth:`~mimstudy.models.replknet.RepLKNet.reparameterize` merges away. Depths count large kernels
+per stage (each RepLK block is followed by a ConvFFN); stage maps are 16, 8 and 4 (stride 2, 4, 8 px).
 
 The Swins embed 2x2-pixel patches (16x16 tokens) and attend in 4x4 windows through three stages
 of 16x16, 8x8 and 4x4 tokens (window-to-map ratios 1/4, 1/2, 1, as in the first three stages of
@@ -43,6 +52,7 @@ from timm.models.swin_transformer import SwinTransformer
 from timm.models.swin_transformer_v2 import SwinTransformerV2
 
 from mimstudy.models.geometry import patch_problem, swin_problem, swin_stages, swin_stages_from_args
+from mimstudy.models.replknet import RepLKNet  # registers the replk_* / replknet_* names in timm
 
 SWIN_TYPES = (SwinTransformer, SwinTransformerV2)
 SWIN_GEOMETRY_ARGS = ("img_size", "patch_size", "window_size", "depths")  # enough to check without building
@@ -95,6 +105,19 @@ STUDY_BACKBONES: dict[str, BackboneSpec] = {
              num_heads=(2, 4, 8), drop_path_rate=0.0),
         "SwinV2 matched to vit_micro_32: width 16-32-64, depths 10-2-2, heads of dim 8: for tests",
     ),
+    # Appendix B: RepLKNet sized to the ViTs (see the table in the module docstring); "_rep" adds the
+    # parallel 3x3 small-kernel branch that reparameterize() merges after training.
+    **{f"replk_{size}_32{suffix}": BackboneSpec(
+        f"replk_{size}_32", dict(small_kernel=small),
+        f"RepLKNet matched to vit_{size}_32, kernels 17-15-7, "
+        + ("with a parallel 3x3 branch (re-parameterisation)" if small else "no small-kernel branch"),
+    ) for size in ("tiny", "mini", "micro") for suffix, small in (("", 0), ("_rep", 3))},
+    # Appendix B at paper scale: RepLKNet-31B without the small-kernel branch, and that with SimMIM's
+    # 1x1 convolution before the stem (to the stem width; the paper does not give it)
+    "replknet_31b_norep": BackboneSpec("replknet_31b", dict(small_kernel=0),
+                                       "RepLKNet-31B without the small-kernel branch (Figures 12-14 (a))"),
+    "replknet_31b_simmim": BackboneSpec("replknet_31b", dict(small_kernel=0, in_proj=128),
+                                        "RepLKNet-31B for SimMIM: no small-kernel branch, a 1x1 conv to 128 channels before the stem"),
 }
 
 
@@ -241,8 +264,20 @@ def fix_sincos_pos_embed(vit: nn.Module, temperature: float = 10000.0) -> nn.Mod
     return vit
 
 
+def is_replknet(model: nn.Module) -> bool:
+    """Whether ``model`` is a :class:`~mimstudy.models.replknet.RepLKNet` (Appendix B's large-kernel ConvNet)."""
+    return isinstance(model, RepLKNet)
+
+
+def in_chans_of(model: nn.Module) -> int:
+    """Image channels the model takes."""
+    return model.in_chans if is_replknet(model) else model.patch_embed.proj.in_channels
+
+
 def patch_size_of(model: nn.Module) -> int:
-    """Pixel size of one token of the model's patch embedding."""
+    """Pixel size of one token of the model's patch embedding (a RepLKNet: 1, its in-projection is per pixel)."""
+    if is_replknet(model):
+        return 1
     size = model.patch_embed.patch_size
     return int(size[0] if isinstance(size, (tuple, list)) else size)
 
@@ -254,10 +289,13 @@ def grid_size_of(model: nn.Module) -> tuple[int, int]:
 
 def model_stride(model: nn.Module) -> int:
     """Input pixels per token of the last feature map: the patch size for a ViT, and for a Swin
-    the patch size times 2 per patch merging (``patch_size * 2**(num_stages - 1)``)."""
+    the patch size times 2 per patch merging (``patch_size * 2**(num_stages - 1)``); for a RepLKNet
+    its stem's stride times 2 per transition."""
+    if is_replknet(model):
+        return model.stride
     if is_swin(model):
         merges = sum(not isinstance(stage.downsample, nn.Identity) for stage in model.layers)
         return patch_size_of(model) * 2**merges
     if hasattr(model, "patch_embed") and hasattr(model, "blocks"):
         return patch_size_of(model)
-    raise TypeError(f"model_stride knows timm ViTs and Swins, got {type(model).__name__}")
+    raise TypeError(f"model_stride knows timm ViTs, Swins and RepLKNets, got {type(model).__name__}")

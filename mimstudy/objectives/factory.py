@@ -11,7 +11,7 @@ from mimstudy.data.augment import MoCoViews, SupervisedAugment, rgb_view_recipes
 from mimstudy.config import ConfigError, PretrainConfig
 from mimstudy.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from mimstudy.objectives.masking import MaskGenerator
-from mimstudy.models.backbones import create_backbone, patch_size_of
+from mimstudy.models.backbones import create_backbone, in_chans_of, patch_size_of
 from mimstudy.objectives.finetune import classifier_from_checkpoint
 from mimstudy.objectives.moco import MoCoConfig, MoCoV3
 from mimstudy.objectives.simmim import SimMIM
@@ -58,7 +58,7 @@ def build_objective(config: PretrainConfig, num_classes: int = NUM_CLASSES) -> n
         return Supervised(backbone, config.label_smoothing, augment=augment)
     backbone = create_backbone(config.arch, num_classes=num_classes, img_size=config.img_size,
                                drop_path_rate=config.drop_path)
-    in_chans = backbone.patch_embed.proj.in_channels
+    in_chans = in_chans_of(backbone)
     if config.objective == "supervised":
         return Supervised(backbone, config.label_smoothing, augment=augment)
     if config.objective == "simmim":

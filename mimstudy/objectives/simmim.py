@@ -3,7 +3,13 @@
 Works on timm ViTs and Swin Transformers (v1/v2), following the official ``VisionTransformerForSimMIM``
 and ``SwinTransformerV2ForSimMIM``: the mask token replaces the patch embeddings of masked patches
 (at patch-embedding resolution), the backbone's own layers encode them, and a linear decoder maps the
-last feature map back to pixels. Only the encoder differs between the two families.
+last feature map back to pixels. Only the encoder differs between the families.
+
+On a RepLKNet (Appendix B) the mask token replaces the output of the 1x1 convolution the backbone
+has before its stem (``in_proj``), pixel by pixel inside masked patches, as the paper does ("before
+the stem ... a normal 1x1 convolution maps the image into a high-dimensional space where we randomly
+mask out some patches"); the stem and stages encode it, and the same linear decoder + pixel shuffle
+reconstructs the pixels.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 from mimstudy.distributed import sample_rows
 from mimstudy.objectives.masking import MaskGenerator
-from mimstudy.models.backbones import grid_size_of, is_swin, model_stride, patch_size_of
+from mimstudy.models.backbones import grid_size_of, is_replknet, is_swin, model_stride, patch_size_of
 
 
 def replace_masked(tokens: torch.Tensor, mask: torch.Tensor, mask_token: torch.Tensor) -> torch.Tensor:
@@ -26,7 +32,7 @@ def replace_masked(tokens: torch.Tensor, mask: torch.Tensor, mask_token: torch.T
 
 
 class SimMIM(nn.Module):
-    """A timm ViT or Swin backbone with SimMIM's learnable mask token and one-layer linear decoder.
+    """A timm ViT, Swin or RepLKNet backbone with SimMIM's learnable mask token and one-layer linear decoder.
 
     The backbone stays an unmodified timm model. The mask is given at patch-embedding resolution
     (``mask_generator.model_patch_size`` = the backbone's patch size). The decoder, a 1x1 convolution
@@ -43,19 +49,26 @@ class SimMIM(nn.Module):
         elif isinstance(backbone, VisionTransformer):
             self.family = "vit"
             dim = backbone.embed_dim
+        elif is_replknet(backbone):
+            if backbone.in_proj is None:
+                raise ValueError("SimMIM on a RepLKNet masks the output of its 1x1 in-projection: build it with "
+                                 "in_proj > 0 (the study's replk_* backbones have one)")
+            self.family = "convnet"
+            dim = backbone.in_proj.out_channels  # mask token lives in the in-projection's space, per pixel
         else:
             raise TypeError(
-                f"SimMIM supports timm VisionTransformer and Swin backbones, got {type(backbone).__name__}"
+                f"SimMIM supports timm VisionTransformer, Swin and RepLKNet backbones, got {type(backbone).__name__}"
             )
         if mask_generator.model_patch_size != patch_size_of(backbone):
             raise ValueError(
                 f"mask generator works on {mask_generator.model_patch_size}-px patches but the backbone's "
                 f"patches are {patch_size_of(backbone)} px"
             )
-        image = getattr(backbone.patch_embed, "img_size", None)
-        if image is not None and mask_generator.input_size != image[0]:
+        image = backbone.img_size if self.family == "convnet" else getattr(backbone.patch_embed, "img_size", None)
+        image = image[0] if isinstance(image, (tuple, list)) else image
+        if image is not None and mask_generator.input_size != image:
             raise ValueError(
-                f"mask generator covers {mask_generator.input_size}-px images, the backbone takes {image[0]} px"
+                f"mask generator covers {mask_generator.input_size}-px images, the backbone takes {image} px"
             )
         self.backbone = backbone
         self.mask_generator = mask_generator
@@ -86,10 +99,17 @@ class SimMIM(nn.Module):
         tokens = swin.norm(swin.layers(tokens))  # [B, H / stride, W / stride, D]
         return tokens.permute(0, 3, 1, 2).contiguous()  # [B, D, H / stride, W / stride]
 
+    def _encode_convnet(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """RepLKNet: images ``[B, C, H, W]``, pixel mask ``[B, H, W]`` -> ``[B, D, H / stride, W / stride]``."""
+        net = self.backbone
+        wide = net.embed(x).permute(0, 2, 3, 1)  # [B, H, W, D]: the 1x1 in-projection, channels last
+        wide = replace_masked(wide, mask, self.mask_token).permute(0, 3, 1, 2)  # [B, D, H, W]
+        return net.forward_embedded(wide)
+
     def forward_encoder(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Images ``[B, C, H, W]`` and mask ``[B, H / patch, W / patch]`` -> last feature map
         ``[B, D, H / stride, W / stride]``."""
-        encode = self._encode_swin if self.family == "swin" else self._encode_vit
+        encode = {"swin": self._encode_swin, "vit": self._encode_vit, "convnet": self._encode_convnet}[self.family]
         return encode(x, mask)
 
     def forward_decoder(self, z: torch.Tensor) -> torch.Tensor:

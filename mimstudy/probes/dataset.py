@@ -6,11 +6,16 @@ the layer-by-layer CKA of block outputs (Sec. 3.2, App. A.2). Each batch runs th
 unmodified model once: attention maps are reduced to per-image numbers as each block's softmax
 is produced (:func:`.extract.attention_hooks`), block outputs feed a :class:`.cka.MinibatchCKA`,
 and only per-image scalars and fixed-size accumulators outlive the batch.
+
+A RepLKNet (Appendix B) has no attention: :func:`probe_model` gives it the kernel probes of
+:mod:`.kernels` (its merged depth-wise kernels read as attention maps, through the same distance,
+entropy and KL functions) and the same CKA, of the outputs of its large-kernel blocks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -19,11 +24,12 @@ import torch
 import torch.nn as nn
 import xarray as xr
 
-from mimstudy.models.backbones import grid_size_of, patch_size_of
+from mimstudy.models.backbones import grid_size_of, is_replknet, patch_size_of
 from mimstudy.probes.attention import patch_attention, patch_distances
 from mimstudy.probes.cka import MinibatchCKA
 from mimstudy.probes.distributions import example_distance, example_entropy, example_head_kl, head_kl_per_head
 from mimstudy.probes.extract import attention_hooks, check_image_size, window_attention_map
+from mimstudy.probes.kernels import block_outputs, merge_error, probe_kernels
 from mimstudy.probes.windowed import image_distributions
 
 PROBES = ("distance", "entropy", "kl", "cka")
@@ -281,6 +287,8 @@ def probe_model(
 ) -> xr.Dataset:
     """The paper's attention and CKA probes of every block of a timm ViT / DeiT / BEiT / Swin(V2).
 
+    A RepLKNet gets its kernel probes and CKA instead (:func:`probe_convnet`, Appendix B).
+
     ``images``: ``[N, C, H, W]`` streamed in batches of ``batch_size``, or an iterable of batches
     (e.g. a DataLoader; ``(images, labels)`` tuples are fine). One forward pass per batch; peak memory
     is one batch's activations plus per-image scalars and ``[layer, layer]`` / ``[layer, head, head]``
@@ -316,6 +324,8 @@ def probe_model(
     ``.mean("head")`` (xarray skips NaN) averages a layer's real heads; use ``np.nanmean`` on raw
     arrays. Attrs record units, ``kl_eps``, the CKA features and estimator, ``cls_in_cka`` (0/1).
     """
+    if is_replknet(model):
+        return probe_convnet(model, images, batch_size, probes, cka_unbiased, kl_eps)
     probe = ModelProbe(model, probes, cka_unbiased, kl_eps, cka_prefix_tokens)
     if probe.cka is not None and isinstance(images, torch.Tensor):
         if min(batch_size, images.shape[0]) < probe.min_cka_batch:
@@ -327,6 +337,66 @@ def probe_model(
         probe.update(batch)
     ds = probe.to_dataset()
     ds.attrs["batch_size"] = batch_size
+    return ds
+
+
+@torch.no_grad()
+def probe_convnet(model: nn.Module, images: torch.Tensor | Iterable, batch_size: int = 64, probes: Iterable[str] = PROBES,
+                  cka_unbiased: bool = True, kl_eps: float = 1e-8) -> xr.Dataset:
+    """:func:`probe_model` for a RepLKNet: kernel probes for ``distance``/``entropy``/``kl`` and CKA over images.
+
+    ``distance``, ``entropy`` or ``kl`` give :func:`.kernels.probe_kernels`'s ``kernel_distance``,
+    ``kernel_entropy`` and ``kernel_kl`` (dims ``weights, layer, channel, normalisation``: they read
+    weights, not images, and include a random-init control). ``cka``: linear CKA ``(layer, layer_j)``
+    between the outputs of the large-kernel blocks (each RepLK block with its ConvFFN), NCHW flattened
+    per image, accumulated by :class:`.cka.MinibatchCKA` in eval mode. Attrs ``merge_max_abs_error``
+    and ``merge_max_rel_error``: how far :meth:`~mimstudy.models.replknet.RepLKNet.reparameterize`
+    moves the outputs on these images.
+    """
+    probes = tuple(probes)
+    if not probes or set(probes) - set(PROBES):
+        raise ValueError(f"probes must be a non-empty subset of {PROBES}, got {probes}")
+    kernels = probe_kernels(model, kl_eps=kl_eps)
+    wanted = {"distance": "kernel_distance", "entropy": "kernel_entropy", "kl": "kernel_kl"}
+    ds = kernels[[var for probe, var in wanted.items() if probe in probes]]
+    cka = MinibatchCKA(unbiased=cka_unbiased) if "cka" in probes else None
+    seen, errors = [], []
+    was_training = model.training
+    model.eval()
+    merged = copy.deepcopy(model).reparameterize()
+    try:
+        for batch in _batches(images, batch_size):
+            batch = batch.to(next(model.parameters()).device)
+            if cka is not None and batch.shape[0] >= (4 if cka_unbiased else 2):
+                outputs: list[torch.Tensor] = []
+                handles = [m.register_forward_hook(lambda _m, _i, out: outputs.append(out.flatten(1)))
+                           for m in block_outputs(model)]
+                try:
+                    model.forward_features(batch)
+                finally:
+                    for handle in handles:
+                        handle.remove()
+                cka.update(outputs)
+            errors.append(merge_error(model, batch, merged))
+            seen.append(batch.shape[0])
+    finally:
+        model.train(was_training)
+    if not seen:
+        raise ValueError("no images to probe")
+    if cka is not None:
+        if not cka.num_batches:
+            raise ValueError(f"CKA needs batches of at least {4 if cka_unbiased else 2} images")
+        layers = ds["layer"].values
+        ds = ds.assign(cka=xr.DataArray(cka.compute().cpu().numpy(), dims=("layer", "layer_j"),
+                                        coords={"layer": layers, "layer_j": layers},
+                                        attrs={"long_name": "linear CKA of large-kernel block outputs"}))
+        ds.attrs.update(cka_unbiased=int(cka.unbiased), cka_batches=cka.num_batches, cka_images=cka.num_examples,
+                        cka_features="outputs of each large-kernel block (RepLK block + ConvFFN), NCHW flattened per image")
+    ds.attrs.update(probes=",".join(p for p in PROBES if p in probes), architecture="convnet",
+                    model_class=type(model).__name__, distance_units="pixels", entropy_units="nats", kl_eps=kl_eps,
+                    merge_max_abs_error=max(e[0] for e in errors),
+                    merge_max_rel_error=max(e[0] for e in errors) / max(max(e[1] for e in errors), 1e-30),
+                    num_images=sum(seen), batch_size=batch_size)
     return ds
 
 

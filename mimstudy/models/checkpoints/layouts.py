@@ -20,7 +20,15 @@ the architecture options the keys reveal. Layouts, with the files they describe:
     microsoft/Swin-Transformer SimMIM: ``{"model": {"encoder.*", "decoder.*"}, ...}`` with an official
     Swin V2 encoder (patch merging at the *end* of stages; early code named ``cpb_mlp`` ``rpe_mlp``).
 
-The ``encoder.`` prefix is optional for both SimMIM layouts, so fine-tuned files load too; a
+``replknet``
+    DingXiaoH/RepLKNet-pytorch ``replknet.py``: ``stem.N.{conv,bn}``, ``stages.S.blocks.J.*`` (RepLK
+    blocks at even ``J`` with ``large_kernel.lkb_origin`` and optionally ``large_kernel.small_conv``, or
+    ``large_kernel.lkb_reparam`` once merged; ConvFFNs at odd ``J``), ``transitions.S.{0,1}``,
+    ``norm``, ``head``; bare or under ``model``. :class:`mimstudy.models.replknet.RepLKNet` uses the same
+    names, so the keys load as they are; the small-kernel size (or the merged form) is read off them.
+    An ``encoder.`` prefix (a SimMIM file) is removed with the decoder and mask token.
+
+The ``encoder.`` prefix is optional for both SimMIM layouts and for ``replknet``, so fine-tuned files load too; a
 ``module.`` prefix on every key (a DistributedDataParallel model saved as is) is removed for all
 layouts but ``mocov3``, where it is part of the layout.
 """
@@ -38,8 +46,9 @@ from timm.models.swin_transformer_v2 import SwinTransformerV2
 from timm.models.vision_transformer import VisionTransformer
 
 from mimstudy.models.checkpoints.reading import CheckpointError
+from mimstudy.models.replknet import RepLKNet
 
-LAYOUTS = ("timm", "deit", "mocov3", "simmim_vit", "simmim_swinv2")
+LAYOUTS = ("timm", "deit", "mocov3", "simmim_vit", "simmim_swinv2", "replknet")
 CONTAINERS = ("state_dict", "model", "module")  # where training scripts put the weights
 MOCO_PREFIXES = ("module.base_encoder.", "base_encoder.")
 DDP_PREFIX = "module."  # DistributedDataParallel's wrapper, in files saved without unwrapping
@@ -47,6 +56,7 @@ SIMMIM_PREFIX = "encoder."
 
 _SWIN_RPE = re.compile(r"layers\.\d+\.blocks\.\d+\.attn\.(cpb_mlp|rpe_mlp)\.")
 _BEIT_BLOCK = re.compile(r"blocks\.\d+\.(gamma_1|attn\.q_bias|attn\.relative_position_bias_table)$")
+_REPLK_KERNEL = re.compile(r"stages\.\d+\.blocks\.\d+\.large_kernel\.(lkb_origin|lkb_reparam|small_conv)\.")
 
 
 @dataclass
@@ -108,6 +118,10 @@ def _is_beit(keys, prefixed: bool) -> bool:
     return rel_pos or (prefixed and any(_BEIT_BLOCK.match(k) for k in keys))
 
 
+def _is_replknet(keys) -> bool:
+    return "stem.0.conv.weight" in keys and any(_REPLK_KERNEL.match(k) for k in keys)
+
+
 def detect_layout(ckpt: dict) -> str:
     """The layout of a loaded checkpoint dict, read from its keys (see the module docstring)."""
     container, sd = find_weights(ckpt)
@@ -126,6 +140,8 @@ def detect_layout(ckpt: dict) -> str:
         return "simmim_swinv2" if official else "timm"
     if _is_beit(inner, prefixed):
         return "simmim_vit"
+    if _is_replknet(inner):
+        return "replknet"
     if prefixed:
         raise CheckpointError(
             f"the weights are under 'encoder.' like a SimMIM file, but the encoder is neither a BEiT-style "
@@ -206,12 +222,30 @@ def _extract_simmim_swinv2(sd: dict) -> Extracted:
     return Extracted(encoder, dropped, model_class=SwinTransformerV2, notes=notes, prefix=prefix)
 
 
+def _extract_replknet(sd: dict) -> Extracted:
+    encoder, dropped, prefix = _strip_simmim(sd, "replknet", "RepLKNet")
+    if not _is_replknet(encoder):
+        raise CheckpointError(
+            f"layout 'replknet' expects official RepLKNet keys (stem.0.conv.weight, "
+            f"stages.N.blocks.M.large_kernel.lkb_origin...), found [{_sample(encoder)}]"
+        )
+    small = next((v for k, v in encoder.items() if k.endswith("large_kernel.small_conv.conv.weight")), None)
+    if any(".large_kernel.lkb_reparam." in k for k in encoder):
+        kwargs = dict(small_kernel_merged=True)
+    else:
+        kwargs = dict(small_kernel=0 if small is None else int(small.shape[-1]))
+    if "in_proj.weight" in encoder:
+        kwargs["in_proj"] = int(encoder["in_proj.weight"].shape[0])
+    return Extracted(encoder, dropped, kwargs, RepLKNet, prefix=prefix)
+
+
 _EXTRACT = {
     "timm": _extract_timm,
     "deit": _extract_deit,
     "mocov3": _extract_mocov3,
     "simmim_vit": _extract_simmim_vit,
     "simmim_swinv2": _extract_simmim_swinv2,
+    "replknet": _extract_replknet,
 }
 
 
@@ -234,6 +268,7 @@ _FAMILY_HINTS = {
     Beit: "SimMIM's ViT is BEiT-style: use a timm Beit name, e.g. 'beit_base_patch16_224' for ViT-B/16",
     SwinTransformerV2: "use a timm Swin V2 name, e.g. 'swinv2_base_window12_192' for SimMIM's SwinV2-B",
     VisionTransformer: "use a timm ViT name, e.g. 'vit_base_patch16_224' or 'deit_base_patch16_224'",
+    RepLKNet: "use a RepLKNet name, e.g. 'replknet_31b' for RepLKNet-31B",
 }
 
 
@@ -244,12 +279,12 @@ def _wrong_family(layout: str, cls: type, model_name: str, built: str) -> Checkp
 
 
 def check_model_name(timm_name: str, layout: str, extracted: Extracted, model_name: str) -> None:
-    """Before building: refuse a timm name from another family than Beit/Swin V2 weights need.
+    """Before building: refuse a timm name from another family than Beit, Swin V2 or RepLKNet weights need.
 
     (The options read off the keys would not even be accepted by another family's constructor.)
     """
     cls = extracted.model_class
-    if cls in (Beit, SwinTransformerV2):
+    if cls in (Beit, SwinTransformerV2, RepLKNet):
         module = model_entrypoint(get_arch_name(timm_name)).__module__
         if module != cls.__module__:
             raise _wrong_family(layout, cls, model_name, f"a model from {module}")
@@ -260,6 +295,13 @@ def check_model(model: nn.Module, layout: str, extracted: Extracted, model_name:
     cls = extracted.model_class
     if cls is not None and not isinstance(model, cls):
         raise _wrong_family(layout, cls, model_name, f"a {type(model).__name__}")
+    wanted = extracted.model_kwargs.get("small_kernel")
+    if isinstance(model, RepLKNet) and wanted is not None and model.small_kernel != wanted:
+        raise CheckpointError(
+            f"the file's RepLKNet has {f'a {wanted}x{wanted}' if wanted else 'no'} small-kernel branch but "
+            f"{model_name!r} has {f'a {model.small_kernel}x{model.small_kernel} one' if model.small_kernel else 'none'}: "
+            f"pass small_kernel={wanted} (study names: the *_rep backbones have a 3x3 branch)"
+        )
     if "dist_token" in extracted.state_dict and getattr(model, "dist_token", None) is None:
         raise CheckpointError(
             f"the file is a distilled DeiT (it has dist_token and head_dist) but {model_name!r} has no "
