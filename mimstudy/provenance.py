@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import subprocess
+from functools import lru_cache
 from pathlib import Path
 
 PACKAGES = ("mimstudy", "torch", "torchvision", "timm", "numpy", "scipy", "xarray", "papermill")
@@ -114,17 +115,29 @@ def module_files(module: str, package_dir: Path) -> list[Path]:
     return files
 
 
+@lru_cache(maxsize=4096)
+def _parsed(path: str, mtime_ns: int, size: int, package: str) -> tuple[str, frozenset[str]]:
+    """(syntax digest, imported package modules) of a source file, cached while it is unchanged."""
+    source = Path(path).read_text()
+    return _syntax_digest(source), frozenset(imported_modules(source, package))
+
+
+def _file_facts(path: Path, package: str) -> tuple[str, frozenset[str]]:
+    stat = path.stat()
+    return _parsed(str(path), stat.st_mtime_ns, stat.st_size, package)
+
+
 def code_closure(source: str, package_dir: str | Path = PACKAGE_DIR) -> list[Path]:
     """Every source file of the package (at ``package_dir``) that running ``source`` may import,
     following imports transitively, sorted."""
     package_dir = Path(package_dir)
     seen: set[Path] = set()
-    pending = [m for m in imported_modules(source, package_dir.name)]
+    pending = list(imported_modules(source, package_dir.name))
     while pending:
         for path in module_files(pending.pop(), package_dir):
             if path not in seen and path.is_file():
                 seen.add(path)
-                pending.extend(imported_modules(path.read_text(), package_dir.name))
+                pending.extend(_file_facts(path, package_dir.name)[1])
     return sorted(seen)
 
 
@@ -143,7 +156,7 @@ def code_hashes(notebook: str, root: str | Path | None = None) -> dict[str, str]
     source = notebook_source(path)
     hashes = {path.relative_to(root).as_posix(): _syntax_digest(source)}
     for file in code_closure(source, root / PACKAGE_DIR.name):
-        hashes[file.relative_to(root).as_posix()] = _syntax_digest(file.read_text())
+        hashes[file.relative_to(root).as_posix()] = _file_facts(file, PACKAGE_DIR.name)[0]
     return hashes
 
 
