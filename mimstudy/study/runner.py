@@ -97,10 +97,11 @@ def plan(preset: str | Path, results_dir: str = "results", runs_dir: str = "runs
     spec = yaml.safe_load(path.read_text()) or {}
     name = spec.pop("name", path.stem)
     spec.pop("description", None)
+    spec.pop("executor", None)  # job resources for --executor slurm (mimstudy.study.executor)
     seeds = spec.pop("seeds", None)
     unknown = sorted(set(spec) - set(CONFIGS))
     if unknown:
-        raise ConfigError(f"{path}: unknown section(s) {unknown}; sections are notebook names and 'seeds'")
+        raise ConfigError(f"{path}: unknown section(s) {unknown}; sections are notebook names, 'seeds' and 'executor'")
     steps = []
     for notebook, config_cls in CONFIGS.items():
         section = spec.get(notebook) or {}
@@ -264,12 +265,15 @@ def execute(step: Step, force: bool = False, log=print, fresh: str = "") -> None
 
 
 def run_preset(preset: str | Path, force: bool = False, results_dir: str = "results", runs_dir: str = "runs",
-               dry_run: bool = False, log=print, runs: list[str] | None = None, jobs: int = 1) -> list[Step]:
+               dry_run: bool = False, log=print, runs: list[str] | None = None, jobs: int = 1,
+               executor: str = "local", resources=None) -> list[Step]:
     """Run every step of ``preset`` (or of the run ids ``runs``) that is not current.
 
     ``jobs > 1`` executes independent groups of runs (:func:`independent_groups`) in that many
-    ``mimstudy run`` processes at once, each with ``cpu_count // jobs`` torch threads. Returns the
-    steps that were executed (or, for a dry run, would be).
+    ``mimstudy run`` processes at once, each with ``cpu_count // jobs`` torch threads. ``executor``
+    ``slurm`` (or ``submitit-local``) submits each group as a job instead, with ``resources``
+    (:class:`mimstudy.study.executor.JobResources`; default: the preset's ``executor:`` block).
+    Returns the steps that were executed (or, for a dry run, would be).
     """
     if jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs}")
@@ -281,6 +285,9 @@ def run_preset(preset: str | Path, force: bool = False, results_dir: str = "resu
             log(f"[skip] {step.name}: {step.result} is current (same parameters and code); --force re-runs it")
     if todo and not dry_run:
         check_available()  # fail before any notebook starts when the dataset is missing
+    if executor != "local" and not dry_run and todo:
+        submit_to_executor(preset, steps, todo, reasons, force, results_dir, runs_dir, executor, resources, log)
+        return todo
     if jobs > 1 and not dry_run and todo:
         run_in_parallel(preset, independent_groups(todo), jobs, force, results_dir, runs_dir, log)
         return todo
@@ -294,6 +301,20 @@ def run_preset(preset: str | Path, force: bool = False, results_dir: str = "resu
         execute(step, force=force, log=log, fresh=reasons[step.name] if finished_but_stale else "")
         log(f"[{i}/{len(todo)}] {step.name} done in {time.perf_counter() - start:.0f} s")
     return todo
+
+
+def submit_to_executor(preset: str | Path, steps: list[Step], todo: list[Step], reasons: dict[str, str], force: bool,
+                       results_dir: str, runs_dir: str, executor: str, resources, log=print) -> None:
+    """:func:`run_preset`'s ``--executor slurm``: one job per independent group of the steps to run."""
+    from mimstudy.study.executor import JobResources, submit_groups
+
+    resources = resources or JobResources.from_preset(preset_file(preset))
+    groups = independent_groups(todo)
+    pretraining = {group[0]: [(s.config.run_id, reasons[s.name].startswith(("code changed", "code not recorded")))
+                              for s in todo if isinstance(s.config, PretrainConfig) and s.config.run_id in group]
+                   for group in groups}
+    submit_groups(preset, steps[0].config.preset, groups, pretraining, force, results_dir, runs_dir, executor,
+                  resources, log)
 
 
 IPYKERNEL_TCP_NOTICE = "Kernel is running over TCP without encryption"
