@@ -189,8 +189,10 @@ def _header(table: PaperTable, first: list[str]) -> str:
 
 
 def _html_table(table: PaperTable, first: list[str], rows: list[list[str]]) -> str:
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows)
-    return f"<table class=\"paper-table\">{_header(table, first)}<tbody>{body}</tbody></table>"
+    body = "".join("<tr>" + "".join(f"<td style=\"white-space: nowrap\">{html.escape(cell)}</td>" for cell in row)
+                   + "</tr>" for row in rows)
+    return (f"<table class=\"paper-table\" style=\"font-size: 0.85em\">{_header(table, first)}"
+            f"<tbody>{body}</tbody></table>")
 
 
 def paper_rows(key: str) -> list[list[str]]:
