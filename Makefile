@@ -2,7 +2,8 @@
 #   make study   pre-train, probe and build the book on the default preset (quick)
 #   make test    the whole test suite: unit tests, notebooks under nbval, the book build
 # Both set up everything on a fresh machine: a virtual environment in .venv, the Python packages
-# (pyproject.toml) and Fashion-MNIST (Debian's dataset-fashion-mnist, or $MIMSTUDY_DATA).
+# (pyproject.toml) and Fashion-MNIST (Debian's dataset-fashion-mnist, or $MIMSTUDY_DATA); make test
+# also installs Debian's chromium for the browser check of the built book.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -11,7 +12,7 @@ PRESET ?= quick
 JOBS   ?= 2
 STAMP  := $(VENV)/.installed
 
-.PHONY: study test install data book plan benchmark clean-book
+.PHONY: study test install data browser book plan benchmark clean-book
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +23,9 @@ install: $(STAMP)
 
 data:
 	@sh scripts/install-data.sh
+
+browser:  # headless Chromium for the book's browser check (tests/test_browser.py); skips itself without apt
+	@sh scripts/install-browser.sh
 
 study: install data
 	$(BIN)/mimstudy run --preset $(PRESET) --jobs $(JOBS)
@@ -34,7 +38,7 @@ book: install
 	$(BIN)/jupyter-book build . --warningiserror --keep-going --quiet
 	@echo "book: $(CURDIR)/_build/html/index.html"
 
-test: install data
+test: install data browser
 	$(BIN)/python -m pytest
 
 benchmark: install data

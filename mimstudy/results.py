@@ -20,10 +20,14 @@ def result_path(config: RunConfig) -> Path:
     return Path(config.results_dir) / config.preset / config.notebook / f"{config.run_id}.nc"
 
 
-def save_dataset(ds: xr.Dataset, path: str | Path, parameters: dict, preset: str, seed: int) -> Path:
-    """Attach provenance to ``ds`` and write it to ``path`` atomically (netCDF via h5netcdf)."""
+def save_dataset(ds: xr.Dataset, path: str | Path, parameters: dict, preset: str, seed: int,
+                 notebook: str | None = None) -> Path:
+    """Attach provenance to ``ds`` and write it to ``path`` atomically (netCDF via h5netcdf).
+
+    ``notebook``: the notebook that made it, whose code (and the package code it imports) is hashed
+    into the provenance (:func:`mimstudy.provenance.code_hashes`)."""
     ds = ds.copy()
-    ds.attrs.update(provenance_attrs(parameters, preset, seed))
+    ds.attrs.update(provenance_attrs(parameters, preset, seed, notebook))
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine=ENGINE)
     return Path(path)
@@ -31,7 +35,7 @@ def save_dataset(ds: xr.Dataset, path: str | Path, parameters: dict, preset: str
 
 def save_result(ds: xr.Dataset, config: RunConfig) -> Path:
     """Save a run's dataset where :func:`result_path` says, with the run's parameters."""
-    return save_dataset(ds, result_path(config), config.to_dict(), config.preset, config.seed)
+    return save_dataset(ds, result_path(config), config.to_dict(), config.preset, config.seed, config.notebook)
 
 
 def load_dataset(path: str | Path) -> xr.Dataset:
@@ -63,6 +67,14 @@ def parameters_in(attrs: dict | None) -> dict | None:
 def stored_parameters(path: str | Path) -> dict | None:
     """The parameters a stored result was made with, or ``None`` when there is no readable result."""
     return parameters_in(stored_attrs(path))
+
+
+def code_in(attrs: dict | None) -> dict[str, str] | None:
+    """The code digests recorded in a result's attributes (``None`` for results made before code hashing)."""
+    try:
+        return None if attrs is None else json.loads(attrs["code_hashes"])
+    except (KeyError, ValueError):
+        return None
 
 
 def _plain(value):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +84,27 @@ def ci_results(tmp_path_factory):
     executed = run_preset("ci", results_dir=results, runs_dir=runs, log=lambda *_: None, jobs=2)
     assert executed, "a fresh results folder must execute every step"
     return results, runs
+
+
+ROOT = Path(__file__).resolve().parents[1]
+JUPYTER_BOOK = Path(sys.executable).with_name("jupyter-book")
+
+
+def build_book(out: Path, **env) -> Path:
+    """Build the book warning-free (-W) into ``out``; its ``_build/html`` folder."""
+    run = subprocess.run(
+        [str(JUPYTER_BOOK), "build", str(ROOT), "--warningiserror", "--keep-going", "--path-output", str(out)],
+        capture_output=True, text=True, timeout=900, env={**os.environ, **env},
+    )
+    logs = "".join(p.read_text() for p in out.glob("_build/html/reports/**/*.log"))
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:] + logs[-4000:]
+    return out / "_build" / "html"
+
+
+@pytest.fixture(scope="session")
+def committed_book(tmp_path_factory) -> Path:
+    """The book built once per session from the committed results (``quick``, then ``gpu``): its html folder."""
+    if not (ROOT / "results" / "quick" / "probes").is_dir():
+        pytest.skip("no committed quick results")
+    return build_book(tmp_path_factory.mktemp("book"), MIMSTUDY_RESULTS_DIR=str(ROOT / "results"),
+                      MIMSTUDY_BOOK_PRESET="quick,gpu")

@@ -1,26 +1,15 @@
 """The book builds warning-free (-W), from the committed results and from a fresh ci run."""
 
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+from .conftest import build_book
 
 ROOT = Path(__file__).resolve().parents[1]
-JUPYTER_BOOK = Path(sys.executable).with_name("jupyter-book")
 
 
 def build(out: Path, **env) -> str:
-    run = subprocess.run(
-        [str(JUPYTER_BOOK), "build", str(ROOT), "--warningiserror", "--keep-going", "--path-output", str(out)],
-        capture_output=True, text=True, timeout=900, env={**os.environ, **env},
-    )
-    logs = "".join(p.read_text() for p in out.glob("_build/html/reports/**/*.log"))
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:] + logs[-4000:]
-    return (out / "_build" / "html" / "book" / "attention_distance.html").read_text()
+    return (build_book(out, **env) / "book" / "attention_distance.html").read_text()
 
 
 def verdict_of(page: str) -> str:
@@ -37,14 +26,16 @@ def headings_of(page: str) -> list[str]:
     return re.findall(r"The <code[^>]*><span class=\"pre\">(\w+)</span></code> preset", page)
 
 
-@pytest.mark.skipif(not (ROOT / "results" / "quick" / "probes").is_dir(), reason="no committed quick results")
-def test_book_builds_from_committed_results(tmp_path):
-    page = build(tmp_path, MIMSTUDY_RESULTS_DIR=str(ROOT / "results"), MIMSTUDY_BOOK_PRESET="quick,gpu")
+def test_book_builds_from_committed_results(committed_book):
+    page = (committed_book / "book" / "attention_distance.html").read_text()
     shown = ["quick"] + (["gpu"] if (ROOT / "results" / "gpu" / "probes").is_dir() else [])
     assert headings_of(page) == shown and verdicts_of(page) == shown
     assert "Traceback" not in page
     assert re.search(r"<strong>(supported|partly supported|not supported)\.</strong>", page)
     assert "<table" in page and "data:image/png" in page or "<img" in page
+    # compact provenance (one line, the record collapsed) and the commands that re-make the chapter
+    assert page.count("<strong>Provenance.</strong>") == len(shown) and page.count("<details>") >= len(shown)
+    assert "Re-make these results" in page and "papermill" in page
 
 
 def test_book_builds_from_a_fresh_ci_run(tmp_path, ci_results):

@@ -142,10 +142,17 @@ def test_provenance_markdown_names_commit_hardware_and_notes(ds):
              if m == "sim" else {"preset": "quick", "seed": 1, "git_commit": "fedcba9876543210", "git_dirty": 1}
              for m in ds["model"].values]
     ds = ds.assign_coords(provenance=("model", [json.dumps(a) for a in attrs]))
-    lines = book.provenance_markdown(ds).splitlines()
-    assert len(lines) == ds.sizes["model"]
-    sim = next(line for line in lines if line.startswith("- `sim`"))
-    assert "commit `0123456789`" in sim and "torch 2.11.0" in sim and "on NVIDIA H200 (CUDA), 16 CPUs" in sim
-    assert sim.endswith("(commit set after the run)")
-    other = next(line for line in lines if line.startswith("- `sup0`"))
-    assert "(uncommitted changes)" in other and " on " not in other.split("made")[1].split("with")[0]
+    from mimstudy.book.records import provenance_line, record_table, run_records
+
+    records = run_records(ds)
+    line = provenance_line(records)  # one line for the figure, whatever the number of runs
+    assert "\n" not in line and line.startswith(f"**Provenance.** {ds.sizes['model']} runs of preset ")
+    assert "`gpu`" in line and "`quick`" in line and "seeds 0, 1" in line
+    assert "`0123456789`" in line and "`fedcba9876 (uncommitted changes)`" in line and "NVIDIA H200 (CUDA)" in line
+    rows = record_table(records, {"sim": "code changed: x.py"}).splitlines()[2:]
+    assert len(rows) == ds.sizes["model"]
+    sim = next(row for row in rows if row.startswith("| `sim`"))
+    assert "`0123456789`" in sim and "| 2.11.0 |" in sim and "NVIDIA H200 (CUDA), 16 CPUs (commit set after the run)" in sim
+    assert sim.endswith("| stale: code changed: x.py |")
+    other = next(row for row in rows if row.startswith("| `sup0`"))
+    assert "(dirty)" in other and other.endswith("| yes |")

@@ -79,6 +79,7 @@ def load_results(notebook: str, preset: str | None = None, sweep: bool = False) 
     ``sweep_``); ``sweep=True`` returns only those.
     """
     ds = load_runs(results_root() / (preset or book_preset()) / notebook)
+    ds.attrs["notebook"] = notebook  # for provenance_markdown's currency check
     chosen = [m for m in ds["model"].values if str(m).startswith(SWEEP_PREFIX) == sweep]
     if not chosen:
         raise FileNotFoundError(f"no {'sweep' if sweep else 'main'} runs of {notebook} in preset {preset or book_preset()!r}")
@@ -101,21 +102,13 @@ def model_with(ds: xr.Dataset, objective: str, arch_prefix: str = "vit") -> str:
     raise KeyError(f"no {objective} model on a {arch_prefix}* backbone in {list(ds['model'].values)}")
 
 
-def provenance_markdown(ds: xr.Dataset) -> str:
-    """A Markdown list, one line per model: preset, seed, commit, time and package versions."""
-    lines = []
-    for model in ds["model"].values:
-        attrs = json.loads(str(ds["provenance"].sel(model=model).item()))
-        versions = json.loads(attrs.get("package_versions", "{}"))
-        dirty = " (uncommitted changes)" if attrs.get("git_dirty") else ""
-        lines.append(
-            f"- `{model}`: preset `{attrs.get('preset', '?')}`, seed {attrs.get('seed', '?')}, "
-            f"commit `{str(attrs.get('git_commit', '?'))[:10]}`{dirty}, made {attrs.get('created', '?')} "
-            f"with torch {versions.get('torch', '?')}, timm {versions.get('timm', '?')}"
-            + (f" on {attrs['hardware']}" if attrs.get("hardware") else "")
-            + (f" ({attrs['provenance_note']})" if attrs.get("provenance_note") else "")
-        )
-    return "\n".join(lines)
+def provenance_markdown(ds: xr.Dataset, notebook: str | None = None, label: str = "") -> str:
+    """Under a figure: one provenance line, a warning when results are stale, the full record collapsed
+    (:func:`mimstudy.book.records.provenance_block`). ``notebook`` defaults to the one
+    :func:`load_results` read ``ds`` from."""
+    from mimstudy.book.records import provenance_block
+
+    return provenance_block(ds, notebook or ds.attrs["notebook"], results_root(), label)
 
 
 def models_by_objective(ds: xr.Dataset, arch_prefix: str = "vit") -> dict[str, list[str]]:

@@ -3,8 +3,9 @@
 A preset (``presets/<name>.yaml``) maps notebook names to ``defaults`` (parameters shared by its
 runs) and ``runs`` (``run_id -> parameters``). Notebooks execute in the order of
 :data:`mimstudy.config.CONFIGS` (pre-training before probes). A run is skipped when its dataset
-exists and was made with identical parameters; a probe run that must execute re-runs the
-pre-training of the same ``run_id`` if that checkpoint is missing (checkpoints are not committed).
+exists and was made with identical parameters and unchanged code (:mod:`mimstudy.study.staleness`);
+a probe run that must execute re-runs the pre-training of the same ``run_id`` if that checkpoint is
+missing (checkpoints are not committed).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from mimstudy.config import CONFIGS, RANDOM_WEIGHTS, ConfigError, DownstreamConf
 from mimstudy.downstream.finetune import run_folder
 from mimstudy.models.checkpoints.state import load_checkpoint
 from mimstudy.training.pretrain import checkpoint_path, run_dir, stale_checkpoint_fields
-from mimstudy.results import parameters_in, result_path, stored_attrs
+from mimstudy.results import result_path, stored_attrs
+from mimstudy.study.staleness import CodeVersions, result_change
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -46,10 +48,6 @@ def preset_file(preset: str | Path) -> Path:
         names = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
         raise ConfigError(f"unknown preset {preset!r}; available: {names} (or pass a path to a .yaml file)")
     return path
-
-
-# Where a run writes, not what it computes: results made elsewhere (another --runs-dir) stay current.
-LOCATION_PARAMETERS = frozenset({"results_dir", "runs_dir"})
 
 
 @dataclass
@@ -74,13 +72,12 @@ class Step:
     def executed_notebook(self) -> Path:
         return self.result.with_suffix(".ipynb")
 
-    def is_current(self, attrs: dict | None) -> bool:
-        """Its dataset exists and was made with exactly these parameters (where files go aside).
+    def stale_reason(self, attrs: dict | None, code: CodeVersions) -> str | None:
+        """Why its dataset is not current (missing, other parameters, changed code), or ``None``.
 
         ``attrs``: the attributes stored with its dataset (:func:`~mimstudy.results.stored_attrs`).
         """
-        stored = parameters_in(attrs)
-        return stored is not None and not self.config.differences(stored, ignore=LOCATION_PARAMETERS)
+        return result_change(self.config, attrs, code)
 
 
 # Parameters whose value names another run of the same preset (and so follows it across seeds).
@@ -102,10 +99,11 @@ def plan(preset: str | Path, results_dir: str = "results", runs_dir: str = "runs
     spec = yaml.safe_load(path.read_text()) or {}
     name = spec.pop("name", path.stem)
     spec.pop("description", None)
+    spec.pop("executor", None)  # job resources for --executor slurm (mimstudy.study.executor)
     seeds = spec.pop("seeds", None)
     unknown = sorted(set(spec) - set(CONFIGS))
     if unknown:
-        raise ConfigError(f"{path}: unknown section(s) {unknown}; sections are notebook names and 'seeds'")
+        raise ConfigError(f"{path}: unknown section(s) {unknown}; sections are notebook names, 'seeds' and 'executor'")
     steps = []
     for notebook, config_cls in CONFIGS.items():
         section = spec.get(notebook) or {}
@@ -189,13 +187,20 @@ def independent_groups(steps: list[Step]) -> list[list[str]]:
     return list(groups.values())
 
 
-def steps_to_run(steps: list[Step], force: bool = False) -> list[Step]:
-    """The steps whose results are missing or stale, plus pre-training whose checkpoint is needed.
+CHECKPOINT_NEEDED = "its checkpoint is needed by "
 
-    A result is stale when its parameters changed, and also when a pre-training run it reads is
+
+def rerun_reasons(steps: list[Step], force: bool = False, checkpoints: bool = True,
+                  code: CodeVersions | None = None) -> dict[str, str]:
+    """``{step name: why it would run}`` for the steps that would, in execution order.
+
+    A result is stale when it is missing, its parameters changed or the code it depends on changed
+    (:func:`mimstudy.study.staleness.result_change`), and also when a pre-training run it reads is
     re-run now or was re-made after it (its stored ``created`` time is later): probes of a model
-    that was trained again describe the old model.
+    that was trained again describe the old model. With ``checkpoints``, a pre-training whose
+    checkpoint is missing runs too when a step that reads it runs.
     """
+    code = code or CodeVersions()
     stored: dict[str, dict | None] = {}
 
     def attrs(step: Step) -> dict | None:  # each result's attributes, read once
@@ -206,30 +211,52 @@ def steps_to_run(steps: list[Step], force: bool = False) -> list[Step]:
     def made_at(step: Step) -> str:
         return str((attrs(step) or {}).get("created", ""))
 
-    todo = {step.name for step in steps if force or not step.is_current(attrs(step))}
+    todo = {}
+    for step in steps:
+        reason = "--force" if force else step.stale_reason(attrs(step), code)
+        if reason:
+            todo[step.name] = reason
     pretraining = pretraining_by_run_id(steps)
     changed = True
     while changed:  # until no consumer of a re-run or newer producer is left out (chains: SimMIM -> FT -> probes)
         changed = False
         for step in steps:
-            if step.name not in todo and any(p.name in todo or made_at(p) > made_at(step)
-                                             for p in producers(step, pretraining)):
-                todo.add(step.name)
-                changed = True
-    for step in reversed(steps):  # consumers come after producers: one backward pass suffices
-        if step.name in todo:
-            todo.update(p.name for p in producers(step, pretraining) if not checkpoint_path(p.config).exists())
-    return [step for step in steps if step.name in todo]
+            if step.name in todo:
+                continue
+            for p in producers(step, pretraining):
+                if p.name in todo or made_at(p) > made_at(step):
+                    todo[step.name] = f"{p.name} re-runs" if p.name in todo else f"{p.name} was re-made after it"
+                    changed = True
+                    break
+    if checkpoints:
+        for step in reversed(steps):  # consumers come after producers: one backward pass suffices
+            if step.name in todo:
+                for p in producers(step, pretraining):
+                    if p.name not in todo and not checkpoint_path(p.config).exists():
+                        todo[p.name] = f"{CHECKPOINT_NEEDED}{step.name} ({checkpoint_path(p.config)} is missing)"
+    return {step.name: todo[step.name] for step in steps if step.name in todo}
 
 
-def execute(step: Step, force: bool = False, log=print) -> None:
-    """Execute one step's notebook with papermill, writing the executed copy beside its dataset."""
+def steps_to_run(steps: list[Step], force: bool = False) -> list[Step]:
+    """The steps whose results are missing or stale, plus pre-training whose checkpoint is needed
+    (:func:`rerun_reasons` says why each runs)."""
+    reasons = rerun_reasons(steps, force)
+    return [step for step in steps if step.name in reasons]
+
+
+def execute(step: Step, force: bool = False, log=print, fresh: str = "") -> None:
+    """Execute one step's notebook with papermill, writing the executed copy beside its dataset.
+
+    ``fresh``: a reason to train a pre-training run from scratch rather than resume its checkpoint
+    (its finished result is stale because its code changed).
+    """
     import papermill
 
     if isinstance(step.config, PretrainConfig):
         ckpt = checkpoint_path(step.config)
-        if ckpt.exists() and (force or stale_checkpoint_fields(step.config, load_checkpoint(ckpt))):
-            log(f"    removing {run_dir(step.config)}: " + ("--force" if force else "its parameters changed"))
+        if ckpt.exists() and (force or fresh or stale_checkpoint_fields(step.config, load_checkpoint(ckpt))):
+            log(f"    removing {run_dir(step.config)}: "
+                + ("--force" if force else fresh or "its parameters changed"))
             shutil.rmtree(run_dir(step.config))  # train from scratch; an unchanged run resumes instead
     if isinstance(step.config, DownstreamConfig) and force and run_folder(step.config).exists():
         shutil.rmtree(run_folder(step.config))  # --force fine-tunes from the start
@@ -245,34 +272,56 @@ def execute(step: Step, force: bool = False, log=print) -> None:
 
 
 def run_preset(preset: str | Path, force: bool = False, results_dir: str = "results", runs_dir: str = "runs",
-               dry_run: bool = False, log=print, runs: list[str] | None = None, jobs: int = 1) -> list[Step]:
+               dry_run: bool = False, log=print, runs: list[str] | None = None, jobs: int = 1,
+               executor: str = "local", resources=None) -> list[Step]:
     """Run every step of ``preset`` (or of the run ids ``runs``) that is not current.
 
     ``jobs > 1`` executes independent groups of runs (:func:`independent_groups`) in that many
-    ``mimstudy run`` processes at once, each with ``cpu_count // jobs`` torch threads. Returns the
-    steps that were executed (or, for a dry run, would be).
+    ``mimstudy run`` processes at once, each with ``cpu_count // jobs`` torch threads. ``executor``
+    ``slurm`` (or ``submitit-local``) submits each group as a job instead, with ``resources``
+    (:class:`mimstudy.study.executor.JobResources`; default: the preset's ``executor:`` block).
+    Returns the steps that were executed (or, for a dry run, would be).
     """
     if jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs}")
     steps = select_runs(plan(preset, results_dir, runs_dir), runs)
-    todo = steps_to_run(steps, force)
-    names = {s.name for s in todo}
+    reasons = rerun_reasons(steps, force)
+    todo = [step for step in steps if step.name in reasons]
     for step in steps:
-        if step.name not in names:
-            log(f"[skip] {step.name}: {step.result} is current (same parameters); --force re-runs it")
+        if step.name not in reasons:
+            log(f"[skip] {step.name}: {step.result} is current (same parameters and code); --force re-runs it")
     if todo and not dry_run:
         check_available()  # fail before any notebook starts when the dataset is missing
+    if executor != "local" and not dry_run and todo:
+        submit_to_executor(preset, steps, todo, reasons, force, results_dir, runs_dir, executor, resources, log)
+        return todo
     if jobs > 1 and not dry_run and todo:
         run_in_parallel(preset, independent_groups(todo), jobs, force, results_dir, runs_dir, log)
         return todo
     for i, step in enumerate(todo, 1):
-        log(f"[{i}/{len(todo)}] {step.name} -> {step.result}" + (" (dry run)" if dry_run else ""))
+        log(f"[{i}/{len(todo)}] {step.name} -> {step.result}" + (" (dry run)" if dry_run else "")
+            + f": {reasons[step.name]}")
         if dry_run:
             continue
         start = time.perf_counter()
-        execute(step, force=force, log=log)
+        finished_but_stale = reasons[step.name].startswith(("code changed", "code not recorded"))
+        execute(step, force=force, log=log, fresh=reasons[step.name] if finished_but_stale else "")
         log(f"[{i}/{len(todo)}] {step.name} done in {time.perf_counter() - start:.0f} s")
     return todo
+
+
+def submit_to_executor(preset: str | Path, steps: list[Step], todo: list[Step], reasons: dict[str, str], force: bool,
+                       results_dir: str, runs_dir: str, executor: str, resources, log=print) -> None:
+    """:func:`run_preset`'s ``--executor slurm``: one job per independent group of the steps to run."""
+    from mimstudy.study.executor import JobResources, submit_groups
+
+    resources = resources or JobResources.from_preset(preset_file(preset))
+    groups = independent_groups(todo)
+    pretraining = {group[0]: [(s.config.run_id, reasons[s.name].startswith(("code changed", "code not recorded")))
+                              for s in todo if isinstance(s.config, PretrainConfig) and s.config.run_id in group]
+                   for group in groups}
+    submit_groups(preset, steps[0].config.preset, groups, pretraining, force, results_dir, runs_dir, executor,
+                  resources, log)
 
 
 IPYKERNEL_TCP_NOTICE = "Kernel is running over TCP without encryption"

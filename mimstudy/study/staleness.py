@@ -1,0 +1,79 @@
+"""Is a stored result still what its run would make today? Its parameters and its code decide.
+
+A result is *current* when it was made with the parameters its preset gives it now (where files go
+aside) and with the code it depends on unchanged: its notebook's code cells and every ``mimstudy``
+file they import, transitively (:func:`mimstudy.provenance.code_hashes`, recorded in the result's
+provenance when it is saved). :func:`result_change` says, in words, why a result is not current;
+the runner adds the reasons that come from other runs (a pre-training re-run or re-made).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mimstudy.config import RunConfig
+from mimstudy.provenance import code_changes, code_hashes
+from mimstudy.results import code_in, parameters_in
+
+# Where a run writes, not what it computes: results made elsewhere (another --runs-dir) stay current.
+LOCATION_PARAMETERS = frozenset({"results_dir", "runs_dir"})
+
+MISSING = "missing"
+CODE_NOT_RECORDED = "code not recorded (made before code hashing)"
+SHOWN_FILES = 3  # a reason names at most this many changed files
+
+
+class CodeVersions:
+    """Today's :func:`~mimstudy.provenance.code_hashes` per notebook, computed once each."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = root  # the repository (default: the one holding this package)
+        self._hashes: dict[str, dict[str, str]] = {}
+
+    def __call__(self, notebook: str) -> dict[str, str]:
+        if notebook not in self._hashes:
+            self._hashes[notebook] = code_hashes(notebook, self.root)
+        return self._hashes[notebook]
+
+
+def _value(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def parameter_change(config: RunConfig, stored: dict) -> str | None:
+    """``"parameters changed: lr 0.001 -> 0.002, ..."`` or ``None``."""
+    changed = config.differences(stored, ignore=LOCATION_PARAMETERS)
+    if not changed:
+        return None
+    current = config.to_dict()
+    return "parameters changed: " + ", ".join(
+        f"{name} {_value(stored[name]) if name in stored else '(not recorded)'} -> "
+        f"{_value(current[name]) if name in current else '(no longer a parameter)'}" for name in sorted(changed))
+
+
+def code_change(recorded: dict[str, str] | None, current: dict[str, str]) -> str | None:
+    """``"code changed: mimstudy/probes/attention.py"``, :data:`CODE_NOT_RECORDED`, or ``None``.
+
+    ``current`` empty means today's code cannot be hashed (a package installed without its
+    notebooks): the recorded code then cannot be checked, and counts as unchanged."""
+    if recorded is None:
+        return CODE_NOT_RECORDED
+    if not current:
+        return None
+    files = code_changes(recorded, current)
+    if not files:
+        return None
+    more = f" and {len(files) - SHOWN_FILES} more file(s)" if len(files) > SHOWN_FILES else ""
+    return "code changed: " + ", ".join(files[:SHOWN_FILES]) + more
+
+
+def result_change(config: RunConfig, attrs: dict | None, code: CodeVersions) -> str | None:
+    """Why the result stored with ``attrs`` (``None``: no readable result) is not current for
+    ``config`` under today's code, or ``None`` when it is current."""
+    if attrs is None:
+        return MISSING
+    stored = parameters_in(attrs)
+    if stored is None:
+        return "no parameters recorded"
+    return parameter_change(config, stored) or code_change(code_in(attrs), code(config.notebook))
