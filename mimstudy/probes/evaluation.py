@@ -81,3 +81,14 @@ def sanity_accuracies(backbone: nn.Module, train_images: torch.Tensor, train_lab
         "knn_accuracy": knn_accuracy(train, train_labels, test, test_labels, k=k),
         "linear_accuracy": linear_probe_accuracy(train, train_labels, test, test_labels),
     }
+
+
+def raw_pixel_accuracies(train_images: torch.Tensor, train_labels: torch.Tensor, test_images: torch.Tensor,
+                         test_labels: torch.Tensor, k: int = 20) -> dict[str, float]:
+    """:func:`sanity_accuracies` of the raw pixels (each image flattened): the floor a learned feature
+    should beat before a probe reads anything into it."""
+    train, test = train_images.flatten(1).float(), test_images.flatten(1).float()
+    return {
+        "knn_accuracy": knn_accuracy(train, train_labels, test, test_labels, k=k),
+        "linear_accuracy": linear_probe_accuracy(train, train_labels, test, test_labels),
+    }
