@@ -277,10 +277,11 @@ def uniform_reference(model: nn.Module) -> xr.Dataset:
     :func:`.distributions.example_entropy`): for a ViT, uniform over all patches (the same for every
     block); for a Swin block, uniform over each query's window minus the pairs its shifted-window mask
     removes, so a shifted block whose seam windows allow fewer, nearer keys gets its own, smaller
-    baseline. Returns ``uniform_distance (layer)`` in pixels and ``uniform_entropy (layer)`` in nats
-    (the largest entropy a block's attention can have, ``log N`` for a ViT of ``N`` patches).
+    baseline. Returns ``uniform_distance (layer)`` in pixels, ``uniform_entropy (layer)`` in nats
+    (the largest entropy a block's attention can have, ``log N`` for a ViT of ``N`` patches) and
+    ``max_distance (layer)``, the largest query-key distance the block allows, in pixels.
     """
-    distance, entropy = [], []
+    distance, entropy, farthest = [], [], []
     for block in probed_blocks(model):
         if block.stage is None:
             grid, patch = grid_size_of(model), patch_size_of(model)
@@ -294,12 +295,15 @@ def uniform_reference(model: nn.Module) -> xr.Dataset:
             p, _, dist = image_distributions(entry.attn, entry.window_size, entry.pixel_stride, 1, entry.pair_mask)
         distance.append(example_distance(p, dist).item())
         entropy.append(example_entropy(p).item())
+        farthest.append(dist.to(p)[p[0, 0] > 0].max().item())
     layers = np.arange(1, len(distance) + 1)
     return xr.Dataset(
         {"uniform_distance": ("layer", np.array(distance), {"long_name": "mean distance of uniform attention over "
                                                             "the allowed keys", "units": "pixels"}),
          "uniform_entropy": ("layer", np.array(entropy), {"long_name": "entropy of uniform attention over the "
-                                                          "allowed keys (the largest possible)", "units": "nats"})},
+                                                          "allowed keys (the largest possible)", "units": "nats"}),
+         "max_distance": ("layer", np.array(farthest), {"long_name": "largest query-key distance among the "
+                                                        "allowed pairs", "units": "pixels"})},
         coords={"layer": layers},
     )
 
