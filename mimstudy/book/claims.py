@@ -545,3 +545,50 @@ def short_cell(verdict: ClaimVerdict) -> str:
     first = checks[0]
     more = f" +{len(verdict.checks) - 1} more" if len(verdict.checks) > 1 else ""
     return f"{head}<br>{first.estimate.short()} (floor {first.threshold:g}){more}"
+
+
+def judge_page(page: str, results: PresetResults) -> list[Judged]:
+    """Every claim shown on ``page``, judged on ``results``."""
+    return [Judged(c, results.preset, c.judge(results)) for c in claims_on_page(page)]
+
+
+def verdicts_markdown(judged: list[Judged]) -> str:
+    """The verdicts of one preset on a page, the first headed ``Verdict on the `preset` results``."""
+    return "\n\n".join(verdict_markdown(j.claim, j.verdict, j.preset, first=i == 0) for i, j in enumerate(judged))
+
+
+def rules_markdown(page: str) -> str:
+    """How the page's verdicts are made, with every check's floor, generated from the registry."""
+    lines = ["**How the verdicts are made.** Each check is an effect size on an absolute scale with a floor it "
+             "must clear: its whole 95% interval must lie past the floor *and* past the same statistic computed on "
+             "random-init models of the same architecture (the control). Intervals are t intervals over ≥ 3 "
+             f"training seeds (the seed is the outer level); with fewer seeds, or a model below its quality gate "
+             "(see the Models page), the verdict is *undetermined* and the effect is shown with a bootstrap "
+             "interval over the test images of one seed, for information. The floors:", ""]
+    for c in claims_on_page(page):
+        lines.append(f"- *{c.title}* ({c.where}):")
+        lines += [f"    - {e.description}: {e.floor_words}" for e in c.effects]
+    return "\n".join(lines)
+
+
+PAGE_TITLES = {"attention_distance": "3.1.1", "mask_sweep": "Fig. 2(a)", "attention_entropy": "3.1.2",
+               "head_diversity": "3.1.3", "cka": "3.2", "swin": "Appendix A"}
+
+
+def scorecard_markdown(presets: list[str]) -> str:
+    """The scorecard table: one row per claim, one verdict cell per preset, a link to the page that shows it."""
+    results = {}
+    for preset in presets:
+        try:
+            results[preset] = PresetResults(preset)
+        except FileNotFoundError:
+            continue
+    head = ["claim", "where"] + [f"`{p}`" for p in results] + ["shown in"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in CLAIMS:
+        cells = [c.title, c.where]
+        for preset, res in results.items():
+            cells.append(short_cell(c.judge(res)))
+        cells.append(f"[{PAGE_TITLES.get(c.page, c.page)}]({c.page}.md)" if c.page else "–")
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)

@@ -199,16 +199,20 @@ def parameters_of(ds: xr.Dataset, model: str) -> dict:
 
 
 def evaluation_table(ds: xr.Dataset) -> str:
-    """Markdown: k-NN and linear-probe accuracy of each pre-trained model vs. the same model at random init."""
-    rows = ["| model | objective | arch | k-NN pre-trained | k-NN random init | linear pre-trained | linear random init |",
-            "|---|---|---|---|---|---|---|"]  # fmt: skip
+    """Markdown: k-NN and linear-probe accuracy of each pre-trained model vs. the same model at random init
+    and the raw pixels ("–" where a number is not stored, e.g. raw pixels in an older evaluation)."""
+    weights = ("pretrained", "random_init", "raw_pixels")
+    names = {"pretrained": "pre-trained", "random_init": "random init", "raw_pixels": "raw pixels"}
+    head = [f"{probe} {names[w]}" for probe in ("k-NN", "linear") for w in weights]
+    rows = ["| model | objective | arch | " + " | ".join(head) + " |", "|---|---|---|" + "---|" * len(head)]
     for model in ds["model"].values:
         one = ds.sel(model=model)
         cells = [f"`{model}`", OBJECTIVE_LABELS.get(str(one["objective"].item()), str(one["objective"].item())),
                  str(one["arch"].item())]  # fmt: skip
         for var in ("knn_accuracy", "linear_accuracy"):
-            for weights in ("pretrained", "random_init"):
-                cells.append(f"{100 * one[var].sel(weights=weights).item():.1f}%" if var in one else "–")
+            for w in weights:
+                value = one[var].sel(weights=w).item() if var in one and w in one["weights"].values else float("nan")
+                cells.append("–" if value != value else f"{100 * value:.1f}%")
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

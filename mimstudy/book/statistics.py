@@ -71,3 +71,13 @@ def scale_free(one: xr.Dataset) -> xr.Dataset:
     if "cka" in one:
         out["cka"] = one["cka"]
     return xr.Dataset(out)
+
+
+def references(probes: xr.Dataset) -> xr.Dataset:
+    """:func:`reference` of every model of a multi-model probes dataset, ``(model, layer)``: the
+    uniform-attention lines and the absolute axis tops of the figures."""
+    from mimstudy.book.pages import restrict
+
+    per_model = [reference(restrict(probes, [m]).sel(model=m)).reindex(layer=probes["layer"].values)
+                 for m in probes["model"].values]
+    return xr.concat(per_model, dim="model", coords="minimal", compat="override").assign_coords(model=probes["model"].values)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import xarray as xr
@@ -27,9 +28,15 @@ def depth_slope(per_layer: np.ndarray) -> float:
     return float(np.polyfit(layers, per_layer, 1)[0])
 
 
+@lru_cache(maxsize=16)
 def resample_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
-    """``[n_boot, n]`` how often each of ``n`` images is drawn in each bootstrap resample (with replacement)."""
-    return np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot)
+    """``[n_boot, n]`` how often each of ``n`` images is drawn in each bootstrap resample (with replacement);
+    read-only, cached: every caller with the same ``(n, n_boot, seed)`` gets the same resamples."""
+    draws = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))  # [n_boot, n] image indices
+    counts = np.bincount((draws + n * np.arange(n_boot)[:, None]).ravel(), minlength=n_boot * n)
+    counts = counts.reshape(n_boot, n).astype(np.float64)
+    counts.flags.writeable = False
+    return counts
 
 
 def bootstrap_image_means(values: xr.DataArray, n_boot: int, seed: int) -> np.ndarray:
