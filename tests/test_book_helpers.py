@@ -118,7 +118,9 @@ def test_evaluation_table_and_parameters(ds):
                     coords={"model": ["sup"], "objective": ("model", ["supervised"]), "arch": ("model", ["vit_a"]),
                             "weights": ["pretrained", "random_init"]})  # fmt: skip
     rows = book.evaluation_table(ev).splitlines()
-    assert rows[2] == "| `sup` | supervised | vit_a | 80.0% | 30.0% | 90.0% | 40.0% |"
+    assert rows[2] == "| `sup` | supervised | vit_a | 80.0% | 30.0% | – | 90.0% | 40.0% | – |"  # no raw pixels stored
+    ev = xr.concat([ev, ev.isel(weights=[0]).assign_coords(weights=["raw_pixels"]) * 0.5], dim="weights")
+    assert book.evaluation_table(ev).splitlines()[2].endswith("| 40.0% | 45.0% |")
     assert book.parameters_of(ds, "sim")["init_from"] == "x"
 
 

@@ -214,14 +214,19 @@ class PresetResults:
         self._means: dict[str, xr.Dataset] = {}
         self._boots: dict[str, xr.Dataset] = {}
 
+    @cached_property
+    def table(self) -> list[tuple[str, str, str, int]]:
+        """``(run id, objective, arch, seed)`` of every model, read once."""
+        models, objectives, archs = (self.probes[name].values for name in ("model", "objective", "arch"))
+        return [(str(m), str(o), str(a), int(run_attr(self.probes, m, "seed", 0)))
+                for m, o, a in zip(models, objectives, archs)]
+
     def runs(self, objective: str, arch_prefix: str, arch: str | None = None) -> dict[int, str]:
         """``{seed: run id}`` of the models trained with ``objective`` on an ``arch_prefix*`` (or exactly ``arch``) backbone."""
         found: dict[int, str] = {}
-        for model in self.probes["model"].values:
-            one = self.probes.sel(model=model)
-            name = str(one["arch"].item())
-            if str(one["objective"].item()) == objective and name.startswith(arch_prefix) and arch in (None, name):
-                found.setdefault(int(run_attr(self.probes, model, "seed", 0)), str(model))
+        for model, obj, name, seed in self.table:
+            if obj == objective and name.startswith(arch_prefix) and arch in (None, name):
+                found.setdefault(seed, model)
         return dict(sorted(found.items()))
 
     def arch_of(self, model: str) -> str:
