@@ -95,8 +95,8 @@ def plot_cka_grid(cka: xr.DataArray, vmin: float = 0.0, vmax: float = 1.0, cmap:
 
 
 def plot_training_curves(pretrain: xr.Dataset):
-    """Training and validation loss per model (one panel each, own y scale: objectives' losses differ),
-    plus a last panel of validation accuracy for the models that report one."""
+    """Training and validation loss per model (one panel each from 0, own top: objectives' losses differ),
+    plus a last panel of validation accuracy (0 to 1) for the models that report one."""
     models = list(pretrain["model"].values)
     ncols = min(len(models) + 1, 4)
     nrows = int(np.ceil((len(models) + 1) / ncols))
@@ -112,6 +112,7 @@ def plot_training_curves(pretrain: xr.Dataset):
         ax.set_title(_title(one, i))
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss" if i % ncols == 0 else "")
+        ax.set_ylim(0, None)  # losses on an absolute axis: how far they fell, not only that they fell
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     ax = axes[0, len(models)]
@@ -123,6 +124,7 @@ def plot_training_curves(pretrain: xr.Dataset):
             shown = True
     ax.set_title("validation accuracy")
     ax.set_xlabel("epoch")
+    ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     if shown:
         ax.legend(fontsize=8)
