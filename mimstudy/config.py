@@ -18,7 +18,8 @@ from mimstudy.models.checkpoints.layouts import LAYOUTS
 from mimstudy.models.backbones import ModelConfigError, validate_backbone
 
 OBJECTIVES = ("supervised", "moco", "simmim", "finetune")
-DATASETS = ("fashion_mnist", "fashion_mnist_photos", "image_folder")
+MEMORY_DATASET_NAMES = ("fashion_mnist", "fashion_mnist_photos")  # mimstudy.data.MEMORY_DATASETS
+DATASETS = (*MEMORY_DATASET_NAMES, "image_folder")
 
 
 class ConfigError(ValueError):
@@ -226,7 +227,9 @@ class ProbeConfig(RunConfig):
     attention entropy, KL between heads and CKA between layers, over ``num_images`` test images.
 
     ``run_id`` names the pre-training run whose checkpoint is probed; ``probes`` is a comma-separated
-    subset of ``distance,entropy,kl,cka``.
+    subset of ``distance,entropy,kl,cka``. With ``arch`` set, no checkpoint is read: the run probes a
+    randomly initialised ``arch`` seeded by ``seed`` (objective ``random``), the random-init control
+    that every verdict of the book compares its trained models with.
     """
 
     notebook: ClassVar[str] = "probes"
@@ -236,6 +239,8 @@ class ProbeConfig(RunConfig):
     probes: str = ",".join(PROBES)
     cka_unbiased: bool = True
     device: str = "auto"  # where the model runs; auto: CUDA when available, else the CPU
+    arch: str = ""  # "": probe run_id's pre-trained checkpoint; a backbone name: that backbone at random init
+    dataset: str = "fashion_mnist"  # the random-init control's test images (a trained model: its own dataset)
 
     def probe_names(self) -> tuple[str, ...]:
         return probe_names(self.probes)
@@ -244,9 +249,16 @@ class ProbeConfig(RunConfig):
         super().validate()
         _check_probing(self.num_images, self.batch_size, self.probes)
         _check_device(self.device)
+        if self.arch:
+            try:
+                validate_backbone(self.arch)
+            except ModelConfigError as err:
+                raise ConfigError(f"arch (the random-init backbone to probe): {err}") from err
+        _require(self.dataset in MEMORY_DATASET_NAMES,
+                 f"dataset must be one of {MEMORY_DATASET_NAMES}, got {self.dataset!r}")
 
     def required_runs(self) -> list[str]:
-        return [self.run_id]
+        return [] if self.arch else [self.run_id]
 
 
 @dataclass

@@ -103,9 +103,13 @@ def load_runs(folder: str | Path, dim: str = "model") -> xr.Dataset:
     paths = sorted(Path(folder).glob("*.nc"))
     if not paths:
         raise FileNotFoundError(f"no results in {folder}: run the study first (make study)")
+    return combine_runs([load_dataset(path) for path in paths], dim)
+
+
+def combine_runs(datasets: list[xr.Dataset], dim: str = "model") -> xr.Dataset:
+    """Concatenate runs (each with a scalar ``dim`` coord and its provenance attrs) as :func:`load_runs` does."""
     # each run's provenance survives the concatenation as a JSON string coord along ``dim``
-    datasets = [ds.assign_coords(provenance=json.dumps(ds.attrs, sort_keys=True, default=_plain))
-                for ds in map(load_dataset, paths)]
+    datasets = [ds.assign_coords(provenance=json.dumps(ds.attrs, sort_keys=True, default=_plain)) for ds in datasets]
     datasets = _pad_missing_coords(datasets)
     # coords="all": identity coords (objective, arch) always get the ``dim`` axis, even when equal
     return xr.concat(datasets, dim=dim, coords="all", compat="equals", join="outer", combine_attrs="drop_conflicts")

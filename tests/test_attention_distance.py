@@ -6,6 +6,7 @@ import torch
 
 from mimstudy.models.backbones import create_backbone
 from mimstudy.probes import attention_distance, patch_attention, patch_distances, probe_attention
+from mimstudy.probes.distributions import example_distance, query_independent
 
 
 def with_prefix(patch_attn: torch.Tensor, prefix_mass: float = 0.3) -> torch.Tensor:
@@ -83,3 +84,18 @@ def test_probe_attention_on_timm_vit_is_streaming_consistent():
     assert torch.allclose(torch.from_numpy(da.values), torch.from_numpy(small_batches["attention_distance"].values), atol=1e-5)
     # distances lie between 0 and the grid's diameter (7 * sqrt(2) patches of 4 px)
     assert (da.values >= 0).all() and (da.values <= 4 * 7 * math.sqrt(2)).all()
+
+
+def test_query_independent_rows_are_the_mean_row():
+    p = torch.softmax(torch.randn(2, 3, 5, 5, generator=torch.Generator().manual_seed(0)), dim=-1)
+    q = query_independent(p)
+    torch.testing.assert_close(q, p.mean(dim=2, keepdim=True).expand_as(p))
+    torch.testing.assert_close(query_independent(q), q)  # already query-independent: unchanged
+    support = torch.rand(5, 5, generator=torch.Generator().manual_seed(1)) > 0.3
+    support |= torch.eye(5, dtype=torch.bool)
+    masked = query_independent(p, support)
+    assert (masked[..., ~support] == 0).all()
+    torch.testing.assert_close(masked.sum(-1), torch.ones(2, 3, 5))
+    dist = patch_distances((1, 5), 1.0)
+    # attention that only depends on the image has the same distance as its baseline
+    torch.testing.assert_close(example_distance(q, dist), example_distance(query_independent(q), dist))

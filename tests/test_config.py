@@ -51,3 +51,13 @@ def test_device_is_auto_or_a_torch_device(config_cls):
         config_cls.from_dict({"device": device})
     with pytest.raises(ConfigError, match=r"device must be 'auto', 'cpu', 'cuda' or 'cuda:<n>', got 'gpu0'"):
         config_cls.from_dict({"device": "gpu0"})
+
+
+def test_probe_of_a_random_init_arch_reads_no_checkpoint():
+    from mimstudy.config import ProbeConfig
+
+    assert ProbeConfig(run_id="vit_sup").required_runs() == ["vit_sup"]
+    control = ProbeConfig.from_dict({"run_id": "vit_random", "arch": "vit_micro_32"})
+    assert control.required_runs() == []
+    with pytest.raises(ConfigError, match="arch .the random-init backbone"):
+        ProbeConfig.from_dict({"run_id": "vit_random", "arch": "vit_nope"})

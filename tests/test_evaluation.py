@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mimstudy.probes.evaluation import extract_features, knn_accuracy, linear_probe_accuracy
+from mimstudy.probes.evaluation import extract_features, knn_accuracy, linear_probe_accuracy, raw_pixel_accuracies
 from mimstudy.models.backbones import create_backbone
 
 
@@ -42,3 +42,11 @@ def test_features_are_pre_logits_and_batch_independent():
     a, b = extract_features(model, images, batch_size=5), extract_features(model, images, batch_size=2)
     assert a.shape == (5, 64)
     assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_raw_pixel_accuracies_classify_the_flattened_images():
+    train, train_labels = clusters(seed=0)
+    test, test_labels = clusters(seed=0)
+    images = lambda x: x.reshape(-1, 1, 2, 4)  # noqa: E731  the 8-d points as 2x4 one-channel "images"
+    scores = raw_pixel_accuracies(images(train), train_labels, images(test), test_labels, k=5)
+    assert scores == {"knn_accuracy": 1.0, "linear_accuracy": 1.0}

@@ -48,7 +48,8 @@ def test_cka_grid_has_a_panel_per_model_and_a_shared_colour_bar():
     fig = plot_cka_grid(cka)
     assert len(fig.axes) == 3
     images = [ax.get_images()[0] for ax in fig.axes[:2]]
-    assert all(im.get_clim() == (0.5, 1.0) for im in images)
+    assert all(im.get_clim() == (0.0, 1.0) for im in images)  # CKA's whole range: an absolute scale
+    assert all(im.get_clim() == (0.5, 1.0) for im in (ax.get_images()[0] for ax in plot_cka_grid(cka, vmin=0.5).axes[:2]))
 
 
 def test_training_curves_panel_per_model_plus_accuracy():
@@ -72,3 +73,15 @@ def test_training_curves_wrap_many_models_without_empty_panels():
     fig = plot_training_curves(ds)
     assert len(fig.axes) == n + 1
     assert fig.axes[-1].texts[0].get_text() == "no model reports accuracy"
+
+
+def test_plot_models_draws_absolute_axes_and_the_uniform_line():
+    values = xr.DataArray(np.full((2, 4, 3), 16.0), dims=("model", "layer", "head"),
+                          coords={**model_coords(2), "layer": [1, 2, 3, 4]})
+    uniform = xr.DataArray([4.0, 3.5, 4.0, 3.5], dims="layer", coords={"layer": [1, 2, 3, 4]})
+    fig = plot_models(values, ylabel="px", ylim=(0, 40.0), reference=uniform)
+    for ax in fig.axes:
+        assert ax.get_ylim() == (0.0, 40.0)
+        dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+        assert len(dashed) == 1 and list(dashed[0].get_ydata()) == [4.0, 3.5, 4.0, 3.5]
+    assert plot_models(values, ylabel="KL").axes[0].get_ylim()[0] == 0.0  # from 0 by default

@@ -20,12 +20,15 @@ from mimstudy.probes import (
     cka,
     head_kl,
     head_kl_per_head,
+    patch_attention,
+    patch_distances,
     probe_attention,
     probe_model,
     window_attention_distance,
     window_attention_entropy,
     window_head_kl,
 )
+from mimstudy.probes.distributions import example_distance, query_independent
 from mimstudy.book.verdicts import bootstrap_samples, image_mean_interval
 
 N_IMAGES = 9
@@ -92,7 +95,8 @@ PER_IMAGE = ("attention_distance", "attention_entropy", "head_kl_per_image")
 
 def test_vit_layout(probed):
     ds = probed["vit"]
-    assert set(ds.data_vars) == {*PER_IMAGE, "head_kl", "cka"}
+    assert set(ds.data_vars) == {*PER_IMAGE, "mean_row_distance", "head_kl", "cka", "uniform_distance",
+                                 "uniform_entropy", "max_distance"}
     for var in PER_IMAGE:
         assert ds[var].dims == ("layer", "head", "image") and ds[var].shape == (4, 4, N_IMAGES)
     assert ds["head_kl"].dims == ("layer", "head", "head_j") and ds["cka"].dims == ("layer", "layer_j")
@@ -242,14 +246,15 @@ def test_memory_held_between_batches_does_not_grow_with_images(vit, swin, name):
             held.append(live_tensor_bytes())
     assert held[0] == held[1], f"tensors held between batches grew from {held[0]} to {held[1]} bytes"
     assert shapes[0] == shapes[-1] == {"kl_sum": (4, 4, 4), "hsic_sum": (4, 4)}
-    # what grows is the per-image scalars only: 3 variables x [layer, head] float32 per image
+    # what grows is the per-image scalars only: 4 variables x [layer, head] float32 per image
     per_image = sum(chunk.nbytes for chunks in probe.per_image.values() for chunk in chunks)
-    assert per_image == 16 * 3 * 4 * 4 * 4  # 16 images
+    assert per_image == 16 * 4 * 4 * 4 * 4  # 16 images
 
 
 def test_probe_attention_is_the_distance_probe(probed, vit, images):
     ds = probe_attention(vit, images, batch_size=4)
-    assert list(ds.data_vars) == ["attention_distance"]
+    assert list(ds.data_vars) == ["attention_distance", "mean_row_distance", "uniform_distance", "uniform_entropy",
+                                  "max_distance"]
     np.testing.assert_allclose(ds["attention_distance"].values, probed["vit"]["attention_distance"].values, atol=1e-5)
 
 
@@ -262,7 +267,8 @@ def test_model_is_left_as_found_and_batches_may_come_from_an_iterable(vit, image
     assert vit.training and all(m.fused_attn for m in attention)
     assert not any(m._forward_hooks for m in vit.modules())
     vit.eval()
-    assert set(ds.data_vars) == {"attention_distance", "head_kl_per_image", "head_kl"} and ds.sizes["image"] == N_IMAGES
+    assert set(ds.data_vars) == {"attention_distance", "mean_row_distance", "head_kl_per_image", "head_kl",
+                                 "uniform_distance", "uniform_entropy", "max_distance"} and ds.sizes["image"] == N_IMAGES
 
 
 def test_bad_arguments_raise(vit, images):
@@ -295,3 +301,29 @@ def test_biased_cka_option(vit, images):
         feats = vit.forward_intermediates(images, intermediates_only=True, output_fmt="NLC")
     assert ds["cka"].sel(layer=1, layer_j=4).item() == pytest.approx(cka(feats[0], feats[3]).item(), abs=1e-10)
     assert ds.attrs["cka_unbiased"] == 0
+
+
+def test_uniform_reference_closed_forms_and_swin_seams(probed):
+    vit, swin = probed["vit"], probed["swin"]
+    np.testing.assert_allclose(vit["uniform_distance"], patch_distances((8, 8), 4).mean().item(), rtol=1e-6)
+    np.testing.assert_allclose(vit["uniform_entropy"], math.log(64), rtol=1e-6)
+    np.testing.assert_allclose(vit["max_distance"], 4 * 7 * math.sqrt(2), rtol=1e-6)
+    regular, shifted = swin["uniform_distance"].values[[0, 2]], swin["uniform_distance"].values[[1, 3]]
+    np.testing.assert_allclose(regular, [patch_distances((4, 4), 2).mean(), patch_distances((4, 4), 4).mean()], rtol=1e-6)
+    assert (shifted < regular).all()  # masked seam pairs leave shifted windows fewer, nearer keys
+    assert (swin["uniform_entropy"].values[[1, 3]] < math.log(16)).all()
+    # every head's entropy stays below its block's uniform entropy, its distance below the largest allowed
+    for ds in (vit, swin):
+        real = ds["attention_entropy"].notnull()  # Swin: NaN-padded heads
+        assert ((ds["attention_entropy"] <= ds["uniform_entropy"] + 1e-5) | ~real).all()
+        assert ((ds["attention_distance"] <= ds["max_distance"] + 1e-4) | ~real).all()
+
+
+def test_mean_row_baseline_matches_the_query_independent_maps(probed, vit, images):
+    ds = probed["vit"]
+    maps = AttentionMaps(vit)(images)
+    for layer, attn in enumerate(maps.values()):
+        p = patch_attention(attn, 1)
+        expect = example_distance(query_independent(p), patch_distances((8, 8), 4))  # [B, H]
+        np.testing.assert_allclose(ds["mean_row_distance"].values[layer], expect.T.numpy(), rtol=1e-5)
+    assert (probed["swin"]["mean_row_distance"].notnull().sum() > 0) and ds["mean_row_distance"].attrs["units"] == "pixels"

@@ -12,7 +12,8 @@ from mimstudy.data import memory_splits
 from mimstudy.data.photo_composites import TEST_PHOTOS, TRAIN_PHOTOS, composites, fashion_mnist_on_photos
 from mimstudy.models.backbones import ModelConfigError, create_backbone, fix_sincos_pos_embed
 from mimstudy.probes.evaluation import extract_features, pooled_features
-from mimstudy.probes.locality import locality, most_local_head, uniform_distance
+from mimstudy.probes.dataset import uniform_reference
+from mimstudy.probes.locality import locality, most_local_head
 from mimstudy.probes.reconstruction import baseline_l1, masked_l1, nearest_visible, pixel_mask, visible_mean
 from mimstudy.probes.trajectory import probe_trajectory
 
@@ -89,8 +90,8 @@ def test_baselines_rank_local_and_global_guesses_on_a_smooth_image():
 
 
 def test_locality_is_zero_for_uniform_and_one_for_self_attention():
-    d_uniform = uniform_distance((8, 8), 4.0)
-    assert d_uniform == pytest.approx(16.55, abs=0.01)  # the ~16.5 px of uniform attention on the 8x8 grid
+    d_uniform = float(uniform_reference(create_backbone("vit_micro_32"))["uniform_distance"][0])
+    assert d_uniform == pytest.approx(16.55, abs=0.01)  # the ~16.5 px of uniform attention on the 8x8 grid of 4 px
     distance = xr.DataArray([[d_uniform, 0.0], [2 * d_uniform, d_uniform / 2]], dims=("layer", "head"))
     lam = locality(distance, d_uniform)
     assert lam.values.tolist() == [[0.0, 1.0], [-1.0, 0.5]]
@@ -111,6 +112,15 @@ def test_patch_mean_features_ignore_the_cls_token():
                           atol=1e-6)  # a Swin's head already averages its tokens
     with pytest.raises(ValueError, match="pool"):
         pooled_features(vit, images, "max")
+
+
+def test_trajectory_of_a_swin_uses_each_blocks_own_baseline():
+    torch.manual_seed(0)
+    ds = probe_trajectory([(0, create_backbone("swinv2_micro_32").eval())], torch.randn(4, 1, 32, 32), batch_size=4,
+                          probes=("distance", "entropy"))
+    assert float(abs(ds["locality"]).max()) < 0.2  # NaN-padded heads skipped
+    assert 0 < float(ds["normalized_entropy"].min()) and float(ds["normalized_entropy"].max()) <= 1 + 1e-6
+    assert ds["normalized_entropy"].attrs["units"] == "fraction of the uniform entropy"
 
 
 def test_trajectory_stacks_epochs_and_is_scale_free():

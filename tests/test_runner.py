@@ -65,6 +65,16 @@ def test_seeds_repeat_every_run(tmp_path):
     assert steps[3].config.required_runs() == ["a-s3"]
 
 
+def test_runs_may_be_listed_with_parameters(tmp_path):
+    path = tmp_path / "control.yaml"
+    path.write_text("seeds: [0, 1, 2]\npretrain:\n  runs:\n    a: {}\n"
+                    "probes:\n  runs: [a, {a_random: {arch: vit_micro_32}}]\n")
+    probes = [s.config for s in plan(path) if s.notebook == "probes"]
+    assert [c.run_id for c in probes] == ["a-s0", "a-s1", "a-s2", "a_random-s0", "a_random-s1", "a_random-s2"]
+    assert [c.seed for c in probes[3:]] == [0, 1, 2] and all(c.arch == "vit_micro_32" for c in probes[3:])
+    assert all(c.required_runs() == [] for c in probes[3:])
+
+
 def fake_results(steps, skip=(), checkpoints=True):
     for step in steps:
         if step.name not in skip:
@@ -189,7 +199,9 @@ def test_ci_preset_end_to_end_then_skips(ci_results):
     from mimstudy.results import load_runs
 
     ds = load_runs(f"{results}/ci/probes")
-    assert set(ds["objective"].values) == {"supervised", "moco", "simmim", "finetune"}
+    assert set(ds["objective"].values) == {"supervised", "moco", "simmim", "finetune", "random"}
+    assert {"mean_row_distance", "uniform_distance", "uniform_entropy"} <= set(ds.data_vars)
+    assert ds["arch"].sel(model="swin_random").item() == "swinv2_micro_32"
     assert ds["attention_distance"].dims == ("model", "layer", "head", "image")
     distance = ds["attention_distance"]
     assert distance.min().item() > 0  # NaN where a Swin stage has fewer heads than the widest one
@@ -198,6 +210,7 @@ def test_ci_preset_end_to_end_then_skips(ci_results):
     assert accuracy["knn_accuracy"].dims == ("model", "weights", "pool")
     assert list(accuracy["weights"].values) == ["pretrained", "random_init", "raw_pixels"]
     assert ((accuracy["knn_accuracy"] >= 0) & (accuracy["knn_accuracy"] <= 1)).all()
+    assert list(accuracy["weights"].values) == ["pretrained", "random_init", "raw_pixels"]
 
 
 @pytest.mark.parametrize("preset", sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))

@@ -139,7 +139,8 @@ def absent_note(ds: xr.Dataset, arch_prefix: str = "vit", objectives=OBJECTIVE_O
     """A sentence naming the objectives of ``objectives`` with no ``arch_prefix*`` model in ``ds`` ('' if none),
     as results of ``preset`` (default: :func:`book_preset`)."""
     found = models_by_objective(ds, arch_prefix)
-    missing = [OBJECTIVE_LABELS.get(o, o) for o in objectives if o not in found]
+    missing = [OBJECTIVE_LABELS.get(o, "random init (the control)" if o == "random" else o)
+               for o in objectives if o not in found]
     if not missing:
         return ""
     return (f"The `{preset or book_preset()}` results have no {arch_prefix}* model trained with "

@@ -40,11 +40,16 @@ def _title(one: xr.DataArray | xr.Dataset, i: int) -> str:
     return f"({chr(97 + i)}) {one['objective'].item()} · {one['arch'].item()}"
 
 
-def plot_models(values: xr.DataArray, ylabel: str, sharey: bool = True):
+def plot_models(values: xr.DataArray, ylabel: str, sharey: bool = True, ylim: tuple = (0, None),
+                reference: xr.DataArray | float | None = None, reference_label: str = "uniform attention"):
     """One panel per ``model`` of ``values`` ``(model, layer, head)``, titled by objective and arch.
 
     Works for any per-head variable (distance, entropy, head KL); NaN-padded heads are skipped and a
-    1-D ``stage`` coord (one Swin model per panel) draws stage boundaries.
+    1-D ``stage`` coord (one Swin model per panel) draws stage boundaries. Axes are absolute: ``ylim``
+    (default: from 0) fixes the range — pass the largest possible value as its top (the largest
+    distance a block allows, ``log N`` for entropy) so that a flat line near uniform attention looks
+    flat. ``reference``: a dashed line per panel (a number, or per layer ``(layer)`` /
+    ``(model, layer)``, drawn as steps: e.g. the uniform-attention distance of each block).
     """
     models = list(values["model"].values)
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.4), sharey=sharey, squeeze=False)
@@ -53,16 +58,26 @@ def plot_models(values: xr.DataArray, ylabel: str, sharey: bool = True):
         if "stage" in one.coords and one["stage"].ndim == 1 and one["stage"].isnull().any():
             one = one.drop_vars("stage")
         plot_head_dots(one, ax, title=_title(one, i), ylabel=ylabel if i == 0 else "", color=f"C{i}")
+        if reference is not None:
+            line = reference.sel(model=model) if isinstance(reference, xr.DataArray) and "model" in reference.dims \
+                else reference
+            if isinstance(line, xr.DataArray):
+                line = line.sel(layer=one["layer"].values)
+                ax.plot(one["layer"].values, line.values, color="grey", ls="--", lw=0.8, drawstyle="steps-mid",
+                        label=reference_label)
+            else:
+                ax.axhline(float(line), color="grey", ls="--", lw=0.8, label=reference_label)
+        ax.set_ylim(*ylim)
+    if reference is not None:
+        axes[0][-1].legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def plot_cka_grid(cka: xr.DataArray, vmin: float | None = None, vmax: float = 1.0, cmap: str = "viridis"):
-    """One CKA heatmap per ``model`` of ``cka`` ``(model, layer, layer_j)`` on a shared colour scale,
-    plus one colour bar (so ``len(fig.axes) == models + 1``). ``vmin`` defaults to the smallest value."""
+def plot_cka_grid(cka: xr.DataArray, vmin: float = 0.0, vmax: float = 1.0, cmap: str = "viridis"):
+    """One CKA heatmap per ``model`` of ``cka`` ``(model, layer, layer_j)`` on a shared, absolute colour
+    scale (CKA's whole range, 0 to 1, by default), plus one colour bar (``len(fig.axes) == models + 1``)."""
     models = list(cka["model"].values)
-    if vmin is None:
-        vmin = float(np.nanmin(cka.values))
     fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models) + 0.8, 3.4), squeeze=False)
     image = None
     for i, (ax, model) in enumerate(zip(axes[0], models)):
@@ -80,8 +95,8 @@ def plot_cka_grid(cka: xr.DataArray, vmin: float | None = None, vmax: float = 1.
 
 
 def plot_training_curves(pretrain: xr.Dataset):
-    """Training and validation loss per model (one panel each, own y scale: objectives' losses differ),
-    plus a last panel of validation accuracy for the models that report one."""
+    """Training and validation loss per model (one panel each from 0, own top: objectives' losses differ),
+    plus a last panel of validation accuracy (0 to 1) for the models that report one."""
     models = list(pretrain["model"].values)
     ncols = min(len(models) + 1, 4)
     nrows = int(np.ceil((len(models) + 1) / ncols))
@@ -97,6 +112,7 @@ def plot_training_curves(pretrain: xr.Dataset):
         ax.set_title(_title(one, i))
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss" if i % ncols == 0 else "")
+        ax.set_ylim(0, None)  # losses on an absolute axis: how far they fell, not only that they fell
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     ax = axes[0, len(models)]
@@ -108,6 +124,7 @@ def plot_training_curves(pretrain: xr.Dataset):
             shown = True
     ax.set_title("validation accuracy")
     ax.set_xlabel("epoch")
+    ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     if shown:
         ax.legend(fontsize=8)

@@ -1,9 +1,22 @@
-"""Verdicts on the paper's claims, computed from stored results with bootstrap uncertainty."""
+"""Verdicts that say how much: effect sizes against a floor and a random-init control, over training seeds.
+
+A :class:`Check` is one measurable part of a claim: an :class:`Estimate` of an effect (oriented so that
+larger means more support), the **effect-size floor** it must clear (``threshold``, stated in words in
+``floor``) and the same statistic computed on **random-init models** (``control``). It *holds* only when
+the effect's whole 95% interval lies beyond the floor and beyond the control (its interval when it has
+one, else its value) — a narrow interval around a tiny effect is not enough. :func:`judge` turns checks
+into a verdict: *supported* (every decidable check holds), *partly supported*, *not supported*, or
+*undetermined* when a :class:`Blocker` applies (fewer than three training seeds, a model below its
+quality gate, a missing control or probe variable) or no check has an interval. The claims of the paper,
+their statistics and floors live in :mod:`mimstudy.book.claims`; the scale-free statistics in
+:mod:`mimstudy.book.statistics`; the quality gates in :mod:`mimstudy.book.gates`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import xarray as xr
@@ -15,18 +28,27 @@ def depth_slope(per_layer: np.ndarray) -> float:
     return float(np.polyfit(layers, per_layer, 1)[0])
 
 
+@lru_cache(maxsize=16)
+def resample_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """``[n_boot, n]`` how often each of ``n`` images is drawn in each bootstrap resample (with replacement);
+    read-only, cached: every caller with the same ``(n, n_boot, seed)`` gets the same resamples."""
+    draws = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))  # [n_boot, n] image indices
+    counts = np.bincount((draws + n * np.arange(n_boot)[:, None]).ravel(), minlength=n_boot * n)
+    counts = counts.reshape(n_boot, n).astype(np.float64)
+    counts.flags.writeable = False
+    return counts
+
+
 def bootstrap_image_means(values: xr.DataArray, n_boot: int, seed: int) -> np.ndarray:
     """``[n_boot, ...]`` means over the ``image`` dim of ``values``, images resampled with replacement.
 
-    The same resampled image indices are used across every other dim, so models probed on the same
-    images stay paired.
+    The same resampled images (:func:`resample_counts`, a function of ``seed`` and the image count only)
+    are used across every other dim and every call, so models probed on the same images stay paired.
     """
-    rng = np.random.default_rng(seed)
     data = values.transpose(..., "image").values  # [..., N]
-    n = data.shape[-1]
-    idx = rng.integers(0, n, size=(n_boot, n))
-    return np.stack([data[..., i].mean(axis=-1) for i in idx])  # [n_boot, ...]
-
+    counts = resample_counts(data.shape[-1], n_boot, seed)  # [n_boot, N]
+    means = data.reshape(-1, data.shape[-1]) @ counts.T / data.shape[-1]  # [M, n_boot]; NaN rows stay NaN
+    return np.moveaxis(means, -1, 0).reshape(n_boot, *data.shape[:-1])
 
 
 def bootstrap_samples(values: xr.DataArray, n_boot: int = 1000, seed: int = 0) -> xr.DataArray:
@@ -55,8 +77,11 @@ def image_mean_interval(values: xr.DataArray, n_boot: int = 1000, seed: int = 0,
         attrs={"level": level, "n_boot": n_boot, "seed": seed},
     )  # fmt: skip
 
+
 VERDICTS = ("supported", "partly supported", "not supported")
 UNDETERMINED = "undetermined"
+NOT_RUN = "not run"  # the claim's experiment is not built, or the preset has none of its models
+MIN_SEEDS = 3  # training seeds an interval over seeds needs before a verdict is given
 
 
 @dataclass
@@ -78,6 +103,11 @@ class Estimate:
         """A point estimate with no interval (e.g. one seed of a statistic that has no per-image values)."""
         return cls(float(value), None, None, "none")
 
+    @classmethod
+    def missing(cls) -> "Estimate":
+        """No estimate at all (a variable the stored results lack): NaN, no interval."""
+        return cls(float("nan"), None, None, "none")
+
     @property
     def has_interval(self) -> bool:
         return self.low is not None and self.high is not None
@@ -94,52 +124,108 @@ class Estimate:
     def positive(self) -> bool:
         return self.above(0.0)
 
+    def short(self) -> str:
+        """``0.12 [0.08, 0.16]`` (or ``0.12`` / ``–``): for table cells."""
+        if np.isnan(self.value):
+            return "–"
+        return f"{self.value:.3g} [{self.low:.3g}, {self.high:.3g}]" if self.has_interval else f"{self.value:.3g}"
+
     def __str__(self) -> str:
+        if np.isnan(self.value):
+            return "not available"
         if not self.has_interval:
             return f"{self.value:.3g} (point estimate, no interval)"
-        return f"{self.value:.3g} [95% CI {self.low:.3g}, {self.high:.3g}]"
+        return f"{self.value:.3g} [95% CI {self.low:.3g}, {self.high:.3g}; {self.interval}]"
 
 
 @dataclass
 class Check:
-    """One testable part of a claim: ``estimate`` should be above (``expect="positive"``) or below
-    (``"negative"``) ``threshold``, with its 95% interval excluding the threshold."""
+    """One testable part of a claim: ``estimate`` should lie above (``expect="positive"``) or below
+    (``"negative"``) ``threshold`` — the effect-size floor, described in words by ``floor`` — with its
+    whole 95% interval, and beyond ``control``, the same statistic on random-init models (when given)."""
 
     description: str
     estimate: Estimate
     expect: str = "positive"
     threshold: float = 0.0
+    control: Estimate | None = None
+    floor: str = ""
 
     def __post_init__(self):
         if self.expect not in ("positive", "negative"):
             raise ValueError(f"expect must be 'positive' or 'negative', got {self.expect!r}")
+
+    def _beyond(self, level: float) -> bool:
+        return self.estimate.above(level) if self.expect == "positive" else self.estimate.below(level)
+
+    @property
+    def clears_floor(self) -> bool | None:
+        return None if not self.estimate.has_interval else self._beyond(self.threshold)
+
+    @property
+    def control_edge(self) -> float | None:
+        """The control's far end in the expected direction (its interval's, else its value)."""
+        if self.control is None or np.isnan(self.control.value):
+            return None
+        if not self.control.has_interval:
+            return self.control.value
+        return self.control.high if self.expect == "positive" else self.control.low
+
+    @property
+    def clears_control(self) -> bool | None:
+        edge = self.control_edge
+        return None if not self.estimate.has_interval else (True if edge is None else self._beyond(edge))
 
     @property
     def holds(self) -> bool | None:
         """True/False from the interval; ``None`` when the estimate has no interval (cannot be decided)."""
         if not self.estimate.has_interval:
             return None
-        return self.estimate.above(self.threshold) if self.expect == "positive" else self.estimate.below(self.threshold)
+        return bool(self.clears_floor and self.clears_control)
 
     @property
     def points_the_expected_way(self) -> bool:
         v = self.estimate.value
         return v > self.threshold if self.expect == "positive" else v < self.threshold
 
-    def markdown(self) -> str:
-        side = ">" if self.expect == "positive" else "<"
-        expected = f"expected {side} {self.threshold:g}"
+    @property
+    def status(self) -> str:
+        if np.isnan(self.estimate.value):
+            return "not available"
         if self.holds is None:
             lean = "the expected" if self.points_the_expected_way else "the wrong"
-            status = f"undecided — no interval; the point estimate points {lean} way"
-        else:
-            status = "holds" if self.holds else "does not hold"
-        return f"{self.description}: {self.estimate} ({expected}) — **{status}**"
+            return f"undecided — no interval; the point estimate points {lean} way"
+        if not self.clears_floor:
+            return "below its floor"
+        if not self.clears_control:
+            return "not beyond the random-init control"
+        return "holds"
+
+    def markdown(self) -> str:
+        side = ">" if self.expect == "positive" else "<"
+        floor = self.floor or f"expected {side} {self.threshold:g}"
+        control = "" if self.control is None else f"; random-init control {self.control}"
+        return f"{self.description}: {self.estimate} (floor: {floor}{control}) — **{self.status}**"
 
 
-def judge(checks: Sequence[Check]) -> str:
-    """*supported* if every decidable check holds, *partly supported* if some do, *not supported* if none;
-    *undetermined* when no check has an interval. Checks without an interval are left out of the count."""
+@dataclass(frozen=True)
+class Blocker:
+    """Why a claim cannot be judged yet (``reason``) and what would let it be (``remedy``)."""
+
+    reason: str
+    remedy: str
+    tag: str = ""  # a word or two for table cells: "seeds", "gate", ...
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def judge(checks: Sequence[Check], blockers: Sequence[Blocker | str] = ()) -> str:
+    """*undetermined* when any blocker applies or no check has an interval; otherwise *supported* if
+    every decidable check holds, *partly supported* if some do, *not supported* if none. Checks without
+    an interval are left out of the count."""
+    if blockers:
+        return UNDETERMINED
     decided = [c.holds for c in checks if c.holds is not None]
     if not decided:
         return UNDETERMINED
@@ -148,30 +234,73 @@ def judge(checks: Sequence[Check]) -> str:
 
 @dataclass
 class ClaimVerdict:
-    """A claim, the checks that test it, the verdict they give and extra estimates worth reporting."""
+    """A claim, the checks that test it, the verdict they give, what blocks a verdict, extra estimates."""
 
     claim: str
     checks: list[Check]
     verdict: str
     details: dict[str, Estimate] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    blockers: list[Blocker] = field(default_factory=list)
 
     @classmethod
-    def of(cls, claim: str, checks: Sequence[Check], details: dict | None = None, notes: Sequence[str] = ()) -> "ClaimVerdict":
-        return cls(claim, list(checks), judge(checks), dict(details or {}), list(notes))
+    def of(cls, claim: str, checks: Sequence[Check], details: dict | None = None, notes: Sequence[str] = (),
+           blockers: Sequence[Blocker] = ()) -> "ClaimVerdict":
+        return cls(claim, list(checks), judge(checks, blockers), dict(details or {}), list(notes), list(blockers))
+
+    @classmethod
+    def not_run(cls, claim: str, reason: str) -> "ClaimVerdict":
+        """A claim whose experiment is not built or has no models in a preset."""
+        return cls(claim, [], NOT_RUN, notes=[reason])
+
+    @property
+    def headline(self) -> str:
+        """The verdict with its reasons: ``undetermined: only 1 training seed; ...``."""
+        if self.verdict == UNDETERMINED and self.blockers:
+            return f"{UNDETERMINED}: " + "; ".join(b.reason for b in self.blockers)
+        return self.verdict
 
     def summary(self) -> str:
         """Markdown: the verdict in bold, the claim, one bullet per check, then details and notes."""
         lines = [f"**{self.verdict}.** {self.claim}", ""]
+        if self.blockers:
+            lines += ["Undetermined because: " + "; ".join(b.reason for b in self.blockers) + ".", ""]
         lines += [f"- {check.markdown()}" for check in self.checks]
         lines += [f"- {name}: {est}" for name, est in self.details.items()]
         undecided = sum(c.holds is None for c in self.checks)
         notes = list(self.notes)
-        if undecided:
+        if undecided and self.verdict != NOT_RUN:
             notes.append(f"{undecided} check(s) have no interval and are not counted in the verdict.")
         if notes:
             lines += ["", " ".join(notes)]
         return "\n".join(lines)
+
+    def what_would_change(self) -> str:
+        """One sentence, generated from the checks and blockers: what would turn this verdict into another."""
+        if self.verdict == NOT_RUN:
+            return "running its experiment: " + " ".join(self.notes)
+        parts = [b.remedy for b in self.blockers]
+        for check in self.checks:
+            if np.isnan(check.estimate.value):
+                continue
+            edge = check.control_edge
+            need = check.threshold if edge is None else (max(check.threshold, edge) if check.expect == "positive"
+                                                         else min(check.threshold, edge))
+            name = f"“{check.description}”"
+            if check.holds:
+                bound = check.estimate.low if check.expect == "positive" else check.estimate.high
+                parts.append(f"{name} holds ({bound:.3g} at the near end of its interval); it would fail "
+                             f"if that end fell to {need:.3g} (the floor or the control, whichever is stricter)")
+            elif check.points_the_expected_way and (edge is None or (check.estimate.value > edge) == (check.expect == "positive")):
+                parts.append(f"{name} is {check.estimate.value:.3g}, past its floor {check.threshold:g}"
+                             + (f" and the control {edge:.3g}" if edge is not None else "")
+                             + ", so a tighter interval (more seeds) could make it hold")
+            else:
+                gap = abs(need - check.estimate.value)
+                parts.append(f"{name} is {check.estimate.value:.3g}: it needs an effect {gap:.3g} larger "
+                             f"(past {need:.3g}, the floor {check.threshold:g}"
+                             + (f" or the control {edge:.3g}" if edge is not None else "") + ")")
+        return "; ".join(parts) + "." if parts else "nothing: no check can change it."
 
 
 def bootstrap_estimate(
@@ -185,9 +314,9 @@ def bootstrap_estimate(
     ``statistic`` maps a DataArray with ``per_image``'s dims except ``image`` to a float (or a 0-d
     DataArray). Every resample draws the same images for all other dims (models stay paired), so
     estimates made with the same ``seed`` on arrays with the same images share their resamples.
-    Statistics written with dim-named xarray reductions (like the helpers below) are evaluated on
-    all resamples at once: when ``statistic`` of the ``(boot, ...)`` samples returns a DataArray
-    with dims ``("boot",)`` that is used; otherwise it is called once per resample.
+    Statistics written with dim-named xarray reductions are evaluated on all resamples at once: when
+    ``statistic`` of the ``(boot, ...)`` samples returns a DataArray with dims ``("boot",)`` that is
+    used; otherwise it is called once per resample.
     """
     samples = bootstrap_samples(per_image, n_boot, seed)  # (boot, ...)
     point = float(statistic(per_image.mean("image")))
@@ -247,94 +376,7 @@ def off_diagonal(cka: xr.DataArray) -> xr.DataArray:
     return cka.where(~same)
 
 
-# --- Section 3.1.1 ----------------------------------------------------------------------------------
-
-
-def locality_verdict(distance: xr.DataArray, supervised: str, mim: str, n_boot: int = 1000, seed: int = 0) -> ClaimVerdict:
-    """Does attention distance grow with depth under supervision but stay local under MIM?
-
-    ``distance``: dims ``(model, layer, head, image)``. Checks, each with a 95% bootstrap interval over
-    images: (1) the supervised model's depth slope is positive, (2) it exceeds the MIM model's slope,
-    (3) the supervised model's upper layers attend further than the MIM model's. The MIM model's own
-    slope is reported as a detail.
-    """
-    pair = distance.sel(model=[supervised, mim])
-
-    def est(statistic):
-        return bootstrap_estimate(pair, statistic, n_boot, seed)
-
-    checks = [
-        Check(f"depth slope of the supervised model ({supervised}), px/layer", est(lambda d: slope(d.sel(model=supervised)))),
-        Check("supervised minus MIM depth slope, px/layer",
-              est(lambda d: slope(d.sel(model=supervised)) - slope(d.sel(model=mim)))),
-        Check("supervised minus MIM mean distance over the upper half of the layers, px",
-              est(lambda d: mean_of(upper_half(d.sel(model=supervised))) - mean_of(upper_half(d.sel(model=mim))))),
-    ]  # fmt: skip
-    details = {f"depth slope of the MIM model ({mim}), px/layer": est(lambda d: slope(d.sel(model=mim)))}
-    claim = (f"Attention distance grows with depth in the supervised model ({supervised}) and stays local "
-             f"in the MIM model ({mim}).")
-    return ClaimVerdict.of(claim, checks, details)
-
-
-# --- Section 3.1.2 ----------------------------------------------------------------------------------
-
-
-def focus_verdict(entropy: xr.DataArray, supervised: str, mim: str, n_boot: int = 1000, seed: int = 0) -> ClaimVerdict:
-    """Supervised heads broaden with depth; MIM heads keep diverse entropies in the upper layers.
-
-    ``entropy``: ``(model, layer, head, image)`` in nats. Checks: (1) the supervised model's depth slope
-    of mean entropy is positive; (2) the spread over heads (std of head entropies, averaged over the
-    upper half of the layers) is larger in the MIM model than in the supervised one.
-    """
-    pair = entropy.sel(model=[supervised, mim])
-
-    def est(statistic):
-        return bootstrap_estimate(pair, statistic, n_boot, seed)
-
-    checks = [
-        Check(f"depth slope of mean entropy in the supervised model ({supervised}), nats/layer",
-              est(lambda d: slope(d.sel(model=supervised)))),
-        Check("MIM minus supervised std of head entropies over the upper half of the layers, nats",
-              est(lambda d: head_spread(upper_half(d.sel(model=mim))) - head_spread(upper_half(d.sel(model=supervised))))),
-    ]  # fmt: skip
-    claim = (f"Supervised heads ({supervised}) attend more broadly with depth, while MIM heads ({mim}) "
-             "stay diverse — some focused, some broad — in the upper layers.")
-    return ClaimVerdict.of(claim, checks)
-
-
-# --- Section 3.1.3 ----------------------------------------------------------------------------------
-
-
-def diversity_verdict(head_kl: xr.DataArray, supervised: str, mim: str, n_boot: int = 1000, seed: int = 0) -> ClaimVerdict:
-    """Head diversity (KL between heads) fades in the supervised model's last layers but not under MIM.
-
-    ``head_kl``: ``head_kl_per_image`` ``(model, layer, head, image)``, each head's mean KL to the other
-    heads. Checks: (1) supervised first-half mean KL minus its last-3-layer mean KL > 0; (2) MIM minus
-    supervised mean KL over the last 3 layers > 0.
-    """
-    pair = head_kl.sel(model=[supervised, mim])
-    n_layers = head_kl.sizes["layer"]
-
-    def est(statistic):
-        return bootstrap_estimate(pair, statistic, n_boot, seed)
-
-    checks = [
-        Check(f"supervised ({supervised}) mean head KL, first half minus last 3 layers, nats",
-              est(lambda d: mean_of(first_half(d.sel(model=supervised))) - mean_of(last_layers(d.sel(model=supervised))))),
-        Check("MIM minus supervised mean head KL over the last 3 layers, nats",
-              est(lambda d: mean_of(last_layers(d.sel(model=mim))) - mean_of(last_layers(d.sel(model=supervised))))),
-    ]  # fmt: skip
-    notes = [f"With only {n_layers} layers, the first half and the last 3 layers overlap."] if n_layers < 6 else []
-    claim = (f"Heads of the supervised model ({supervised}) lose their diversity in the last layers, while "
-             f"the MIM model's ({mim}) heads keep attending to different tokens.")
-    return ClaimVerdict.of(claim, checks, notes=notes)
-
-
-# --- Section 3.2 ------------------------------------------------------------------------------------
-
-
-def _as_list(models: str | Sequence[str]) -> list[str]:
-    return [models] if isinstance(models, str) else list(models)
+# --- intervals over training seeds ---------------------------------------------------------------
 
 
 def seed_estimate(a: Sequence[float], b: Sequence[float] | None = None) -> Estimate:
@@ -351,113 +393,3 @@ def seed_estimate(a: Sequence[float], b: Sequence[float] | None = None) -> Estim
     dof = len(a) - 1 if b is None else min(len(a), len(b)) - 1  # conservative Welch degrees of freedom
     half = stats.t.ppf(0.975, dof) * np.sqrt(var)
     return Estimate(float(value), float(value - half), float(value + half), "t interval over seeds")
-
-
-def cka_verdict(cka: xr.DataArray, supervised: str | Sequence[str], mim: str | Sequence[str], high: float = 0.9) -> ClaimVerdict:
-    """MIM layers share one representation structure (high CKA everywhere); supervised layers differ.
-
-    ``cka``: ``(model, layer, layer_j)``. ``supervised`` / ``mim``: one run id or the run ids of several
-    seeds. CKA has no per-image values, so intervals come from the spread over seeds (t interval);
-    with one seed per side the estimates are points without an interval, and the verdict is
-    *undetermined*. Checks: (1) MIM minus supervised mean off-diagonal CKA > 0; (2) the MIM model's
-    minimum off-diagonal CKA > ``high``.
-    """
-    sup, mim_ = _as_list(supervised), _as_list(mim)
-    off = off_diagonal(cka)
-    mean_sup = [float(off.sel(model=m).mean()) for m in sup]
-    mean_mim = [float(off.sel(model=m).mean()) for m in mim_]
-    min_mim = [float(off.sel(model=m).min()) for m in mim_]
-    checks = [
-        Check("MIM minus supervised mean off-diagonal CKA", seed_estimate(mean_mim, mean_sup)),
-        Check("MIM minimum off-diagonal CKA", seed_estimate(min_mim), threshold=high),
-    ]
-    details = {"supervised mean off-diagonal CKA": seed_estimate(mean_sup),
-               "MIM mean off-diagonal CKA": seed_estimate(mean_mim)}
-    claim = (f"The MIM model's layers ({', '.join(mim_)}) all have similar representations (off-diagonal "
-             f"CKA above {high:g}), more similar than the supervised model's ({', '.join(sup)}).")
-    notes = [f"Seeds: {len(sup)} supervised, {len(mim_)} MIM."]
-    return ClaimVerdict.of(claim, checks, details, notes)
-
-
-# --- MoCo: like supervised in attention, like SimMIM in CKA -------------------------------------------
-
-
-def moco_verdict(probes: xr.Dataset, moco: str, supervised: str, mim: str, n_boot: int = 1000, seed: int = 0) -> ClaimVerdict:
-    """Does the MoCo v3 model behave like the supervised model in its attention but like SimMIM in CKA?
-
-    Each check is ``|moco - other| - |moco - like|`` of one summary number (> 0: MoCo is closer to
-    ``like``): upper-half mean attention distance and entropy and last-3-layer head KL (``like`` the
-    supervised model, 95% bootstrap over images) and mean off-diagonal CKA (``like`` SimMIM; a point
-    estimate, since CKA has no per-image values).
-    """
-    trio = [moco, supervised, mim]
-
-    def closer(summary: Callable[[xr.DataArray], xr.DataArray], like: str, other: str) -> Callable:
-        def statistic(d):
-            m, a, b = (summary(d.sel(model=x)) for x in (moco, like, other))
-            return abs(m - b) - abs(m - a)
-
-        return statistic
-
-    upper_mean = lambda d: mean_of(upper_half(d))  # noqa: E731
-    last_mean = lambda d: mean_of(last_layers(d))  # noqa: E731
-    checks = []
-    for var, label, summary in (("attention_distance", "upper-half attention distance", upper_mean),
-                                ("attention_entropy", "upper-half attention entropy", upper_mean),
-                                ("head_kl_per_image", "last-3-layer head KL", last_mean)):  # fmt: skip
-        if var in probes:
-            values = probes[var].sel(model=list(dict.fromkeys(trio)))
-            est = bootstrap_estimate(values, closer(summary, supervised, mim), n_boot, seed)
-            checks.append(Check(f"{label}: MoCo closer to supervised than to SimMIM by", est))
-    if "cka" in probes:
-        off = off_diagonal(probes["cka"])
-        m, s, i = (float(off.sel(model=x).mean()) for x in trio)
-        checks.append(Check("mean off-diagonal CKA: MoCo closer to SimMIM than to supervised by",
-                            Estimate.point(abs(m - s) - abs(m - i))))  # fmt: skip
-    claim = (f"MoCo v3 ({moco}) attends like the supervised model ({supervised}) but its layer "
-             f"representations are as uniform as SimMIM's ({mim}).")
-    return ClaimVerdict.of(claim, checks)
-
-
-# --- Appendix A: Swin's alternating layers ------------------------------------------------------------
-
-NOISE_ALTERNATION = 2 / 3  # chance that consecutive differences of i.i.d. values change sign
-
-
-def alternation(per_layer: xr.DataArray) -> xr.DataArray:
-    """Fraction of consecutive within-stage layer differences that change sign (1: high, low, high, ...).
-
-    ``per_layer``: ``(..., layer[, head])`` with a ``stage`` coord on ``layer``; other dims are kept.
-    NaN when no stage has three layers.
-    """
-    values = layer_means(per_layer)
-    other = [d for d in values.dims if d != "layer"]
-    data = values.transpose(*other, "layer").values  # [..., L]
-    stages = np.asarray(values["stage"].values)
-    flips = []
-    for stage in np.unique(stages):
-        diffs = np.diff(data[..., stages == stage], axis=-1)
-        if diffs.shape[-1] >= 2:
-            flips.append(diffs[..., :-1] * diffs[..., 1:] < 0)
-    if not flips:
-        return xr.DataArray(np.full(data.shape[:-1], np.nan), dims=other)
-    return xr.DataArray(np.concatenate(flips, axis=-1).mean(axis=-1), dims=other)
-
-
-def alternation_verdict(distance: xr.DataArray, model: str, n_boot: int = 1000, seed: int = 0) -> ClaimVerdict:
-    """Consecutive Swin layers alternate between high and low mean attention distance (shifted windows).
-
-    ``distance``: ``(model, layer, head, image)`` with a ``stage`` coord. One check: the alternation
-    fraction (:func:`alternation`) exceeds the 2/3 expected of i.i.d. noise, 95% bootstrap over images.
-    """
-    one = distance.sel(model=model)
-    checks = []
-    notes = []
-    if np.isnan(float(alternation(one.mean("image")))):
-        notes.append("No stage has three or more layers, so alternation cannot be measured.")
-    else:
-        est = bootstrap_estimate(one, alternation, n_boot, seed)
-        checks.append(Check("fraction of consecutive within-stage differences that change sign", est,
-                            threshold=NOISE_ALTERNATION))  # fmt: skip
-    claim = f"In {model}, consecutive layers within a stage alternate between high and low attention distance."
-    return ClaimVerdict.of(claim, checks, notes=notes)

@@ -27,8 +27,9 @@ import xarray as xr
 from mimstudy.models.backbones import grid_size_of, is_replknet, patch_size_of
 from mimstudy.probes.attention import patch_attention, patch_distances
 from mimstudy.probes.cka import MinibatchCKA
-from mimstudy.probes.distributions import example_distance, example_entropy, example_head_kl, head_kl_per_head
-from mimstudy.probes.extract import attention_hooks, check_image_size, window_attention_map
+from mimstudy.probes.distributions import (example_distance, example_entropy, example_head_kl, head_kl_per_head,
+                                           query_independent)
+from mimstudy.probes.extract import allowed_pairs, attention_hooks, check_image_size, window_attention_map
 from mimstudy.probes.kernels import block_outputs, merge_error, probe_kernels
 from mimstudy.probes.windowed import image_distributions
 
@@ -37,6 +38,8 @@ PER_IMAGE = {  # per-image variable: (probe, long name, units)
     "attention_distance": ("distance", "mean attention distance", "pixels"),
     "attention_entropy": ("entropy", "attention entropy", "nats"),
     "head_kl_per_image": ("kl", "mean KL divergence from the head to the other heads of its layer", "nats"),
+    "mean_row_distance": ("distance", "mean attention distance with each attention row replaced by the image's "
+                                      "mean row (the query-independent baseline)", "pixels"),
 }
 
 
@@ -182,6 +185,8 @@ class ModelProbe:
                 raise ValueError(f"attention over {p.shape[-1]} patch tokens does not match grid {self.grid}")
         if "attention_distance" in batch:
             batch["attention_distance"][layer, :heads] = example_distance(p, dist).T.cpu().numpy()
+            baseline = query_independent(p, support)
+            batch["mean_row_distance"][layer, :heads] = example_distance(baseline, dist).T.cpu().numpy()
         if "attention_entropy" in batch:
             batch["attention_entropy"][layer, :heads] = example_entropy(p).T.cpu().numpy()
         if "head_kl_per_image" in batch and heads > 1:
@@ -210,6 +215,9 @@ class ModelProbe:
                 raise ValueError(f"CKA needs batches of at least {self.min_cka_batch} images")
             attrs = {"long_name": "linear CKA of block outputs"}
             data["cka"] = (("layer", "layer_j"), self.cka.compute().cpu().numpy(), attrs)
+        if "distance" in self.probes or "entropy" in self.probes:
+            reference = uniform_reference(self.model)
+            data.update({name: (("layer",), reference[name].values, reference[name].attrs) for name in reference})
         layers = np.arange(1, len(self.blocks) + 1)
         coords = {
             "layer": layers,
@@ -265,6 +273,45 @@ class ModelProbe:
                 cka_images=self.cka.num_examples,
             )
         return attrs
+
+
+def uniform_reference(model: nn.Module) -> xr.Dataset:
+    """Distance and entropy of *uniform* attention over each block's allowed keys: the scale of locality.
+
+    For every probed block, attention spread evenly over the keys each query may attend to, reduced by
+    the same functions as the real maps (:func:`.distributions.example_distance`,
+    :func:`.distributions.example_entropy`): for a ViT, uniform over all patches (the same for every
+    block); for a Swin block, uniform over each query's window minus the pairs its shifted-window mask
+    removes, so a shifted block whose seam windows allow fewer, nearer keys gets its own, smaller
+    baseline. Returns ``uniform_distance (layer)`` in pixels, ``uniform_entropy (layer)`` in nats
+    (the largest entropy a block's attention can have, ``log N`` for a ViT of ``N`` patches) and
+    ``max_distance (layer)``, the largest query-key distance the block allows, in pixels.
+    """
+    distance, entropy, farthest = [], [], []
+    for block in probed_blocks(model):
+        if block.stage is None:
+            grid, patch = grid_size_of(model), patch_size_of(model)
+            count = grid[0] * grid[1]
+            p, dist = torch.full((1, 1, count, count), 1.0 / count), patch_distances(grid, patch)
+        else:
+            mask = allowed_pairs(block.module, 1)  # [nW, N, N]
+            uniform = (mask / mask.sum(dim=-1, keepdim=True)).unsqueeze(1)  # [nW, 1, N, N]
+            image = (1, 1, *getattr(model.patch_embed, "img_size"))
+            entry = window_attention_map(block.module, uniform, image, block.name)
+            p, _, dist = image_distributions(entry.attn, entry.window_size, entry.pixel_stride, 1, entry.pair_mask)
+        distance.append(example_distance(p, dist).item())
+        entropy.append(example_entropy(p).item())
+        farthest.append(dist.to(p)[p[0, 0] > 0].max().item())
+    layers = np.arange(1, len(distance) + 1)
+    return xr.Dataset(
+        {"uniform_distance": ("layer", np.array(distance), {"long_name": "mean distance of uniform attention over "
+                                                            "the allowed keys", "units": "pixels"}),
+         "uniform_entropy": ("layer", np.array(entropy), {"long_name": "entropy of uniform attention over the "
+                                                          "allowed keys (the largest possible)", "units": "nats"}),
+         "max_distance": ("layer", np.array(farthest), {"long_name": "largest query-key distance among the "
+                                                        "allowed pairs", "units": "pixels"})},
+        coords={"layer": layers},
+    )
 
 
 def _batches(images: torch.Tensor | Iterable, batch_size: int) -> Iterable[torch.Tensor]:

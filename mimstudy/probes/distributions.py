@@ -121,3 +121,19 @@ def _check_kl(kl: torch.Tensor, batched: bool = False) -> int:
     if kl.shape[-1] < 2:
         raise ValueError("head KL needs at least 2 heads to compare")
     return kl.shape[-1]
+
+
+def query_independent(p: torch.Tensor, support: torch.Tensor | None = None) -> torch.Tensor:
+    """Each example's attention with every row replaced by its mean row: the query-independent baseline.
+
+    ``q[b, h, :, k] = mean_q p[b, h, q, k]``: the same distribution over key positions for every query
+    (an attention map that only depends on the image, not on where the query is). With a ``support``
+    (bool ``[B, Q, K]`` or ``[Q, K]``, e.g. Swin's shifted-window seams), each query keeps the mean
+    row on its own allowed keys, renormalised. ``p``: ``[B, H, Q, K]``; returns the same shape.
+    """
+    _check_rows(p)
+    mean = p.mean(dim=2, keepdim=True).expand_as(p)  # [B, H, Q, K]
+    if support is None:
+        return mean.contiguous()
+    kept = mean * _head_shared(support, p)
+    return kept / kept.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)

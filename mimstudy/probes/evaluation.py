@@ -113,7 +113,7 @@ def sanity_accuracies(backbone: nn.Module, train_images: torch.Tensor, train_lab
 
 
 def raw_pixel_accuracies(train_images: torch.Tensor, train_labels: torch.Tensor, test_images: torch.Tensor,
-                     test_labels: torch.Tensor, k: int = 20) -> dict[str, float]:
+                         test_labels: torch.Tensor, k: int = 20) -> dict[str, float]:
     """The same scores on raw pixels (each image flattened): the bar a learned representation must clear."""
     return feature_accuracies(train_images.flatten(1).float(), train_labels, test_images.flatten(1).float(),
                               test_labels, k=k)

@@ -96,7 +96,7 @@ class WindowAttentionMap:
         return any(self.shift_size)
 
 
-def _allowed_pairs(block: nn.Module, num_images: int) -> torch.Tensor:
+def allowed_pairs(block: nn.Module, num_images: int) -> torch.Tensor:
     """``[B * nW, N, N]`` bool: pairs that the block's shifted-window mask lets attend."""
     rows, cols = (math.ceil(r / w) for r, w in zip(block.input_resolution, block.window_size))
     area = block.window_size[0] * block.window_size[1]
@@ -157,7 +157,7 @@ def window_attention_map(
     stride_h, stride_w = (size / res for size, res in zip(image_shape[-2:], block.input_resolution))
     if stride_h != stride_w:
         raise ValueError(f"{block_name}: anisotropic token stride {stride_h} x {stride_w} pixels")
-    pair_mask = _allowed_pairs(block, image_shape[0]).to(attn.device)  # [B * nW, N, N]
+    pair_mask = allowed_pairs(block, image_shape[0]).to(attn.device)  # [B * nW, N, N]
     if pair_mask.shape[0] != attn.shape[0]:
         raise ValueError(
             f"{block_name}: {attn.shape[0]} attention windows, expected {pair_mask.shape[0]}; "

@@ -2,7 +2,9 @@
 
 ``d`` is a head's mean attention distance (:func:`mimstudy.probes.attention.attention_distance`,
 pixels) and ``d_uniform`` the distance the same head would have if every query spread its attention
-uniformly over all patch keys: the mean distance between patch centres. lambda is 0 for uniform
+uniformly over the keys it may attend to (``uniform_distance`` of
+:func:`mimstudy.probes.dataset.uniform_reference`, stored with every probe dataset: for a ViT the mean
+distance between patch centres, for a Swin block its own windows and seams). lambda is 0 for uniform
 attention, 1 for attention on the query's own patch, and negative for heads that look farther than
 uniform (e.g. corner-to-corner). It does not depend on the image or patch size, so models of
 different geometry compare on one axis.
@@ -13,18 +15,11 @@ from __future__ import annotations
 import torch
 import xarray as xr
 
-from mimstudy.probes.attention import patch_distances
 
-
-def uniform_distance(grid: tuple[int, int], patch_size: float) -> float:
-    """Mean attention distance (pixels) of uniform attention over a ``grid`` of patches: the mean
-    over queries of the mean distance to all keys (the query's own patch included)."""
-    return float(patch_distances(grid, patch_size).mean())
-
-
-def locality(distance: xr.DataArray | torch.Tensor, d_uniform: float):
-    """``1 - distance / d_uniform`` elementwise (same type and dims as ``distance``)."""
-    if not d_uniform > 0:
+def locality(distance: xr.DataArray | torch.Tensor, d_uniform):
+    """``1 - distance / d_uniform`` elementwise (``d_uniform`` a number, or per layer broadcasting
+    against ``distance``)."""
+    if not bool((d_uniform > 0).all() if hasattr(d_uniform, "all") else d_uniform > 0):
         raise ValueError(f"d_uniform must be positive, got {d_uniform}")
     return 1.0 - distance / d_uniform
 

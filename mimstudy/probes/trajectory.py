@@ -3,7 +3,7 @@
 A pre-training run with ``keep_epochs`` leaves ``runs/<preset>/<run_id>/epoch_<k>.pt`` (backbone +
 config). :func:`probe_trajectory` probes each on the same images and keeps, per epoch, the image
 means a reader needs to see whether an effect is emerging, stable or fading: each head's locality
-(ViT: ``1 - d / d_uniform``), normalised entropy (entropy / log of the number of keys), mean KL to
+(``1 - d / d_uniform``), normalised entropy (entropy / log of the number of keys), mean KL to
 the other heads, and CKA between layers.
 """
 
@@ -11,30 +11,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import numpy as np
 import torch
 import torch.nn as nn
 import xarray as xr
 
-from mimstudy.models.backbones import grid_size_of, is_swin, patch_size_of
 from mimstudy.probes.dataset import probe_model
-from mimstudy.probes.locality import locality, uniform_distance
+from mimstudy.probes.locality import locality
 
 
-def summarize(probes: xr.Dataset, model: nn.Module) -> xr.Dataset:
-    """Image means of one probe pass (:func:`~mimstudy.probes.dataset.probe_model`), scale-free where possible."""
+def summarize(probes: xr.Dataset) -> xr.Dataset:
+    """Image means of one probe pass (:func:`~mimstudy.probes.dataset.probe_model`), scale-free where
+    possible: locality against each block's own uniform-attention distance, entropy over the largest
+    entropy the block allows (``uniform_distance`` / ``uniform_entropy``, stored with the probes)."""
     out = {}
     if "attention_distance" in probes:
         distance = probes["attention_distance"].mean("image")
         out["attention_distance"] = distance
-        if not is_swin(model):
-            out["locality"] = locality(distance, uniform_distance(grid_size_of(model), patch_size_of(model)))
+        out["locality"] = locality(distance, probes["uniform_distance"]).assign_attrs(units="1 - d / d_uniform")
     if "attention_entropy" in probes:
-        keys = float(np.prod(grid_size_of(model))) if not is_swin(model) else float(np.prod(model.layers[0].blocks[0].window_size))
         entropy = probes["attention_entropy"].mean("image")
         out["attention_entropy"] = entropy
-        if not is_swin(model):
-            out["normalized_entropy"] = entropy / np.log(keys)
+        out["normalized_entropy"] = (entropy / probes["uniform_entropy"]).assign_attrs(
+            units="fraction of the uniform entropy")
     if "head_kl_per_image" in probes:
         out["head_kl"] = probes["head_kl_per_image"].mean("image")
     if "cka" in probes:
@@ -48,7 +46,7 @@ def probe_trajectory(snapshots: Iterable[tuple[int, nn.Module]], images: torch.T
     per_epoch = []
     probes = tuple(probes)
     for epoch, model in snapshots:
-        ds = summarize(probe_model(model, images, batch_size, probes=probes), model)
+        ds = summarize(probe_model(model, images, batch_size, probes=probes))
         per_epoch.append(ds.expand_dims(epoch=[int(epoch)]))
     if not per_epoch:
         raise ValueError("no snapshots to probe: pre-train with keep_epochs (e.g. 'all') to keep epoch backbones")

@@ -22,17 +22,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import xarray as xr
 
 from mimstudy.config import PretrainConfig
 from mimstudy.data import memory_splits
-from mimstudy.models.backbones import create_backbone, grid_size_of, patch_size_of
+from mimstudy.models.backbones import create_backbone
 from mimstudy.objectives.simmim import SimMIM
 from mimstudy.probes import probe_model
 from mimstudy.probes.evaluation import extract_features, knn_accuracy, linear_probe_accuracy
-from mimstudy.probes.locality import locality, uniform_distance
+from mimstudy.probes.trajectory import summarize
 from mimstudy.probes.reconstruction import baseline_l1
 from mimstudy.results import save_dataset
 from mimstudy.training.pretrain import pretrain
@@ -90,12 +89,9 @@ def run_trial(name: str, results_dir: str = "results", probe_images: int = 256, 
     test_x, test_y = splits.test.tensors
     backbone.eval()
     probes = probe_model(backbone, test_x[:probe_images], batch_size=64, probes=("distance", "entropy"))
-    d_uniform = uniform_distance(grid_size_of(backbone), patch_size_of(backbone))
-    lam = locality(probes["attention_distance"].mean("image"), d_uniform)
-    data = {
-        "locality": lam,  # (layer, head)
-        "normalized_entropy": probes["attention_entropy"].mean("image") / np.log(np.prod(grid_size_of(backbone))),
-    }
+    d_uniform = float(probes["uniform_distance"].mean())  # a ViT: the same for every block
+    summary = summarize(probes)
+    data = {"locality": summary["locality"], "normalized_entropy": summary["normalized_entropy"]}  # (layer, head)
     train_x, train_y = splits.train.tensors
     scalars = {"train_seconds": train_seconds, "steps": steps, "d_uniform": d_uniform}
     for pool in ("head", "patch_mean"):

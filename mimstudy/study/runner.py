@@ -109,8 +109,9 @@ def plan(preset: str | Path, results_dir: str = "results", runs_dir: str = "runs
         section = spec.get(notebook) or {}
         defaults = section.get("defaults") or {}
         runs = section.get("runs") or {}
-        if isinstance(runs, list):
-            runs = {run_id: {} for run_id in runs}
+        if isinstance(runs, list):  # names, or one-entry mappings {run_id: {parameters}}
+            runs = {run_id: params for item in runs
+                    for run_id, params in (item.items() if isinstance(item, dict) else [(item, {})])}
         for run_id, params in runs.items():
             merged = {**defaults, **(params or {})}
             run_seeds = [int(s) for s in seeds] if seeds else [int(merged.get("seed", 0))]

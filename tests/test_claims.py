@@ -1,0 +1,230 @@
+"""The rules of the book's verdicts: random-init models never support a claim, planted local and diverse
+heads do, and each rule (floor, control, quality gate, seeds, Swin's per-block baseline) decides."""
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from mimstudy.book.claims import CLAIMS, PresetResults, alternation_amplitude, claim, short_cell
+from mimstudy.book.gates import check_gates, gate_table
+from mimstudy.book.statistics import scale_free
+from mimstudy.models.backbones import create_backbone
+from mimstudy.probes import probe_model
+from mimstudy.provenance import provenance_attrs
+from mimstudy.results import combine_runs
+
+BUILT = [c for c in CLAIMS if not c.not_built and c.custom is None]
+LOG64 = float(np.log(64))
+
+
+def as_run(ds, run_id, objective, arch, seed):
+    """One run's probes as the notebooks store them: identity coords and provenance attrs (with the seed)."""
+    ds = ds.assign_coords(model=run_id, objective=objective, arch=arch)
+    ds.attrs.update(provenance_attrs({"run_id": run_id}, "test", seed))
+    return ds
+
+
+def passing_evaluation(models: dict[str, str], supervised_linear: float = 0.95) -> xr.Dataset:
+    """An evaluation in which every model passes its gate (the supervised ones with ``supervised_linear``)."""
+    names = list(models)
+    linear = [[supervised_linear if models[m] in ("supervised", "finetune") else 0.9, 0.6, 0.7] for m in names]
+    knn = [[0.9, 0.5, 0.7] for _ in names]
+    return xr.Dataset({"knn_accuracy": (("model", "weights"), np.array(knn)),
+                       "linear_accuracy": (("model", "weights"), np.array(linear))},
+                      coords={"model": names, "weights": ["pretrained", "random_init", "raw_pixels"],
+                              "objective": ("model", [models[m] for m in names])})
+
+
+# --- random-init models in every role ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def random_results(one_thread):
+    """ViT and Swin micro models at random init in every role their claims use (3 seeds each) plus 3
+    random-init controls per architecture."""
+    images = torch.rand(12, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    runs, objectives = [], {}
+    for prefix, arch, roles in (("vit", "vit_micro_32", ("supervised", "moco", "simmim")),
+                                ("swin", "swinv2_micro_32", ("supervised", "simmim", "finetune"))):
+        for r, role in enumerate((*roles, "random")):
+            for seed in range(3):
+                torch.manual_seed(100 * r + seed + (50 if prefix == "swin" else 0))
+                run_id = f"{prefix}_{role}-s{seed}"
+                runs.append(as_run(probe_model(create_backbone(arch), images, 6), run_id, role, arch, seed))
+                objectives[run_id] = role
+    return PresetResults("random", probes=combine_runs(runs), evaluate=passing_evaluation(objectives))
+
+
+def test_random_init_models_never_support_any_claim(random_results):
+    judged = {c.key: c.judge(random_results) for c in BUILT}
+    assert set(judged) >= {"vit-locality", "vit-moco", "vit-focus", "vit-diversity", "vit-cka", "swin-locality",
+                           "swin-alternation", "swin-focus", "swin-diversity", "swin-cka", "swin-finetune"}
+    for key, verdict in judged.items():
+        # every rule is satisfied (3 seeds, gates passed, a control), so each verdict is decided: not supported
+        assert not verdict.blockers, (key, verdict.headline)
+        assert verdict.verdict == "not supported", (key, verdict.summary())
+        assert all(c.estimate.interval == "t interval over 3 seeds" for c in verdict.checks)
+
+
+def test_swin_per_block_baseline_removes_the_masking_alternation(random_results):
+    verdict = claim("swin-alternation").judge(random_results)
+    assert verdict.verdict == "not supported"
+    for seed in range(3):
+        stats = random_results.image_means(f"swin_supervised-s{seed}")
+        # against one baseline per stage (the unshifted block's), the seams alone make blocks alternate ...
+        stage_scale = stats["uniform_distance"].groupby("stage").max()
+        raw = 1 - stats["distance"] / stage_scale.sel(stage=stats["stage"]).drop_vars("stage")
+        assert float(alternation_amplitude(raw)) >= 0.05
+        # ... which the per-block baseline of λ takes out
+        assert float(alternation_amplitude(stats["locality"])) < float(alternation_amplitude(raw)) / 2
+
+
+def test_uniform_reference_is_each_blocks_own(random_results):
+    stats = random_results.stats("swin_supervised-s0")
+    first_stage = stats["uniform_distance"].where(stats["stage"] == 0, drop=True).values
+    assert np.all(first_stage[1::2] < first_stage[::2])  # shifted blocks: masked seams, nearer keys
+    vit = random_results.stats("vit_supervised-s0")
+    np.testing.assert_allclose(vit["uniform_entropy"], LOG64, rtol=1e-5)
+    assert float(abs(vit["locality"].mean())) < 0.05  # random init: about as spread as uniform attention
+
+
+# --- planted local, diverse heads --------------------------------------------------------------------
+
+LAYERS, HEADS, IMAGES, U = 8, 4, 24, 16.55
+
+
+def planted_model(locality, entropy, kl, cka_off, seed, noise=0.01):
+    """Probe variables of a ViT with the given per-(layer, head) λ, entropy fraction and head KL."""
+    rng = np.random.default_rng(seed)
+    shape = (LAYERS, HEADS, IMAGES)
+
+    def per_image(values):
+        return np.broadcast_to(np.asarray(values, float)[..., None], shape) + noise * rng.standard_normal(shape)
+
+    lam = per_image(locality)
+    cka = np.full((LAYERS, LAYERS), cka_off) + noise * rng.standard_normal((LAYERS, LAYERS))
+    np.fill_diagonal(cka, 1.0)
+    layers = np.arange(1, LAYERS + 1)
+    dims = ("layer", "head", "image")
+    return xr.Dataset(
+        {"attention_distance": (dims, (1 - lam) * U), "mean_row_distance": (dims, np.full(shape, U)),
+         "attention_entropy": (dims, per_image(entropy) * LOG64), "head_kl_per_image": (dims, per_image(kl)),
+         "cka": (("layer", "layer_j"), cka), "uniform_distance": ("layer", np.full(LAYERS, U)),
+         "uniform_entropy": ("layer", np.full(LAYERS, LOG64)), "max_distance": ("layer", np.full(LAYERS, 39.6))},
+        coords={"layer": layers, "layer_j": layers, "head": np.arange(HEADS), "image": np.arange(IMAGES)})
+
+
+def by_layer(lower, upper):
+    return np.array([[lower]] * (LAYERS // 2) + [[upper]] * (LAYERS // 2))
+
+
+SUP = dict(locality=by_layer(0.6, 0.05), entropy=by_layer(0.4, 0.95),
+           kl=np.array([[2.0]] * 4 + [[1.0], [0.05], [0.05], [0.05]]), cka_off=0.6)
+MIM = dict(locality=[0.8, 0.6, 0.3, 0.1], entropy=[0.2, 0.5, 0.8, 0.95], kl=2.0, cka_off=0.95)
+MOCO = {**SUP, "cka_off": 0.95}
+RANDOM = dict(locality=0.0, entropy=0.97, kl=0.05, cka_off=0.85)
+
+
+def planted(seeds=(0, 1, 2), roles=None, control=RANDOM, scale=1.0, noise=0.01, supervised_linear=0.95):
+    roles = roles or {"supervised": SUP, "moco": MOCO, "simmim": MIM}
+    runs, objectives = [], {}
+    for objective, spec in {**roles, "random": control}.items():
+        spec = {**spec, "locality": scale * np.asarray(spec["locality"], float)}
+        for seed in seeds:
+            run_id = f"vit_{objective}-s{seed}"
+            runs.append(as_run(planted_model(**spec, seed=10 * seed + len(objectives), noise=noise), run_id, objective,
+                               "vit_micro_32", seed))
+            objectives[run_id] = objective
+    return PresetResults("planted", probes=combine_runs(runs), evaluate=passing_evaluation(objectives, supervised_linear))
+
+
+def test_planted_local_diverse_heads_are_supported():
+    results = planted()
+    for key in ("vit-locality", "vit-moco", "vit-focus", "vit-diversity", "vit-cka"):
+        verdict = claim(key).judge(results)
+        assert verdict.verdict == "supported", verdict.summary()
+        assert all(c.status == "holds" and c.control is not None for c in verdict.checks)
+    locality = claim("vit-locality").judge(results).checks
+    assert locality[0].estimate.value == pytest.approx(0.8, abs=0.02)  # SimMIM's most local head
+    assert locality[2].estimate.value == pytest.approx(0.45 - 0.05, abs=0.02)  # upper-half λ, SimMIM − supervised
+    assert abs(locality[2].control.value) < 0.02  # two random-init models compared: no effect
+
+
+def test_floor_rejects_small_effects_with_narrow_intervals():
+    results = planted(scale=0.1, noise=0.001)  # every λ a tenth: differences of 0.04-0.055
+    verdict = claim("vit-locality").judge(results)
+    assert verdict.verdict == "not supported"
+    for check in verdict.checks:
+        assert check.estimate.low > 0 and check.estimate.low > check.control_edge  # "different from zero" and the control
+        assert check.status == "below its floor"
+
+
+def test_control_that_looks_trained_blocks_support():
+    results = planted(control={**MIM, "cka_off": 0.85})  # random-init heads as local as SimMIM's
+    verdict = claim("vit-locality").judge(results)
+    assert verdict.checks[0].status == "not beyond the random-init control"
+    assert verdict.verdict == "partly supported"
+
+
+def test_model_below_its_gate_gives_undetermined():
+    verdict = claim("vit-locality").judge(planted(supervised_linear=0.85))
+    assert verdict.verdict == "undetermined" and "has not learned enough" in verdict.headline
+    assert all(c.status == "holds" for c in verdict.checks)  # the effect is there; the model is not good enough
+    assert "past their quality gates" in verdict.what_would_change()
+
+
+def test_one_seed_gives_undetermined_with_an_image_bootstrap():
+    verdict = claim("vit-locality").judge(planted(seeds=(0,)))
+    assert verdict.verdict == "undetermined" and "only 1 training seed" in verdict.headline
+    assert verdict.checks[0].estimate.interval == "bootstrap over the test images of one seed"
+    assert verdict.what_would_change().startswith("results over ≥ 3 training seeds")
+    assert short_cell(verdict).startswith("**undetermined** (seeds)")
+
+
+def test_missing_control_and_missing_variable_give_undetermined():
+    results = planted()
+    no_control = PresetResults("planted", probes=results.probes.drop_sel(model=[f"vit_random-s{s}" for s in range(3)]),
+                               evaluate=results.evaluate)
+    verdict = claim("vit-focus").judge(no_control)
+    assert verdict.verdict == "undetermined" and "no random-init control" in verdict.headline
+    old = PresetResults("planted", probes=results.probes.drop_vars("mean_row_distance"), evaluate=results.evaluate)
+    verdict = claim("vit-locality").judge(old)
+    assert verdict.verdict == "undetermined" and "mean_row_distance" in verdict.headline
+    assert np.isnan(verdict.checks[3].estimate.value)
+
+
+def test_claims_without_models_or_experiments_are_not_run():
+    results = planted()
+    assert claim("swin-locality").judge(results).verdict == "not run"
+    assert claim("geometric").judge(results).verdict == "not run"
+    assert {c.where.split(" ")[0] for c in CLAIMS} >= {"3.1.1", "3.1.2", "3.1.3", "3.2", "4.1", "4.2", "4.3", "A.1",
+                                                      "A.2", "B.1", "B.2", "D"}
+
+
+# --- quality gates ---------------------------------------------------------------------------------
+
+
+def test_gates_pass_fail_and_unknown():
+    ev = passing_evaluation({"a": "supervised", "b": "simmim", "c": "simmim"})
+    ev["knn_accuracy"].loc[{"model": "c", "weights": "pretrained"}] = 0.52  # < random init + 5 points
+    assert check_gates(ev, "a", "supervised").status == "pass"
+    assert check_gates(ev, "b", "simmim").status == "pass"
+    failed = check_gates(ev, "c", "simmim")
+    assert failed.status == "fail" and "k-NN accuracy ≥ random init + 5 points (52.0 % vs 50.0 %)" in failed.failed[0]
+    old = ev.sel(weights=["pretrained", "random_init"])  # an evaluation made before raw pixels were stored
+    assert check_gates(old, "b", "simmim").status == "unknown"
+    assert check_gates(None, "a", "supervised").status == "unknown"
+    assert check_gates(ev, "x", "random").status == "pass"
+    assert "**fail**" in gate_table(ev) and "**pass**" in gate_table(ev)
+
+
+def test_scale_free_statistics_closed_form():
+    one = planted_model(locality=0.25, entropy=0.5, kl=1.0, cka_off=0.9, seed=0, noise=0.0)
+    one = one.assign_coords(arch="vit_micro_32")
+    stats = scale_free(one)
+    np.testing.assert_allclose(stats["locality"], 0.25)
+    np.testing.assert_allclose(stats["locality_gain"], 0.25)
+    np.testing.assert_allclose(stats["entropy_fraction"], 0.5)
+    with pytest.raises(ValueError, match="one model"):
+        scale_free(one.expand_dims(model=["a"]))
