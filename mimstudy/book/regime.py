@@ -52,6 +52,18 @@ def regime_table(ds: xr.Dataset) -> str:
     return "\n".join(rows)
 
 
+def trial_provenance(ds: xr.Dataset) -> str:
+    """One line: the commits, hardware, threads and dates the trials were made with."""
+    records = [json.loads(str(ds["provenance"].sel(trial=t).item())) for t in ds["trial"].values]
+    def values(key, length=None):
+        return sorted({str(r.get(key, "?"))[:length] for r in records})
+    commits = sorted({str(r.get("git_commit", "?"))[:10] + ("+dirty" if str(r.get("git_dirty")) == "1" else "")
+                      for r in records})
+    return (f"*Provenance of the trials:* commit {', '.join(commits)}; {'; '.join(values('hardware'))}; "
+            f"{', '.join(values('threads'))} torch thread(s); made {values('created', 16)[0]} to {values('created', 16)[-1]} UTC "
+            "(on a machine shared with other jobs: the times in the table are not throughput measurements).")
+
+
 def plot_regime_locality(ds: xr.Dataset, ax=None):
     """λ of the most local head per layer for every trial, on the absolute axis [-1, 1] (0 = uniform
     attention, 1 = attention on the query's own patch); random-init trials dashed."""
