@@ -231,3 +231,11 @@ def test_official_replknet_checkpoint_loads(tmp_path, merged):
     if not merged:
         with pytest.raises(CheckpointError, match="small_kernel=3"):
             load_backbone("replk_micro_32", path)
+
+
+def test_moco_names_what_a_convnet_lacks():
+    from mimstudy.objectives.moco import MoCoConfig, MoCoV3
+
+    with pytest.raises(TypeError, match="freeze_patch_embed=False"):
+        MoCoV3(create_backbone("replk_micro_32"))
+    assert MoCoV3(create_backbone("replk_micro_32"), config=MoCoConfig(freeze_patch_embed=False)).projector is not None

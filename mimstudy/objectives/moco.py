@@ -120,6 +120,9 @@ class MoCoV3(nn.Module):
         self.backbone = backbone
         self.views = views if views is not None else MoCoViews()
         if config.freeze_patch_embed:
+            if not hasattr(backbone, "patch_embed"):
+                raise TypeError(f"freeze_patch_embed keeps a ViT/Swin patch projection at its random init, but "
+                                f"{type(backbone).__name__} has no patch_embed: set freeze_patch_embed=False")
             backbone.patch_embed.requires_grad_(False)
         width = getattr(backbone, "head_hidden_size", backbone.num_features)  # size of pre_logits features
         self.projector = build_mlp(3, width, config.mlp_dim, config.dim)
