@@ -28,7 +28,7 @@ from collections.abc import Callable
 import numpy as np
 import xarray as xr
 
-from mimstudy.book.verdicts import UNDETERMINED, Check, ClaimVerdict, Estimate, seed_estimate
+from mimstudy.book.verdicts import MIN_SEEDS, Blocker, Check, ClaimVerdict, Estimate, seed_estimate
 
 FLOORS = {"kernel_distance": 1.0, "kernel_entropy": 0.1, "kernel_kl": 0.05, "accuracy": 0.01}
 UNITS = {"kernel_distance": "px", "kernel_entropy": "nats", "kernel_kl": "nats", "accuracy": ""}
@@ -131,12 +131,25 @@ def gate_notes(gates: dict[str, bool], used: list[str]) -> list[str]:
 
 
 def _verdict(claim: str, checks: list[Check], details: dict, notes: list[str], gates: dict[str, bool],
-             used: list[str]) -> ClaimVerdict:
-    notes = notes + gate_notes(gates, used)
-    verdict = ClaimVerdict.of(claim, checks, details, notes)
-    if any(not gates.get(r, True) for r in used):
-        verdict.verdict = UNDETERMINED
-    return verdict
+             used: list[str], seeds: dict[str, int]) -> ClaimVerdict:
+    """The verdict under the book's rules: undetermined (a :class:`Blocker`) while a model it reads is
+    below its quality gate or a role has fewer than :data:`MIN_SEEDS` training seeds."""
+    blockers = []
+    failed = [r for r in used if not gates.get(r, True)]
+    if failed:
+        blockers.append(Blocker(f"below its quality gate: {', '.join(ROLE_LABELS[r] for r in failed)}",
+                                "a model past its quality gate (longer or better pre-training)", "gate"))
+    few = {r: seeds.get(r, 0) for r in used if seeds.get(r, 0) < MIN_SEEDS}  # a role not listed has no seeds
+    if few:
+        blockers.append(Blocker(f"fewer than {MIN_SEEDS} training seeds ("
+                                + ", ".join(f"{ROLE_LABELS[r]}: {n}" for r, n in few.items()) + ")",
+                                f"{MIN_SEEDS} or more training seeds per model (the cpu preset)", "seeds"))
+    return ClaimVerdict.of(claim, checks, details, notes, blockers)
+
+
+def seed_counts(roles: dict[str, list[str]]) -> dict[str, int]:
+    """Training seeds per role: the number of runs that fill it."""
+    return {role: len(models) for role, models in roles.items()}
 
 
 def robustness_note(probes: xr.Dataset, var: str, roles: dict, summary, a: str, b: str, floor: float) -> str:
@@ -170,7 +183,7 @@ def locality_claim(probes: xr.Dataset, roles: dict[str, list[str]], gates: dict[
     claim = ("With the re-parameterisation trick the supervised ConvNet's kernels are the most local; SimMIM "
              "without it brings locality back part of the way: its kernels aggregate less far than the supervised "
              "model's without the trick, but further than with it (Figure 12).")
-    return _verdict(claim, checks, details, notes, gates, ["sup", "sup_rep", "simmim"])
+    return _verdict(claim, checks, details, notes, gates, ["sup", "sup_rep", "simmim"], seed_counts(roles))
 
 
 # --- Figure 13: focused or broad kernels -------------------------------------------------------------
@@ -192,7 +205,7 @@ def focus_claim(probes: xr.Dataset, roles: dict[str, list[str]], gates: dict[str
     notes = [robustness_note(probes, var, roles, channel_spread, "simmim", "sup_rep", floor)]
     claim = ("The supervised model with re-parameterisation has focused kernels in its lower layers and broader ones "
              "higher up, while SimMIM's kernels are diverse in every layer, some focused and some broad (Figure 13).")
-    return _verdict(claim, checks, {}, notes, gates, ["sup_rep", "simmim"])
+    return _verdict(claim, checks, {}, notes, gates, ["sup_rep", "simmim"], seed_counts(roles))
 
 
 # --- Figure 14: diversity across kernels ---------------------------------------------------------------
@@ -214,7 +227,7 @@ def diversity_claim(probes: xr.Dataset, roles: dict[str, list[str]], gates: dict
     notes = [robustness_note(probes, var, roles, upper_half_mean, "simmim", "sup_rep", floor)]
     claim = ("The kernels of the SimMIM model differ from each other remarkably more than those of the supervised "
              "model with re-parameterisation, especially in deeper layers (Figure 14).")
-    return _verdict(claim, checks, details, notes, gates, ["sup_rep", "simmim"])
+    return _verdict(claim, checks, details, notes, gates, ["sup_rep", "simmim"], seed_counts(roles))
 
 
 # --- Table 3: classification after fine-tuning --------------------------------------------------------
@@ -233,7 +246,7 @@ def difference_estimate(a: Estimate, b: Estimate) -> Estimate:
     return Estimate(value, value - half, value + half, a.interval)
 
 
-def classification_claim(accuracy: dict[str, Estimate], gates: dict[str, bool]) -> ClaimVerdict:
+def classification_claim(accuracy: dict[str, Estimate], gates: dict[str, bool], seeds: dict[str, int]) -> ClaimVerdict:
     """SimMIM (no re-param.) fine-tuned classifies on par with supervised training with re-param.
     (Table 3: 83.3 vs 83.5), which itself beats supervised training without the trick."""
     floor = FLOORS["accuracy"]
@@ -246,4 +259,4 @@ def classification_claim(accuracy: dict[str, Estimate], gates: dict[str, bool]) 
                             difference_estimate(accuracy["sup_rep"], accuracy["sup"]), threshold=0.0))
     claim = ("Masked image modeling lets the large-kernel ConvNet without re-parameterisation classify on par with "
              "the supervised model that needs the trick (Table 3: 83.3% vs 83.5%).")
-    return _verdict(claim, checks, {}, [], gates, [r for r in ("ft", "sup_rep", "sup") if r in accuracy])
+    return _verdict(claim, checks, {}, [], gates, [r for r in ("ft", "sup_rep", "sup") if r in accuracy], seeds)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from mimstudy.book.verdicts import Check, ClaimVerdict, Estimate, seed_estimate
+from mimstudy.book.verdicts import MIN_SEEDS, Blocker, Check, ClaimVerdict, Estimate, seed_estimate
 
 AP_FLOOR = 0.01  # effect-size floor: 1 OKS AP point (the paper's gaps: +2.4 COCO, +4.2 CrowdPose)
 RMSE_FLOOR = 0.02  # metres (the paper's NYUv2 gap: 0.048 m of 0.35; our scenes' trivial RMSE is about 1 m)
@@ -54,6 +54,15 @@ def full_model(runs: xr.Dataset, task: str, objective: str, arch_prefix: str) ->
     return None
 
 
+def seed_blockers(pretrain_seeds: int) -> list[Blocker]:
+    """Fine-tuning seeds spread only the fine-tuning: a verdict on pre-training also needs
+    :data:`MIN_SEEDS` pre-training seeds per model (each row of our tables reads one pre-training run)."""
+    if pretrain_seeds >= MIN_SEEDS:
+        return []
+    return [Blocker(f"{pretrain_seeds} pre-training seed(s) per model: the intervals cover fine-tuning seeds only",
+                    f"{MIN_SEEDS} or more pre-training seeds per model (the cpu preset), each fine-tuned", "seeds")]
+
+
 def learnability_check(runs: xr.Dataset, random_model: str, metric: str = "ap", higher_is_better: bool = True) -> Check:
     """The quality gate: fine-tuned random weights beat the trivial predictor (else the task is broken)."""
     trivial = float(runs[f"trivial_{metric}"].sel(model=random_model))
@@ -62,7 +71,7 @@ def learnability_check(runs: xr.Dataset, random_model: str, metric: str = "ap", 
 
 
 def table2_verdict(runs: xr.Dataset, task: str, supervised: str, mim: str, random_model: str, metric: str = "ap",
-                   higher_is_better: bool = True, floor: float | None = None) -> ClaimVerdict:
+                   higher_is_better: bool = True, floor: float | None = None, *, pretrain_seeds: int) -> ClaimVerdict:
     """Table 2: MIM beats SUP by more than ``floor`` in ``metric`` (its direction given), once the task is
     learnable; RAND is the control. ``floor`` defaults to :data:`FLOORS` of the metric."""
     floor = FLOORS[metric] if floor is None else floor
@@ -79,11 +88,12 @@ def table2_verdict(runs: xr.Dataset, task: str, supervised: str, mim: str, rando
         notes.append("Neither pre-training beats random initialisation by the floor: the comparison is between "
                      "models whose pre-training does not transfer at this scale.")
     return ClaimVerdict.of(f"On {task}, MIM pre-training fine-tunes better than supervised pre-training "
-                           f"(by more than {floor:g} {metric.upper()}).", checks, details, notes)
+                           f"(by more than {floor:g} {metric.upper()}).", checks, details, notes,
+                           seed_blockers(pretrain_seeds))
 
 
 def drop_last_verdict(runs: xr.Dataset, task: str, supervised: dict[int, str], mim: dict[int, str],
-                      random_model: str, floor: float = AP_FLOOR) -> ClaimVerdict:
+                      random_model: str, floor: float = AP_FLOOR, *, pretrain_seeds: int) -> ClaimVerdict:
     """Figure 5: for SUP the best AP(d) − AP(0) over d >= 1 dropped blocks exceeds ``floor``; for MIM it does not.
 
     ``supervised`` / ``mim`` map the number of dropped blocks ``d`` (0 = the full model) to run ids.
@@ -103,11 +113,12 @@ def drop_last_verdict(runs: xr.Dataset, task: str, supervised: dict[int, str], m
                     gain_mim, "negative", floor)]
     return ClaimVerdict.of(f"On {task}, dropping the last blocks helps the supervised model and not the MIM model.",
                            checks, notes=["The best d is chosen after the fact, which favours finding a gain; "
-                                          "the floor guards against that only in part."])
+                                          "the floor guards against that only in part."],
+                           blockers=seed_blockers(pretrain_seeds))
 
 
 def shuffle_verdict(runs: xr.Dataset, task: str, supervised: tuple[str, list[str]], mim: tuple[str, list[str]],
-                    random_model: str, floor: float = AP_FLOOR) -> ClaimVerdict:
+                    random_model: str, floor: float = AP_FLOOR, *, pretrain_seeds: int) -> ClaimVerdict:
     """§3.2: the loss from loading randomly sampled blocks (baseline − sampled) is larger for SUP than MIM.
 
     ``supervised`` / ``mim``: ``(baseline run, [sampled runs])``; the baseline keeps as many blocks,
@@ -130,4 +141,5 @@ def shuffle_verdict(runs: xr.Dataset, task: str, supervised: tuple[str, list[str
               Check(f"AP lost by sampled blocks: supervised minus MIM (floor {floor:g})", difference, "positive", floor)]
     return ClaimVerdict.of(f"On {task}, loading randomly sampled pre-trained blocks hurts the supervised model more "
                            "than the MIM model.", checks,
-                           {"AP lost by the supervised model": drop_sup, "AP lost by the MIM model": drop_mim})
+                           {"AP lost by the supervised model": drop_sup, "AP lost by the MIM model": drop_mim},
+                           blockers=seed_blockers(pretrain_seeds))
