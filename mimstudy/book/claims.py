@@ -412,6 +412,54 @@ ALTERNATION_EFFECTS = (
 )
 
 
+def _convnet_roles(results: PresetResults, needed: tuple[str, ...]) -> dict[str, list[str]] | None:
+    from mimstudy.book.convnet_claims import convnet_roles
+
+    roles = convnet_roles(results.probes) if "arch" in results.probes.coords else {}
+    return roles if set(needed) <= set(roles) else None
+
+
+def replknet_kernel_claim(results: PresetResults) -> ClaimVerdict:
+    """Figure 12's locality claim on the preset's RepLKNets (the Appendix B page's first verdict)."""
+    from mimstudy.book.convnet_claims import convnet_gates, locality_claim
+
+    roles = _convnet_roles(results, ("sup", "sup_rep", "simmim"))
+    if roles is None or "kernel_distance" not in results.probes:
+        return ClaimVerdict.not_run("RepLKNet kernels", f"no RepLKNet supervised / re-param. / SimMIM probes in `{results.preset}`")
+    return locality_claim(results.probes, roles, convnet_gates(roles, results.evaluate))
+
+
+def replknet_table_claim(results: PresetResults) -> ClaimVerdict:
+    """Table 3's classification claim on the preset's RepLKNets (pose AP is not judged yet)."""
+    from mimstudy.book.convnet_claims import (classification_claim, convnet_accuracies, convnet_gates,
+                                              seed_counts)
+
+    roles = _convnet_roles(results, ("sup", "sup_rep"))
+    if roles is None or "ft" not in roles:
+        return ClaimVerdict.not_run("RepLKNet Table 3", f"no RepLKNet supervised / fine-tuned runs in `{results.preset}`")
+    try:
+        pretrain = load_results("pretrain", results.preset)
+    except FileNotFoundError:
+        pretrain = None
+    return classification_claim(convnet_accuracies(roles, pretrain), convnet_gates(roles, results.evaluate),
+                                seed_counts(roles))
+
+
+def geometric_claim(results: PresetResults) -> ClaimVerdict:
+    """Table 2 on the pose analog with ViTs (the 4.2 page's first verdict); tracking is not built."""
+    from mimstudy.book.geometric_claims import full_model, table2_verdict
+
+    try:
+        runs = load_results("downstream", results.preset)
+    except FileNotFoundError:
+        return ClaimVerdict.not_run("Geometric tasks", f"no Section 4.2 (downstream) results in `{results.preset}`")
+    sup, mim, rand = (full_model(runs, "pose", objective, "vit") for objective in ("supervised", "simmim", "random"))
+    if not (sup and mim and rand):
+        return ClaimVerdict.not_run("Geometric tasks", f"`{results.preset}` lacks a full supervised, SimMIM or "
+                                                       "random-init ViT pose run")
+    return table2_verdict(runs, "pose", sup, mim, rand, pretrain_seeds=1)  # each row reads one pre-training run
+
+
 def sweep_claim(results: PresetResults) -> ClaimVerdict:
     """Figure 2(a) by :func:`mimstudy.book.mask_sweep.sweep_verdict`: one model per masking, so no
     interval over seeds; the random-init control does not apply (an untrained model has no masking)."""
@@ -449,20 +497,22 @@ CLAIMS: tuple[Claim, ...] = (
           "attending to different tokens.", "head_diversity", "vit", ("supervised", "simmim"), diversity_effects()),
     Claim("layer-drop", "3.1.3 · Fig. 5", "Dropping the last layers helps the supervised model",
           "Dropping the last layers of a supervised SwinV2-B improves pose estimation and keeps depth estimation.",
-          not_built="Not built: needs pose and depth fine-tuning with truncated backbones (Section 4.2 analogs)."),
+          page="geometric_tasks",
+          not_built="Judged on the 4.2 page (pose fine-tuning with truncated backbones), not in this table yet."),
     Claim("vit-cka", "3.2 · Fig. 6", "Representation structure (ViT)",
           "ViT: SimMIM's layers have almost the same representations (CKA [0.9, 1.0]); supervised layers differ.",
           "cka", "vit", ("supervised", "simmim"), cka_effects()),
     Claim("layer-shuffle", "3.2 · text", "Randomly sampled layers hurt supervised more",
           "Loading randomly sampled pre-trained layers costs a supervised model more than a MIM model downstream.",
-          not_built="Not built: needs downstream fine-tuning with shuffled layers."),
+          page="geometric_tasks",
+          not_built="Judged on the 4.2 page (pose fine-tuning with sampled blocks), not in this table yet."),
     Claim("semantic", "4.1 · Tables 1, 4, 5", "Semantic understanding",
           "MIM beats supervised pre-training on classification tasks whose categories ImageNet does not cover "
           "(CoG, fine-grained K12, iNat18) and loses on those it covers.",
           not_built="Not built: the semantic transfer tasks of Section 4.1 have no analog in this study yet."),
     Claim("geometric", "4.2 · Table 2", "Geometric and motion tasks",
           "MIM beats supervised pre-training by large margins on pose estimation, depth estimation and tracking.",
-          not_built="Not built: the geometric and motion tasks of Section 4.2 have no analog in this study yet."),
+          page="geometric_tasks", custom=geometric_claim),
     Claim("detection", "4.3 · Fig. 7, Table 6", "Combined task: object detection",
           "On COCO detection MIM beats supervised; its localisation loss converges faster, classification slower.",
           not_built="Not built: the detection task of Section 4.3 has no analog in this study yet."),
@@ -486,10 +536,10 @@ CLAIMS: tuple[Claim, ...] = (
           FINETUNE_EFFECTS),
     Claim("replknet-table", "B.1 · Table 3", "MIM helps large-kernel ConvNets",
           "MIM lets RepLKNet train without re-parametrisation to on-par ImageNet accuracy and better pose estimation.",
-          not_built="Not built: Appendix B (RepLKNet) has no analog in this study yet."),
+          page="convnet", custom=replknet_table_claim),
     Claim("replknet-kernels", "B.2 · Figs. 12–14", "Large kernels: local, diverse under MIM",
           "RepLKNet under MIM has local, diverse kernels in every layer, like re-parametrisation but weaker.",
-          not_built="Not built: Appendix B (RepLKNet) has no analog in this study yet."),
+          page="convnet", custom=replknet_kernel_claim),
     Claim("segmentation", "D · Table 6", "Combined task: semantic segmentation",
           "On ADE-20K supervised slightly beats MIM; the gap is smaller with Mask2Former than with UperNet.",
           not_built="Not built: the segmentation task of Appendix D has no analog in this study yet."),

@@ -23,6 +23,7 @@ normalisation)``; ``roles`` maps ``sup`` (supervised, no re-parameterisation), `
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import numpy as np
@@ -260,3 +261,32 @@ def classification_claim(accuracy: dict[str, Estimate], gates: dict[str, bool], 
     claim = ("Masked image modeling lets the large-kernel ConvNet without re-parameterisation classify on par with "
              "the supervised model that needs the trick (Table 3: 83.3% vs 83.5%).")
     return _verdict(claim, checks, {}, [], gates, [r for r in ("ft", "sup_rep", "sup") if r in accuracy], seeds)
+
+
+# --- shared by the Appendix B page and the scorecard ---------------------------------------------------
+
+ROLE_OBJECTIVES = {"sup": "supervised", "sup_rep": "supervised", "simmim": "simmim", "ft": "finetune"}
+
+
+def convnet_gates(roles: dict[str, list[str]], evaluate: xr.Dataset | None) -> dict[str, bool]:
+    """Per role, whether its first run passes the book's quality gates (:mod:`mimstudy.book.gates`);
+    a run without a stored evaluation does not pass."""
+    from mimstudy.book.gates import check_gates
+
+    return {role: check_gates(evaluate, runs[0], ROLE_OBJECTIVES[role]).status == "pass" for role, runs in roles.items()}
+
+
+def convnet_accuracies(roles: dict[str, list[str]], pretrain: xr.Dataset | None) -> dict[str, Estimate]:
+    """Final validation top-1 of the supervised and fine-tuned roles' first runs, with binomial intervals."""
+    out = {}
+    if pretrain is None or "val_accuracy" not in pretrain:
+        return out
+    for role in ("sup", "sup_rep", "ft"):
+        if role not in roles or roles[role][0] not in pretrain["model"].values:
+            continue
+        model = roles[role][0]
+        acc = pretrain["val_accuracy"].sel(model=model).dropna("epoch")
+        if acc.size:
+            params = json.loads(json.loads(str(pretrain["provenance"].sel(model=model).item())).get("parameters", "{}"))
+            out[role] = accuracy_estimate(float(acc[-1]), int(params.get("val_size", 1)))
+    return out
