@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from mimstudy.book.verdicts import Check, ClaimVerdict, Estimate, seed_estimate
+from mimstudy.book.verdicts import UNDETERMINED, Check, ClaimVerdict, Estimate, seed_estimate
 
 AP_FLOOR = 0.01  # effect-size floor: 1 OKS AP point (the paper's gaps: +2.4 COCO, +4.2 CrowdPose)
 RMSE_FLOOR = 0.02  # metres (the paper's NYUv2 gap: 0.048 m of 0.35; our scenes' trivial RMSE is about 1 m)
@@ -61,6 +61,18 @@ def learnability_check(runs: xr.Dataset, random_model: str, metric: str = "ap", 
                  seed_estimate(scores(runs, random_model, metric) - trivial), "positive" if higher_is_better else "negative")
 
 
+def gated(claim: str, gate: Check, checks: list[Check], details: dict | None = None, notes: list[str] = ()) -> ClaimVerdict:
+    """The verdict of ``checks``, reported after the quality ``gate`` (which is not part of the claim):
+    when the gate fails (the task is not learned), the verdict is *undetermined*."""
+    verdict = ClaimVerdict.of(claim, [gate, *checks], details, notes)
+    verdict.verdict = ClaimVerdict.of(claim, checks).verdict
+    if gate.holds is not True:
+        verdict.verdict = UNDETERMINED
+        verdict.notes.append("The quality gate (random init beats the trivial predictor) does not hold: "
+                             "the task is not learned, so nothing is judged.")
+    return verdict
+
+
 def table2_verdict(runs: xr.Dataset, task: str, supervised: str, mim: str, random_model: str, metric: str = "ap",
                    higher_is_better: bool = True, floor: float | None = None) -> ClaimVerdict:
     """Table 2: MIM beats SUP by more than ``floor`` in ``metric`` (its direction given), once the task is
@@ -70,7 +82,6 @@ def table2_verdict(runs: xr.Dataset, task: str, supervised: str, mim: str, rando
     better = "higher" if higher_is_better else "lower"
     gap = Check(f"MIM `{mim}` minus supervised `{supervised}` {metric.upper()} (floor {floor:g}, {better} is better)",
                 seed_estimate(mimv, sup), "positive" if higher_is_better else "negative", floor if higher_is_better else -floor)
-    checks = [learnability_check(runs, random_model, metric, higher_is_better), gap]
     details = {f"MIM minus random init `{random_model}`": seed_estimate(mimv, rand),
                "supervised minus random init": seed_estimate(sup, rand)}
     sign = 1 if higher_is_better else -1
@@ -78,8 +89,9 @@ def table2_verdict(runs: xr.Dataset, task: str, supervised: str, mim: str, rando
     if not any(sign * d.value > floor for d in details.values()):
         notes.append("Neither pre-training beats random initialisation by the floor: the comparison is between "
                      "models whose pre-training does not transfer at this scale.")
-    return ClaimVerdict.of(f"On {task}, MIM pre-training fine-tunes better than supervised pre-training "
-                           f"(by more than {floor:g} {metric.upper()}).", checks, details, notes)
+    return gated(f"On {task}, MIM pre-training fine-tunes better than supervised pre-training "
+                 f"(by more than {floor:g} {metric.upper()}).", learnability_check(runs, random_model, metric, higher_is_better),
+                 [gap], details, notes)
 
 
 def drop_last_verdict(runs: xr.Dataset, task: str, supervised: dict[int, str], mim: dict[int, str],
@@ -96,14 +108,14 @@ def drop_last_verdict(runs: xr.Dataset, task: str, supervised: dict[int, str], m
 
     d_sup, gain_sup = best_gain(supervised)
     d_mim, gain_mim = best_gain(mim)
-    checks = [learnability_check(runs, random_model),
-              Check(f"supervised: best gain from dropping the last blocks (d = {d_sup}) over the full model (floor {floor:g})",
+    checks = [Check(f"supervised: best gain from dropping the last blocks (d = {d_sup}) over the full model (floor {floor:g})",
                     gain_sup, "positive", floor),
               Check(f"MIM: best gain from dropping the last blocks (d = {d_mim}) stays below the floor {floor:g}",
                     gain_mim, "negative", floor)]
-    return ClaimVerdict.of(f"On {task}, dropping the last blocks helps the supervised model and not the MIM model.",
-                           checks, notes=["The best d is chosen after the fact, which favours finding a gain; "
-                                          "the floor guards against that only in part."])
+    return gated(f"On {task}, dropping the last blocks helps the supervised model and not the MIM model.",
+                 learnability_check(runs, random_model), checks,
+                 notes=["The best d is chosen after the fact, which favours finding a gain; "
+                        "the floor guards against that only in part."])
 
 
 def shuffle_verdict(runs: xr.Dataset, task: str, supervised: tuple[str, list[str]], mim: tuple[str, list[str]],
@@ -126,8 +138,7 @@ def shuffle_verdict(runs: xr.Dataset, task: str, supervised: tuple[str, list[str
         half = np.hypot(drop_sup.high - drop_sup.value, drop_mim.high - drop_mim.value)
         difference = Estimate(difference.value, difference.value - half, difference.value + half,
                               "t intervals over seeds, combined")
-    checks = [learnability_check(runs, random_model),
-              Check(f"AP lost by sampled blocks: supervised minus MIM (floor {floor:g})", difference, "positive", floor)]
-    return ClaimVerdict.of(f"On {task}, loading randomly sampled pre-trained blocks hurts the supervised model more "
-                           "than the MIM model.", checks,
-                           {"AP lost by the supervised model": drop_sup, "AP lost by the MIM model": drop_mim})
+    checks = [Check(f"AP lost by sampled blocks: supervised minus MIM (floor {floor:g})", difference, "positive", floor)]
+    return gated(f"On {task}, loading randomly sampled pre-trained blocks hurts the supervised model more "
+                 "than the MIM model.", learnability_check(runs, random_model), checks,
+                 {"AP lost by the supervised model": drop_sup, "AP lost by the MIM model": drop_mim})
