@@ -70,6 +70,19 @@ def learnability_check(runs: xr.Dataset, random_model: str, metric: str = "ap", 
                  seed_estimate(scores(runs, random_model, metric) - trivial), "positive" if higher_is_better else "negative")
 
 
+def gated(claim: str, gate: Check, checks: list[Check], details: dict | None = None, notes: list[str] = (),
+          blockers: list[Blocker] = ()) -> ClaimVerdict:
+    """The verdict of ``checks``, reported after the quality ``gate`` (which is not part of the claim):
+    when the gate fails (the task is not learned), a :class:`Blocker` makes it *undetermined*."""
+    blockers = list(blockers)
+    if gate.holds is not True:
+        blockers.append(Blocker("the quality gate (fine-tuned random init beats the trivial predictor) does not hold: "
+                                "the task is not learned", "a task that a fine-tuned random init learns", "gate"))
+    verdict = ClaimVerdict.of(claim, checks, details, notes, blockers)
+    verdict.checks.insert(0, gate)
+    return verdict
+
+
 def table2_verdict(runs: xr.Dataset, task: str, supervised: str, mim: str, random_model: str, metric: str = "ap",
                    higher_is_better: bool = True, floor: float | None = None, *, pretrain_seeds: int) -> ClaimVerdict:
     """Table 2: MIM beats SUP by more than ``floor`` in ``metric`` (its direction given), once the task is
@@ -79,7 +92,6 @@ def table2_verdict(runs: xr.Dataset, task: str, supervised: str, mim: str, rando
     better = "higher" if higher_is_better else "lower"
     gap = Check(f"MIM `{mim}` minus supervised `{supervised}` {metric.upper()} (floor {floor:g}, {better} is better)",
                 seed_estimate(mimv, sup), "positive" if higher_is_better else "negative", floor if higher_is_better else -floor)
-    checks = [learnability_check(runs, random_model, metric, higher_is_better), gap]
     details = {f"MIM minus random init `{random_model}`": seed_estimate(mimv, rand),
                "supervised minus random init": seed_estimate(sup, rand)}
     sign = 1 if higher_is_better else -1
@@ -87,9 +99,9 @@ def table2_verdict(runs: xr.Dataset, task: str, supervised: str, mim: str, rando
     if not any(sign * d.value > floor for d in details.values()):
         notes.append("Neither pre-training beats random initialisation by the floor: the comparison is between "
                      "models whose pre-training does not transfer at this scale.")
-    return ClaimVerdict.of(f"On {task}, MIM pre-training fine-tunes better than supervised pre-training "
-                           f"(by more than {floor:g} {metric.upper()}).", checks, details, notes,
-                           seed_blockers(pretrain_seeds))
+    return gated(f"On {task}, MIM pre-training fine-tunes better than supervised pre-training "
+                 f"(by more than {floor:g} {metric.upper()}).", learnability_check(runs, random_model, metric, higher_is_better),
+                 [gap], details, notes, seed_blockers(pretrain_seeds))
 
 
 def drop_last_verdict(runs: xr.Dataset, task: str, supervised: dict[int, str], mim: dict[int, str],
@@ -106,15 +118,14 @@ def drop_last_verdict(runs: xr.Dataset, task: str, supervised: dict[int, str], m
 
     d_sup, gain_sup = best_gain(supervised)
     d_mim, gain_mim = best_gain(mim)
-    checks = [learnability_check(runs, random_model),
-              Check(f"supervised: best gain from dropping the last blocks (d = {d_sup}) over the full model (floor {floor:g})",
+    checks = [Check(f"supervised: best gain from dropping the last blocks (d = {d_sup}) over the full model (floor {floor:g})",
                     gain_sup, "positive", floor),
               Check(f"MIM: best gain from dropping the last blocks (d = {d_mim}) stays below the floor {floor:g}",
                     gain_mim, "negative", floor)]
-    return ClaimVerdict.of(f"On {task}, dropping the last blocks helps the supervised model and not the MIM model.",
-                           checks, notes=["The best d is chosen after the fact, which favours finding a gain; "
-                                          "the floor guards against that only in part."],
-                           blockers=seed_blockers(pretrain_seeds))
+    return gated(f"On {task}, dropping the last blocks helps the supervised model and not the MIM model.",
+                 learnability_check(runs, random_model), checks,
+                 notes=["The best d is chosen after the fact, which favours finding a gain; "
+                        "the floor guards against that only in part."], blockers=seed_blockers(pretrain_seeds))
 
 
 def shuffle_verdict(runs: xr.Dataset, task: str, supervised: tuple[str, list[str]], mim: tuple[str, list[str]],
@@ -137,9 +148,8 @@ def shuffle_verdict(runs: xr.Dataset, task: str, supervised: tuple[str, list[str
         half = np.hypot(drop_sup.high - drop_sup.value, drop_mim.high - drop_mim.value)
         difference = Estimate(difference.value, difference.value - half, difference.value + half,
                               "t intervals over seeds, combined")
-    checks = [learnability_check(runs, random_model),
-              Check(f"AP lost by sampled blocks: supervised minus MIM (floor {floor:g})", difference, "positive", floor)]
-    return ClaimVerdict.of(f"On {task}, loading randomly sampled pre-trained blocks hurts the supervised model more "
-                           "than the MIM model.", checks,
-                           {"AP lost by the supervised model": drop_sup, "AP lost by the MIM model": drop_mim},
-                           blockers=seed_blockers(pretrain_seeds))
+    checks = [Check(f"AP lost by sampled blocks: supervised minus MIM (floor {floor:g})", difference, "positive", floor)]
+    return gated(f"On {task}, loading randomly sampled pre-trained blocks hurts the supervised model more "
+                 "than the MIM model.", learnability_check(runs, random_model), checks,
+                 {"AP lost by the supervised model": drop_sup, "AP lost by the MIM model": drop_mim},
+                 blockers=seed_blockers(pretrain_seeds))
