@@ -33,7 +33,7 @@ def test_book_builds_from_committed_results(committed_book):
     assert "Traceback" not in page
     # one training seed per model in the committed presets: every verdict is undetermined, with the reason
     assert re.search(r"<strong>undetermined\.</strong>", page) and "only 1 training seed" in page
-    scorecard = (tmp_path / "_build" / "html" / "book" / "scorecard.html").read_text()
+    scorecard = (committed_book / "book" / "scorecard.html").read_text()
     assert "not run" in scorecard and "undetermined" in scorecard and "attention_distance.html" in scorecard
     assert "<table" in page and "data:image/png" in page or "<img" in page
     # compact provenance (one line, the record collapsed) and the commands that re-make the chapter
