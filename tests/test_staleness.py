@@ -82,7 +82,7 @@ def test_a_probe_edit_stales_its_results_and_an_unrelated_edit_does_not(tmp_path
     edit(scratch / "mimstudy" / "probes" / "attention.py", "EDITED = 1")
     reasons = rerun_reasons(steps)
     assert reasons, "a changed probe must stale the results made with it"
-    assert {name.split("/")[0] for name in reasons} == {"evaluate", "probes", "paper_probes"}  # not pretrain
+    assert {name.split("/")[0] for name in reasons} == {"evaluate", "probes", "trajectory", "paper_probes"}  # not pretrain
     assert set(reasons.values()) == {"code changed: mimstudy/probes/attention.py"}
 
     # the command line says the same, run from the scratch copy as a user would
