@@ -30,7 +30,7 @@ from mimstudy.data import memory_splits
 from mimstudy.models.backbones import create_backbone
 from mimstudy.objectives.simmim import SimMIM
 from mimstudy.probes import probe_model
-from mimstudy.probes.evaluation import extract_features, knn_accuracy, linear_probe_accuracy
+from mimstudy.probes.evaluation import sanity_accuracies
 from mimstudy.probes.trajectory import summarize
 from mimstudy.probes.reconstruction import baseline_l1
 from mimstudy.results import save_dataset
@@ -95,10 +95,8 @@ def run_trial(name: str, results_dir: str = "results", probe_images: int = 256, 
     train_x, train_y = splits.train.tensors
     scalars = {"train_seconds": train_seconds, "steps": steps, "d_uniform": d_uniform}
     for pool in ("head", "patch_mean"):
-        f_train = extract_features(backbone, train_x, pool=pool)
-        f_test = extract_features(backbone, test_x[:eval_images], pool=pool)
-        scalars[f"knn_{pool}"] = knn_accuracy(f_train, train_y, f_test, test_y[:eval_images])
-        scalars[f"linear_{pool}"] = linear_probe_accuracy(f_train, train_y, f_test, test_y[:eval_images])
+        scores = sanity_accuracies(backbone, train_x, train_y, test_x[:eval_images], test_y[:eval_images], pool=pool)
+        scalars[f"knn_{pool}"], scalars[f"linear_{pool}"] = scores["knn_accuracy"], scores["linear_accuracy"]
     if isinstance(objective, SimMIM):
         images = test_x[:probe_images]
         mask = objective.mask_generator(images.shape[0], generator=torch.Generator().manual_seed(0))
