@@ -9,7 +9,8 @@ import torch
 import xarray as xr
 
 from mimstudy.data import memory_splits
-from mimstudy.data.photo_composites import TEST_PHOTOS, TRAIN_PHOTOS, composites, fashion_mnist_on_photos
+from mimstudy.data.photo_composites import (MIN_CROP_STD, TEST_PHOTOS, TRAIN_PHOTOS, background_crop, composites,
+                                           fashion_mnist_on_photos)
 from mimstudy.models.backbones import ModelConfigError, create_backbone, fix_sincos_pos_embed
 from mimstudy.probes.evaluation import extract_features, pooled_features
 from mimstudy.probes.dataset import uniform_reference
@@ -58,6 +59,15 @@ def test_photo_composites_are_deterministic_per_image_and_split_photos():
     # natural backgrounds: the garment-free border varies (plain Fashion-MNIST's border is constant)
     border = x[:, 0, 0, :]
     assert border.std(1).mean() > 0.05 and plain.train.tensors[0][:, 0, 0, :].std(1).max() == 0
+
+
+def test_background_crops_are_textured_in_both_splits():
+    # the test photos are mostly flat (moon, cell, retina): without the floor ~half their crops
+    # have std < 0.02; with it no crop of either split is flatter than MIN_CROP_STD
+    for photos in (TRAIN_PHOTOS, TEST_PHOTOS):
+        stds = [background_crop(np.random.default_rng([7, i]), photos).std() for i in range(300)]
+        assert min(stds) >= MIN_CROP_STD, photos
+    assert background_crop(np.random.default_rng(1), ("moon",)).shape == (32, 32)
 
 
 def test_memory_splits_rejects_unknown_datasets():
