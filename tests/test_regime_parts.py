@@ -171,3 +171,57 @@ def test_regime_table_reports_the_most_local_head_and_the_baselines():
     matplotlib.use("Agg")
     ax = plot_regime_locality(trials)
     assert ax.get_ylim() == (-1.0, 1.0)
+
+
+def _store(results, notebook, run, ds, parameters, seed=0):
+    from mimstudy.results import save_dataset
+
+    return save_dataset(ds.assign_coords(model=run), results / "pilot" / notebook / f"{run}.nc", parameters, "pilot", seed)
+
+
+@requires_real_data
+def test_pilot_summarises_one_seed_of_a_preset(tmp_path):
+    from mimstudy.probes import probe_model
+    from mimstudy.study.regime import pilot
+
+    torch.manual_seed(0)
+    images = torch.randn(4, 1, 32, 32)
+    params = dict(epochs=2, train_size=256, batch_size=128, arch="vit_micro_32_sincos", dataset="fashion_mnist_photos",
+                  val_size=32, seed=0, mask_ratio=0.6, mask_patch_size=8)
+
+    def curves(objective, accuracy):
+        data = {"seconds": ("epoch", [10.0, 12.0]), "images_per_s": ("epoch", [25.0, 21.0]),
+                "val_loss": ("epoch", [0.9, 0.8])}
+        if accuracy:
+            data["val_accuracy"] = ("epoch", [0.5, 0.6])
+        return xr.Dataset(data, coords={"epoch": [1, 2], "objective": objective, "arch": params["arch"]})
+
+    def probes(objective):
+        torch.manual_seed(1)
+        ds = probe_model(create_backbone(params["arch"]).eval(), images, batch_size=4, probes=("distance",))
+        return ds.assign_coords(objective=objective, arch=params["arch"])
+
+    evaluation = xr.Dataset({m: (("weights", "pool"), np.full((3, 2), 0.4)) for m in ("knn_accuracy", "linear_accuracy")},
+                            coords={"weights": ["pretrained", "random_init", "raw_pixels"], "pool": ["head", "patch_mean"],
+                                    "objective": "supervised", "arch": params["arch"]})
+    _store(tmp_path, "pretrain", "sup-s0", curves("supervised", True), dict(params, objective="supervised"))
+    _store(tmp_path, "pretrain", "mim-s0", curves("simmim", False), dict(params, objective="simmim"))
+    _store(tmp_path, "pretrain", "sup-s1", curves("supervised", True), dict(params, objective="supervised", seed=1), seed=1)
+    _store(tmp_path, "evaluate", "sup-s0", evaluation, params)
+    _store(tmp_path, "probes", "sup-s0", probes("supervised"), params)
+    _store(tmp_path, "probes", "random-s0", probes("random"), params)
+    ds = xr.open_dataset(pilot("pilot", 0, str(tmp_path)))
+    assert sorted(ds["model"].values) == ["mim-s0", "sup-s0"]  # seed 1 is not this pilot's
+    sup, mim = ds.sel(model="sup-s0"), ds.sel(model="mim-s0")
+    assert int(sup["steps"]) == 4 and int(sup["images_seen"]) == 512 and float(sup["train_seconds"]) == 22.0
+    assert float(sup["val_accuracy_last_change"]) == pytest.approx(0.1)
+    assert float(sup["linear_head_raw_pixels"]) == pytest.approx(0.4)
+    # the same untrained network probed twice: the control's most local head equals the model's, layer by layer
+    np.testing.assert_allclose(sup["lambda_max"].values, sup["control_lambda_max"].values)
+    assert sup["lambda_max"].sizes["layer"] == 4 and np.isnan(float(sup["nearest_visible_l1"]))
+    # SimMIM: the hand-made predictors on its validation images (on the composites the nearest visible
+    # pixel beats the visible mean), no evaluation or probes stored yet -> NaN, not an error
+    assert 0 < float(mim["nearest_visible_l1"]) < float(mim["visible_mean_l1"])
+    assert np.isfinite(float(mim["position_mean_l1"])) and np.isnan(float(mim["linear_head_pretrained"]))
+    with pytest.raises(FileNotFoundError, match="mimstudy run --preset pilot"):
+        pilot("pilot", 5, str(tmp_path))

@@ -80,3 +80,47 @@ def plot_regime_locality(ds: xr.Dataset, ax=None):
     ax.legend(fontsize=7, loc="lower left", ncol=2)
     ax.grid(alpha=0.3)
     return ax
+
+
+def _cell(one: xr.Dataset, names: tuple[str, ...], fmt=_pct) -> str:
+    values = [float(one[n]) if n in one else float("nan") for n in names]
+    return " / ".join("–" if not np.isfinite(v) else fmt(v) for v in values)
+
+
+def pilot_tables(ds: xr.Dataset) -> str:
+    """Markdown: the pilot of a preset (:func:`mimstudy.study.regime.pilot`) as two tables, what each
+    model learned (budget, validation curve, frozen features against random init and raw pixels) and
+    what its attention and reconstructions look like (λ by layer beside its random-init control,
+    SimMIM's masked-pixel l1 beside the hand-made predictors)."""
+    learn = ["| model | objective, arch | steps (images seen) | training s (img/s) | val top-1, epoch 1 → last "
+             "(last-epoch change) | val loss, last (last-epoch change) | linear, head: trained / random / pixels "
+             "| linear, patch mean: trained / random / pixels | k-NN, patch mean: trained / random / pixels |",
+             "|---" * 9 + "|"]
+    look = ["| model | λ most local head, by layer | random-init control | masked-pixel l1: model / nearest visible "
+            "/ visible mean / position mean |", "|---" * 4 + "|"]
+    signed = lambda v: f"{v:+.3f}"  # noqa: E731
+    for model in ds["model"].values:
+        one = ds.sel(model=model)
+        curve = "–"
+        if "val_accuracy_first" in one and np.isfinite(float(one["val_accuracy_first"])):
+            curve = (f"{_pct(float(one['val_accuracy_first']))} → {_pct(float(one['val_accuracy_last']))} "
+                     f"({100 * float(one['val_accuracy_last_change']):+.1f} points)")
+        loss = f"{float(one['val_loss_last']):.3f} ({signed(float(one['val_loss_last_change']))})" \
+            if "val_loss_last" in one and np.isfinite(float(one["val_loss_last"])) else "–"
+        learn.append(" | ".join([
+            f"| `{model}`", f"{one['objective'].item()}, `{one['arch'].item()}`",
+            f"{int(one['steps'])} ({int(one['images_seen']):,})",
+            f"{float(one['train_seconds']):.0f} ({float(one['images_per_s']):.0f})", curve, loss,
+            _cell(one, ("linear_head_pretrained", "linear_head_random_init", "linear_head_raw_pixels")),
+            _cell(one, ("linear_patch_mean_pretrained", "linear_patch_mean_random_init", "linear_patch_mean_raw_pixels")),
+            _cell(one, ("knn_patch_mean_pretrained", "knn_patch_mean_random_init", "knn_patch_mean_raw_pixels")),
+        ]) + " |")
+        lam = " ".join(f"{v:.2f}" for v in one["lambda_max"].values if np.isfinite(v)) if "lambda_max" in one else "–"
+        ctl = " ".join(f"{v:.2f}" for v in one["control_lambda_max"].values if np.isfinite(v)) \
+            if "control_lambda_max" in one else "–"
+        l1 = "–"
+        if "nearest_visible_l1" in one and np.isfinite(float(one["nearest_visible_l1"])):
+            l1 = _cell(one, ("val_loss_last", "nearest_visible_l1", "visible_mean_l1", "position_mean_l1"),
+                       lambda v: f"{v:.3f}")
+        look.append(f"| `{model}` | {lam or '–'} | {ctl or '–'} | {l1} |")
+    return "\n".join(learn) + "\n\n" + "\n".join(look)

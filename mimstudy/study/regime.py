@@ -12,11 +12,22 @@ book reads them. A trial is a :class:`~mimstudy.config.PretrainConfig` (``BASE``
 overrides) trained for ``steps`` optimizer steps, then probed on ``probe_images`` test images of
 the same dataset, and its frozen features scored by k-NN and a linear probe (1k train / 1k test).
 Random-init rows (``*_init``) train 0 steps: the control every trial is read against.
+
+The **pilot** of a preset (``python -m mimstudy.study.regime --pilot cpu --seed 0``) reads one seed
+of a preset's stored runs (pre-training curves, sanity evaluation, probes and the random-init
+controls) and writes ``results/regime/pilot/<preset>_s<seed>.nc``: per model, the budget it had, its
+validation curve (has it plateaued?), its frozen-feature accuracies against random init and raw
+pixels, the lambda of its most local head per layer beside its random-init control's, and for
+SimMIM its validation masked-pixel l1 against three hand-made predictors computed on the same
+validation images and masks (nearest visible pixel, mean of the visible pixels, and the training
+set's mean image at that position). Seed 0 of the claim-carrying preset is the pilot of its budget.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 import tempfile
 import time
@@ -25,15 +36,17 @@ from pathlib import Path
 import torch
 import xarray as xr
 
-from mimstudy.config import PretrainConfig
+from mimstudy.config import RANDOM_WEIGHTS, PretrainConfig
 from mimstudy.data import memory_splits
-from mimstudy.models.backbones import create_backbone
+from mimstudy.models.backbones import create_backbone, patch_size_of
+from mimstudy.objectives.masking import MaskGenerator
 from mimstudy.objectives.simmim import SimMIM
 from mimstudy.probes import probe_model
 from mimstudy.probes.evaluation import sanity_accuracies
 from mimstudy.probes.trajectory import summarize
-from mimstudy.probes.reconstruction import baseline_l1
-from mimstudy.results import save_dataset
+from mimstudy.probes.locality import most_local_head
+from mimstudy.probes.reconstruction import baseline_l1, masked_l1, pixel_mask
+from mimstudy.results import load_dataset, save_dataset, stored_attrs
 from mimstudy.training.pretrain import pretrain
 
 # Shared by every trial: vit_mini_32, batch 128, AdamW with cosine decay, 8k images.
@@ -111,6 +124,107 @@ def run_trial(name: str, results_dir: str = "results", probe_images: int = 256, 
     return save_dataset(ds, path, config.to_dict() | {"steps": steps}, "regime", config.seed)
 
 
+PILOT_SKIP = ("sweep_",)  # the mask sweep has its own page
+WEIGHTS = ("pretrained", "random_init", "raw_pixels")
+POOLS = ("head", "patch_mean")
+
+
+def _parameters(ds: xr.Dataset) -> dict:
+    params = ds.attrs.get("parameters", "{}")
+    return json.loads(params) if isinstance(params, str) else dict(params)
+
+
+def masked_pixel_baselines(params: dict, images: int = 2000) -> dict[str, float]:
+    """The hand-made predictors' masked-pixel l1 on the first ``images`` validation images of a
+    SimMIM run (``params``: its stored parameters), masked as its validation was (same generator,
+    same mask ratio and patch): nearest visible pixel, visible mean, and the position prior (the mean
+    training image, 5,000 images)."""
+    patch = patch_size_of(create_backbone(params["arch"]))
+    splits = memory_splits(params["dataset"], min(int(params["train_size"]), 5000), int(params["val_size"]), 1,
+                           seed=int(params["seed"]))
+    x = splits.val.tensors[0][:images]
+    generator = MaskGenerator(x.shape[-1], int(params["mask_patch_size"]), patch, float(params["mask_ratio"]))
+    mask = generator(x.shape[0], generator=torch.Generator().manual_seed(0))
+    out = baseline_l1(x, mask, patch)
+    prior = splits.train.tensors[0].mean(0, keepdim=True).expand_as(x)
+    out["position_mean_l1"] = masked_l1(prior, x, pixel_mask(mask, patch))
+    return out
+
+
+def pilot_row(curves: xr.Dataset, evaluate: xr.Dataset | None, probes: xr.Dataset | None,
+              control: xr.Dataset | None, baselines: dict[str, float] | None = None) -> dict:
+    """One model's pilot numbers from its stored results (``None``: that step has not run)."""
+    params = _parameters(curves)
+    steps = int(params["epochs"]) * math.ceil(int(params["train_size"]) / int(params["batch_size"]))
+    row: dict = {"objective": str(curves["objective"].item()), "arch": str(curves["arch"].item()),
+                 "steps": steps, "images_seen": steps * int(params["batch_size"]),
+                 "train_seconds": float(curves["seconds"].sum()),
+                 "images_per_s": float(curves["images_per_s"].mean()), "epochs": int(curves.sizes["epoch"])}
+    for var in ("val_accuracy", "val_loss"):
+        if var in curves:
+            curve = curves[var].dropna("epoch").values
+            row[f"{var}_first"], row[f"{var}_last"] = float(curve[0]), float(curve[-1])
+            row[f"{var}_last_change"] = float(curve[-1] - curve[-2]) if len(curve) > 1 else float("nan")
+    if evaluate is not None:
+        for metric in ("knn_accuracy", "linear_accuracy"):
+            for weights in WEIGHTS:
+                for pool in POOLS:
+                    value = evaluate[metric].sel(weights=weights)
+                    value = value.sel(pool=pool) if "pool" in value.dims else value
+                    row[f"{metric.split('_')[0]}_{pool}_{weights}"] = float(value)
+    for name, ds in (("lambda_max", probes), ("control_lambda_max", control)):
+        if ds is not None and "attention_distance" in ds:
+            row[name] = most_local_head(summarize(ds)["locality"]).values.astype(float)
+    if baselines:
+        row.update(baselines)
+    return row
+
+
+def pilot(preset: str, seed: int = 0, results_dir: str = "results") -> Path:
+    """The pilot table of ``preset``'s seed ``seed`` (module docstring), saved under ``results/regime``."""
+    root = Path(results_dir) / preset
+
+    def of_seed(notebook: str) -> list[Path]:
+        paths = sorted((root / notebook).glob("*.nc"))
+        return [p for p in paths if not p.stem.startswith(PILOT_SKIP) and int((stored_attrs(p) or {}).get("seed", -1)) == seed]
+
+    runs = [p.stem for p in of_seed("pretrain")]
+    if not runs:
+        raise FileNotFoundError(f"no pre-training results of seed {seed} under {root / 'pretrain'}: "
+                                f"run `mimstudy run --preset {preset} --runs '*-s{seed}'` first")
+
+    def maybe(notebook: str, run: str) -> xr.Dataset | None:
+        path = root / notebook / f"{run}.nc"
+        return load_dataset(path) if path.is_file() else None
+
+    controls = {}  # arch -> the random-init control's probes of this seed
+    for path in of_seed("probes"):
+        ds = load_dataset(path)
+        if str(ds["objective"].item()) == RANDOM_WEIGHTS:
+            controls[str(ds["arch"].item())] = ds
+    rows = []
+    for run in runs:
+        curves = load_dataset(root / "pretrain" / f"{run}.nc")
+        arch, objective = str(curves["arch"].item()), str(curves["objective"].item())
+        baselines = masked_pixel_baselines(_parameters(curves)) if objective == "simmim" else None
+        rows.append(pilot_row(curves, maybe("evaluate", run), maybe("probes", run), controls.get(arch), baselines))
+    layers = max((len(r.get("lambda_max", ())) for r in rows), default=0)
+    data = {}
+    for key in dict.fromkeys(k for r in rows for k in r):
+        if key in ("lambda_max", "control_lambda_max"):
+            padded = [list(r.get(key, [])) + [float("nan")] * (layers - len(r.get(key, []))) for r in rows]
+            data[key] = (("model", "layer"), padded)
+        elif key in ("objective", "arch"):
+            continue
+        else:
+            data[key] = ("model", [r.get(key, float("nan")) for r in rows])
+    ds = xr.Dataset(data, coords={"model": runs, "layer": list(range(layers)),
+                                  "objective": ("model", [r["objective"] for r in rows]),
+                                  "arch": ("model", [r["arch"] for r in rows])})
+    path = Path(results_dir) / "regime" / "pilot" / f"{preset}_s{seed}.nc"  # beside, not among, the trials
+    return save_dataset(ds, path, {"preset": preset, "seed": seed, "runs": ",".join(runs)}, "regime", seed)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mimstudy.study.regime", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -119,9 +233,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-dir", default="results")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--force", action="store_true", help="re-run trials whose dataset exists")
+    parser.add_argument("--pilot", metavar="PRESET", help="summarise one seed of PRESET's stored runs instead")
+    parser.add_argument("--seed", type=int, default=0, help="with --pilot: the seed to summarise")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.pilot:
+        print(f"pilot: {pilot(args.pilot, args.seed, args.results_dir)}")
+        return 0
     names = sorted(TRIALS) if args.all else args.trial
     if not names:
         parser.error("name a --trial or pass --all")
