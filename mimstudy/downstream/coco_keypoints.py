@@ -26,10 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
-
 from mimstudy.atomic import atomic_path
 from mimstudy.data.fashion_mnist import DatasetError
+from mimstudy.downstream.images import read_grey, write_grey
 
 # pycocotools' default sigmas for COCO's 17 keypoints
 COCO_SIGMAS = (0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107,
@@ -57,8 +56,7 @@ def write_split(root: str | Path, split: str, images: list[np.ndarray], keypoint
     records, annotations = [], []
     for i, (image, kp, box, area) in enumerate(zip(images, keypoints, boxes, areas), start=1):
         name = f"{i:012d}.png"
-        with atomic_path(folder / name) as tmp:
-            Image.fromarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8), mode="L").save(tmp, format="PNG")
+        write_grey(folder / name, image)
         height, width = image.shape
         records.append({"id": i, "file_name": name, "width": int(width), "height": int(height)})
         kp = np.asarray(kp, dtype=np.float64)
@@ -128,14 +126,7 @@ def _person_category(spec: dict, path: Path) -> dict:
 
 
 def _read_image(path: Path) -> torch.Tensor:
-    if not path.is_file():
-        raise DatasetError(f"image {path} is missing (named in the annotation file)")
-    try:
-        with Image.open(path) as image:
-            grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as err:
-        raise DatasetError(f"image {path} cannot be read ({err}); re-generate or replace it") from err
-    return torch.from_numpy(grey)[None, None]
+    return torch.from_numpy(read_grey(path, "image", "the annotation file"))[None, None]
 
 
 def crop(image: torch.Tensor, x0: float, y0: float, side: float, size: int) -> torch.Tensor:
