@@ -131,13 +131,19 @@ def _read_image(path: Path) -> torch.Tensor:
 
 def crop(image: torch.Tensor, x0: float, y0: float, side: float, size: int) -> torch.Tensor:
     """The square ``[x0, x0 + side) x [y0, y0 + side)`` of ``image [1, 1, H, W]`` resampled to ``size``."""
-    height, width = image.shape[-2:]
+    return crop_batch(image, torch.tensor([x0]), torch.tensor([y0]), torch.tensor([side]), size)[0]
+
+
+def crop_batch(images: torch.Tensor, x0: torch.Tensor, y0: torch.Tensor, side: torch.Tensor, size: int) -> torch.Tensor:
+    """:func:`crop` of each image of ``images [B, C, H, W]`` at its own ``x0, y0, side`` (``[B]``), zeros outside."""
+    height, width = images.shape[-2:]
     # output pixel centre (j + 0.5) maps to x0 + (j + 0.5) * side / size; normalise with align_corners=False
-    centers = (torch.arange(size, dtype=torch.float32) + 0.5) * side / size
-    gx = (x0 + centers) * 2 / width - 1
-    gy = (y0 + centers) * 2 / height - 1
-    grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1)[None]
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+    steps = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+    offsets = steps[None, :] * side.float()[:, None]  # [B, size]
+    gx = (x0.float()[:, None] + offsets) * 2 / width - 1
+    gy = (y0.float()[:, None] + offsets) * 2 / height - 1
+    grid = torch.stack([gx[:, None, :].expand(-1, size, -1), gy[:, :, None].expand(-1, -1, size)], dim=-1)
+    return F.grid_sample(images, grid.to(images), mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def read_split(root: str | Path, split: str, img_size: int, limit: int | None = None) -> KeypointCrops:

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from mimstudy.downstream import depth, pose
+from mimstudy.downstream import depth, got10k, pose, tracking
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,25 @@ def _depth_examples(test, predictions, n: int):
             "example_predicted_depth": (("example", "y", "x"), predictions[:n])}, {}
 
 
+def _tracking_load(config):
+    root = Path(config.data_dir) if config.data_dir else tracking.generated_dataset(
+        Path(config.runs_dir) / "data", tracking.sequences_for(config.train_size), config.test_size, config.seed)
+    return tracking.load_splits(root, config.img_size, config.train_split, config.test_split, config.train_size,
+                                config.test_size, config.seed)
+
+
+def _tracking_trivial(train, test):
+    return got10k.score(tracking.stay_tracks(test.sequences), test.sequences)
+
+
+def _tracking_examples(test, predictions, n: int):
+    sub = tracking.TrackingSequences(test.sequences[:n], test.img_size)
+    truth = sub.last_boxes([s.boxes for s in sub.sequences])
+    return {"example_image": (("example", "y", "x"), sub.images[:, 0].numpy()),
+            "example_box": (("example", "box"), truth),
+            "example_predicted_box": (("example", "box"), sub.last_boxes(predictions[:n]))}, {"box": ["x", "y", "w", "h"]}
+
+
 TASKS: dict[str, Task] = {
     "pose": _pose_task("pose", "Puppet-Pose (COCO keypoints analog): one figure per crop, OKS AP"),
     "crowdpose": _pose_task("crowdpose", "Puppet-Crowd (CrowdPose analog): the target among 1-2 overlapping figures, OKS AP"),
@@ -101,6 +120,11 @@ TASKS: dict[str, Task] = {
                   lambda backbone, train, config: depth.DepthObjective(backbone, config.img_size, config.augment),
                   _depth_evaluate, _depth_trivial, lambda data: data.depths, _depth_examples,
                   ("rmse", "abs_rel", "delta1"), "rmse", False, "mean depth map"),
+    "tracking": Task("tracking", "GarmentTrack (GOT-10k analog): a garment among look-alikes over a panned photo, "
+                     "AO / SR / success AUC", _tracking_load,
+                     lambda backbone, train, config: tracking.TrackingObjective(backbone, config.img_size, config.augment),
+                     tracking.evaluate, _tracking_trivial, lambda data: data.boxes, _tracking_examples,
+                     ("ao", "sr50", "sr75", "auc"), "ao", True, "first frame's box kept"),
 }
 
 
