@@ -44,7 +44,7 @@ from mimstudy.downstream.backbone import feature_shape, features
 from mimstudy.downstream.coco_keypoints import crop_batch
 from mimstudy.downstream.depth import photometric_jitter
 from mimstudy.downstream.got10k import Sequence, list_file, read_split, score, write_split
-from mimstudy.downstream.pose import standardise
+from mimstudy.downstream.inputs import Standardise
 
 PAIRS_PER_SEQUENCE = 50  # the design's 30k pairs from 600 videos
 MAX_GAP = 20  # frames between template and search
@@ -179,9 +179,11 @@ class CorrelationHead(nn.Module):
 class TrackingObjective(nn.Module):
     """Backbone + correlation head; ``forward(images [B, 2, S, S], boxes [B, 4]) -> (loss, parts)``."""
 
-    def __init__(self, backbone: nn.Module, img_size: int, augment: bool = True, width: int = 64):
+    def __init__(self, backbone: nn.Module, img_size: int, stats: tuple[float, float], augment: bool = True,
+                 width: int = 64):
         super().__init__()
         self.backbone = backbone
+        self.standardise = Standardise(*stats)  # the pre-training dataset's pixel mean and std
         channels, self.stride = feature_shape(backbone, img_size)
         self.cells = img_size // self.stride
         self.kernel = max(1, round(self.cells * TEMPLATE_FRACTION))
@@ -196,7 +198,7 @@ class TrackingObjective(nn.Module):
 
     def template_kernel(self, template_crops: torch.Tensor) -> torch.Tensor:
         """The central ``kernel x kernel`` cells of the template crops' features."""
-        f = features(self.backbone, standardise(template_crops))
+        f = features(self.backbone, self.standardise(template_crops))
         start = (self.cells - self.kernel) // 2
         return f[..., start:start + self.kernel, start:start + self.kernel]
 
@@ -219,7 +221,7 @@ class TrackingObjective(nn.Module):
             images = photometric_jitter(images)
         b = images.shape[0]
         kernel = self.template_kernel(images[:, 1:])
-        logits, raw = self.head(kernel, features(self.backbone, standardise(images[:, :1])))
+        logits, raw = self.head(kernel, features(self.backbone, self.standardise(images[:, :1])))
         predicted = self.decode(raw)
         true = boxes[:, None, None, :]
         tx, ty = true[..., 0] + true[..., 2] / 2, true[..., 1] + true[..., 3] / 2
@@ -237,7 +239,7 @@ class TrackingObjective(nn.Module):
     @torch.no_grad()
     def best_boxes(self, kernel: torch.Tensor, search_crops: torch.Tensor) -> torch.Tensor:
         """The box ``[B, 4]`` (x, y, w, h in search-crop pixels) of the best cell after the Hann window."""
-        logits, raw = self.head(kernel, features(self.backbone, standardise(search_crops)))
+        logits, raw = self.head(kernel, features(self.backbone, self.standardise(search_crops)))
         scores = (1 - WINDOW_INFLUENCE) * torch.sigmoid(logits) + WINDOW_INFLUENCE * self.window
         best = scores.flatten(1).argmax(dim=1)
         x0, y0, x1, y1 = self.decode(raw).flatten(1, 2)[torch.arange(len(best)), best].unbind(-1)
