@@ -392,3 +392,19 @@ def test_inputs_are_standardised_with_the_pretraining_datasets_statistics(tmp_pa
     assert run.objective.standardise.mean == 0.6
     run = finetune_seed(random, task, pairs, test, 0, [], device, progress=False, random_dataset="fashion_mnist")
     assert run.objective.standardise.mean == PIXEL_MEAN
+
+
+@requires_real_data
+def test_coco_area_is_the_visible_silhouettes_pixel_count(pose_root):
+    layer = np.zeros((8, 8), dtype=np.int32)
+    layer[:2, :] = puppets.PARTS.index("torso") + 1  # 16 supersampled pixels of figure 0
+    layer[2, :2] = 16 + 1  # figure 1
+    layer[3, :2] = puppets.CLUTTER_ID
+    assert puppets.silhouette_area(layer, 0, 2) == 4.0 and puppets.silhouette_area(layer, 1, 2) == 0.5
+    for task in ("pose", "crowdpose"):
+        for i in range(6):
+            p = puppets.draw_puppet(task, "test", i)
+            assert 0 < p.area < p.bbox[2] * p.bbox[3]  # limbs leave most of the box empty
+    spec = json.loads(annotation_file(pose_root, "test").read_text())
+    areas = [a["area"] for a in spec["annotations"]]
+    assert areas == [puppets.draw_puppet("pose", "test", i).area for i in range(len(areas))]
