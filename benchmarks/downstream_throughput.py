@@ -36,11 +36,13 @@ from torch.utils.data import TensorDataset
 from mimstudy.downstream import puppets
 from mimstudy.downstream.backbone import build_backbone, feature_shape, features
 from mimstudy.downstream.heads import DeconvHead, gaussian_heatmaps
-from mimstudy.downstream.pose import PoseObjective, generated_dataset, load_splits, standardise
+from mimstudy.downstream.inputs import Standardise, dataset_stats
+from mimstudy.downstream.pose import PoseObjective, generated_dataset, load_splits
 from mimstudy.results import save_dataset
 from mimstudy.training.engine import train_one_epoch
 from mimstudy.training.optim import build_optimizer
 
+STATS = dataset_stats("fashion_mnist")  # the throughput does not depend on the input statistics
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "downstream_throughput.nc"
 
 
@@ -49,7 +51,7 @@ def time_ours(arch: str, images: torch.Tensor, keypoints: torch.Tensor, batch_si
 
     torch.manual_seed(0)
     backbone, _ = build_backbone(arch, None, drop_path=0.1)
-    objective = PoseObjective(backbone, keypoints.shape[1], list(puppets.FLIP_PAIRS), images.shape[-1])
+    objective = PoseObjective(backbone, keypoints.shape[1], list(puppets.FLIP_PAIRS), images.shape[-1], STATS)
     optimizer, scheduler = build_optimizer(objective, 5e-4, 0.05, total_steps=10 * steps, warmup_steps=steps,
                                            min_lr=1e-6, layer_decay=0.75)
     batches = ShardedBatches(TensorDataset(images, keypoints), batch_size, seed=0, max_batches=steps)
@@ -67,7 +69,7 @@ def time_bare(arch: str, images: torch.Tensor, keypoints: torch.Tensor, batch_si
     head = DeconvHead(channels, keypoints.shape[1], stride)
     params = list(backbone.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=5e-4, weight_decay=0.05)
-    x = standardise(images[:batch_size])
+    x = Standardise(*STATS)(images[:batch_size])
     target = gaussian_heatmaps(keypoints[:batch_size], images.shape[-1])
     weight = (keypoints[:batch_size, :, 2] > 0).float()
 

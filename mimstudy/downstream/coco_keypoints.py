@@ -26,10 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
-
 from mimstudy.atomic import atomic_path
 from mimstudy.data.fashion_mnist import DatasetError
+from mimstudy.downstream.images import read_grey, write_grey
 
 # pycocotools' default sigmas for COCO's 17 keypoints
 COCO_SIGMAS = (0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107,
@@ -57,8 +56,7 @@ def write_split(root: str | Path, split: str, images: list[np.ndarray], keypoint
     records, annotations = [], []
     for i, (image, kp, box, area) in enumerate(zip(images, keypoints, boxes, areas), start=1):
         name = f"{i:012d}.png"
-        with atomic_path(folder / name) as tmp:
-            Image.fromarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8), mode="L").save(tmp, format="PNG")
+        write_grey(folder / name, image)
         height, width = image.shape
         records.append({"id": i, "file_name": name, "width": int(width), "height": int(height)})
         kp = np.asarray(kp, dtype=np.float64)
@@ -128,25 +126,24 @@ def _person_category(spec: dict, path: Path) -> dict:
 
 
 def _read_image(path: Path) -> torch.Tensor:
-    if not path.is_file():
-        raise DatasetError(f"image {path} is missing (named in the annotation file)")
-    try:
-        with Image.open(path) as image:
-            grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as err:
-        raise DatasetError(f"image {path} cannot be read ({err}); re-generate or replace it") from err
-    return torch.from_numpy(grey)[None, None]
+    return torch.from_numpy(read_grey(path, "image", "the annotation file"))[None, None]
 
 
 def crop(image: torch.Tensor, x0: float, y0: float, side: float, size: int) -> torch.Tensor:
     """The square ``[x0, x0 + side) x [y0, y0 + side)`` of ``image [1, 1, H, W]`` resampled to ``size``."""
-    height, width = image.shape[-2:]
+    return crop_batch(image, torch.tensor([x0]), torch.tensor([y0]), torch.tensor([side]), size)[0]
+
+
+def crop_batch(images: torch.Tensor, x0: torch.Tensor, y0: torch.Tensor, side: torch.Tensor, size: int) -> torch.Tensor:
+    """:func:`crop` of each image of ``images [B, C, H, W]`` at its own ``x0, y0, side`` (``[B]``), zeros outside."""
+    height, width = images.shape[-2:]
     # output pixel centre (j + 0.5) maps to x0 + (j + 0.5) * side / size; normalise with align_corners=False
-    centers = (torch.arange(size, dtype=torch.float32) + 0.5) * side / size
-    gx = (x0 + centers) * 2 / width - 1
-    gy = (y0 + centers) * 2 / height - 1
-    grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1)[None]
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+    steps = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+    offsets = steps[None, :] * side.float()[:, None]  # [B, size]
+    gx = (x0.float()[:, None] + offsets) * 2 / width - 1
+    gy = (y0.float()[:, None] + offsets) * 2 / height - 1
+    grid = torch.stack([gx[:, None, :].expand(-1, size, -1), gy[:, :, None].expand(-1, -1, size)], dim=-1)
+    return F.grid_sample(images, grid.to(images), mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def read_split(root: str | Path, split: str, img_size: int, limit: int | None = None) -> KeypointCrops:

@@ -20,7 +20,7 @@ from mimstudy.downstream import scenes
 from mimstudy.downstream.backbone import feature_shape, features
 from mimstudy.downstream.heads import DeconvHead
 from mimstudy.downstream.nyu_depth import MAX_DEPTH, MIN_DEPTH, DepthPairs, depth_metrics, list_file, read_split, write_split
-from mimstudy.downstream.pose import standardise
+from mimstudy.downstream.inputs import Standardise
 
 
 def silog_loss(pred: torch.Tensor, gt: torch.Tensor, lambd: float = 0.5) -> torch.Tensor:
@@ -43,15 +43,17 @@ def photometric_jitter(images: torch.Tensor, generator: torch.Generator | None =
 class DepthObjective(nn.Module):
     """Backbone + depth head; ``forward(images, depths) -> (loss, {"loss": loss})``."""
 
-    def __init__(self, backbone: nn.Module, img_size: int, augment: bool = True, max_depth: float = MAX_DEPTH):
+    def __init__(self, backbone: nn.Module, img_size: int, stats: tuple[float, float], augment: bool = True,
+                 max_depth: float = MAX_DEPTH):
         super().__init__()
         self.backbone = backbone
+        self.standardise = Standardise(*stats)  # the pre-training dataset's pixel mean and std
         channels, stride = feature_shape(backbone, img_size)
         self.head = DeconvHead(channels, 1, stride, width=32, kernel=2, final_kernel=3)
         self.augment, self.max_depth = augment, max_depth
 
     def depth(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.head(features(self.backbone, standardise(images)))) * self.max_depth
+        return torch.sigmoid(self.head(features(self.backbone, self.standardise(images)))) * self.max_depth
 
     def forward(self, images: torch.Tensor, depths: torch.Tensor):
         if self.training and self.augment:

@@ -27,6 +27,7 @@ from mimstudy.config import DownstreamConfig
 from mimstudy.data.sampling import ShardedBatches
 from mimstudy.distributed import resolve_device
 from mimstudy.downstream.backbone import build_backbone, flat_blocks, orderable_blocks
+from mimstudy.downstream.inputs import RANDOM_INIT_DATASET, dataset_stats, pretraining_dataset
 from mimstudy.downstream.tasks import Task, get_task
 from mimstudy.models.backbones import create_backbone
 from mimstudy.models.checkpoints.state import CheckpointError, load_checkpoint, save_checkpoint
@@ -79,12 +80,16 @@ class SeedRun:
 
 
 def finetune_seed(config: DownstreamConfig, task: Task, train, test, seed: int, order: list[int],
-                  device: torch.device, progress: bool = True) -> SeedRun:
-    """Fine-tune one seed (resuming from its checkpoint) and score it on ``test``."""
+                  device: torch.device, progress: bool = True, random_dataset: str = RANDOM_INIT_DATASET) -> SeedRun:
+    """Fine-tune one seed (resuming from its checkpoint) and score it on ``test``.
+
+    Inputs are standardised with the pixel statistics of the backbone's pre-training dataset (from
+    its checkpoint's config; ``random_dataset``'s for random weights: :mod:`mimstudy.downstream.inputs`)."""
     torch.manual_seed(seed * 7919 + 17)  # head and, for random weights, backbone initialisation
-    backbone, _ = build_backbone(config.arch, None if config.random_weights else str(pretrain_checkpoint(config)),
-                                 config.keep_blocks, order, config.drop_path)
-    objective = task.objective(backbone, train, config).to(device)
+    backbone, pretrained = build_backbone(config.arch, None if config.random_weights else str(pretrain_checkpoint(config)),
+                                          config.keep_blocks, order, config.drop_path)
+    stats = dataset_stats(pretraining_dataset(pretrained, random_dataset))
+    objective = task.objective(backbone, train, config, stats).to(device)
     steps_per_epoch = len(train) // config.batch_size
     total = steps_per_epoch * config.epochs
     optimizer, scheduler = build_optimizer(objective, config.lr, config.weight_decay, total_steps=total,
@@ -121,8 +126,11 @@ def finetune_seed(config: DownstreamConfig, task: Task, train, test, seed: int, 
     return SeedRun(objective, history, metrics, predictions)
 
 
-def run_downstream(config: DownstreamConfig, progress: bool = True) -> xr.Dataset:
-    """Fine-tune every seed of ``config`` and return the run's dataset (see :func:`downstream_dataset`)."""
+def run_downstream(config: DownstreamConfig, progress: bool = True, random_dataset: str = RANDOM_INIT_DATASET) -> xr.Dataset:
+    """Fine-tune every seed of ``config`` and return the run's dataset (see :func:`downstream_dataset`).
+
+    ``random_dataset``: whose pixel statistics standardise the inputs of random weights (a pre-trained
+    backbone's come from its checkpoint); the dataset used is recorded as the coord ``input_dataset``."""
     config.validate()
     task = get_task(config.task)
     checkpoint = pretrain_checkpoint(config)
@@ -134,10 +142,12 @@ def run_downstream(config: DownstreamConfig, progress: bool = True) -> xr.Datase
     start = time.perf_counter()
     train, test = task.load(config)
     data_seconds = time.perf_counter() - start
-    runs = {seed: finetune_seed(config, task, train, test, seed, order, device, progress) for seed in config.seeds()}
+    runs = {seed: finetune_seed(config, task, train, test, seed, order, device, progress, random_dataset)
+            for seed in config.seeds()}
     trivial = task.trivial(train, test)
     pretrained = {} if checkpoint is None else load_checkpoint(checkpoint)["config"]
     identity = {"objective": pretrained.get("objective", "random"), "arch": pretrained.get("arch", config.arch),
+                "input_dataset": pretraining_dataset(pretrained, random_dataset),
                 "blocks": len(flat_blocks(runs[config.seeds()[0]].objective.backbone)),
                 "total_blocks": len(flat_blocks(create_backbone(pretrained.get("arch", config.arch))))}
     return downstream_dataset(config, task, runs, trivial, test, order, data_seconds, identity)
@@ -150,7 +160,8 @@ def downstream_dataset(config: DownstreamConfig, task: Task, runs: dict[int, See
 
     Scalar coords name the run: ``model`` (run id), ``task``, ``init`` (pretrained / random),
     ``pretrain_run``, the pre-training ``objective`` (``random`` for random weights) and ``arch``,
-    ``blocks`` kept of ``total_blocks``, ``keep_blocks`` and the ``block_order`` loaded."""
+    ``blocks`` kept of ``total_blocks``, ``keep_blocks``, the ``block_order`` loaded and the
+    ``input_dataset`` whose pixel statistics standardised the inputs."""
     seeds = sorted(runs)
     epochs = np.arange(1, max(len(r.history) for r in runs.values()) + 1)
     data = {name: ("seed", [runs[s].metrics[name] for s in seeds]) for name in task.metrics}

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from mimstudy.atomic import atomic_path
 from mimstudy.data.fashion_mnist import DatasetError
+from mimstudy.downstream.images import open_image, write_grey
 
 MIN_DEPTH, MAX_DEPTH = 1e-3, 10.0
 
@@ -39,8 +40,7 @@ def write_split(root: str | Path, split: str, images: list[np.ndarray], depths: 
     lines = []
     for i, (image, depth) in enumerate(zip(images, depths)):
         rgb, gt = f"/{split}/rgb_{i:05d}.png", f"/{split}/sync_depth_{i:05d}.png"
-        with atomic_path(root / rgb[1:]) as tmp:
-            Image.fromarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8), mode="L").save(tmp, format="PNG")
+        write_grey(root / rgb[1:], image)
         with atomic_path(root / gt[1:]) as tmp:
             Image.fromarray(np.round(np.asarray(depth) * 1000).astype(np.uint16)).save(tmp, format="PNG")
         lines.append(f"{rgb} {gt}")
@@ -59,17 +59,6 @@ class DepthPairs:
         return len(self.images)
 
 
-def _open(path: Path, what: str) -> Image.Image:
-    if not path.is_file():
-        raise DatasetError(f"{what} {path} is missing (listed in the split's list file)")
-    try:
-        image = Image.open(path)
-        image.load()
-        return image
-    except (UnidentifiedImageError, OSError) as err:
-        raise DatasetError(f"{what} {path} cannot be read ({err}); re-generate or replace it") from err
-
-
 def read_split(root: str | Path, split: str, img_size: int, limit: int | None = None) -> DepthPairs:
     """Read a split's pairs (the first ``limit``); a missing or malformed file raises :class:`DatasetError` naming it."""
     root = Path(root)
@@ -83,8 +72,8 @@ def read_split(root: str | Path, split: str, img_size: int, limit: int | None = 
         parts = line.split()
         if len(parts) < 2:
             raise DatasetError(f"{path}, line {number}: expected '<image path> <depth path>', got {line!r}")
-        image = _open(root / parts[0].lstrip("/"), "image")
-        depth = _open(root / parts[1].lstrip("/"), "depth map")
+        image = open_image(root / parts[0].lstrip("/"), "image")
+        depth = open_image(root / parts[1].lstrip("/"), "depth map")
         grey = torch.from_numpy(np.asarray(image.convert("L"), dtype=np.float32) / 255.0)[None, None]
         metres = torch.from_numpy(np.asarray(depth, dtype=np.float32) / 1000.0)[None, None]
         if grey.shape != metres.shape:

@@ -19,16 +19,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mimstudy.data.fashion_mnist import PIXEL_MEAN, PIXEL_STD
 from mimstudy.downstream import puppets
 from mimstudy.downstream.backbone import feature_shape, features
 from mimstudy.downstream.coco_keypoints import KeypointCrops, oks_ap, read_split, write_split
 from mimstudy.downstream.heads import DeconvHead, decode_heatmaps, gaussian_heatmaps
-
-
-def standardise(images: torch.Tensor) -> torch.Tensor:
-    """[0, 1] grey crops -> the backbones' input scale (Fashion-MNIST's mean and std)."""
-    return (images - PIXEL_MEAN) / PIXEL_STD
+from mimstudy.downstream.inputs import Standardise
 
 
 def flip_keypoints(keypoints: torch.Tensor, pairs: list[tuple[int, int]], size: int) -> torch.Tensor:
@@ -71,16 +66,18 @@ class PoseObjective(nn.Module):
     """Backbone + deconvolution head; ``forward(images, keypoints) -> (loss, {"loss": loss})``."""
 
     def __init__(self, backbone: nn.Module, num_keypoints: int, pairs: list[tuple[int, int]], img_size: int,
-                 augment: bool = True, rotation: float = 30.0, scale: float = 0.25, sigma: float = 1.0):
+                 stats: tuple[float, float], augment: bool = True, rotation: float = 30.0, scale: float = 0.25,
+                 sigma: float = 1.0):
         super().__init__()
         self.backbone = backbone
+        self.standardise = Standardise(*stats)  # the pre-training dataset's pixel mean and std
         channels, stride = feature_shape(backbone, img_size)
         self.head = DeconvHead(channels, num_keypoints, stride)
         self.pairs, self.img_size, self.sigma = list(pairs), img_size, sigma
         self.augment, self.rotation, self.scale = augment, rotation, scale
 
     def heatmaps(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(features(self.backbone, standardise(images)))
+        return self.head(features(self.backbone, self.standardise(images)))
 
     def forward(self, images: torch.Tensor, keypoints: torch.Tensor):
         if self.training and self.augment:

@@ -31,7 +31,7 @@ from skimage.color import rgb2gray
 from skimage.draw import disk, polygon
 from skimage.transform import resize
 
-GENERATOR_VERSION = 1  # bump when the drawing changes: cached datasets are keyed on it
+GENERATOR_VERSION = 2  # bump when the drawing changes: cached datasets are keyed on it (2: area = silhouette)
 KEYPOINTS = ("nose", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist",
              "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle")
 FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12))
@@ -81,7 +81,7 @@ class Puppet:
     image: np.ndarray  # [size, size] float in [0, 1]
     keypoints: np.ndarray  # [13, 3]
     bbox: tuple[float, float, float, float]  # x, y, w, h of the target's drawn silhouette (clipped)
-    area: float  # bbox area (CrowdPose's convention; it scales the OKS)
+    area: float  # the target's visible silhouette in image pixels (COCO's segmentation area; it scales the OKS)
 
 
 def _rotation(angle: float) -> np.ndarray:
@@ -259,4 +259,11 @@ def draw_puppet(task: str, split: str, index: int, size: int = 32, seed: int = 0
     s = canvas.scale
     x0, y0 = cols.min() / s, rows.min() / s
     w, h = (cols.max() + 1) / s - x0, (rows.max() + 1) / s - y0
-    return Puppet(canvas.image(), keypoints, (float(x0), float(y0), float(w), float(h)), float(w * h))
+    return Puppet(canvas.image(), keypoints, (float(x0), float(y0), float(w), float(h)),
+                  silhouette_area(canvas.layer, 0, s))
+
+
+def silhouette_area(layer: np.ndarray, figure: int, scale: int) -> float:
+    """Image pixels showing ``figure`` in the final layer map (supersampled by ``scale``): COCO's ``area``,
+    the pixel count of the person's segmentation, which covers what is visible of it."""
+    return float(((layer > figure * 16) & (layer <= figure * 16 + len(PARTS))).sum() / scale ** 2)

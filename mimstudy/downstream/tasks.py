@@ -2,7 +2,8 @@
 
 Every task is fine-tuned by the one path of :mod:`mimstudy.downstream.finetune`; a task supplies
 ``load(config) -> (train, test)`` (objects with ``images``, a target tensor and ``__len__``),
-``objective(backbone, train, config)``, ``evaluate(objective, test, device) -> (metrics, predictions)``,
+``objective(backbone, train, config, stats)`` (``stats``: the pixel mean and std of the backbone's
+pre-training dataset, :mod:`mimstudy.downstream.inputs`), ``evaluate(objective, test, device) -> (metrics, predictions)``,
 ``trivial(train, test) -> metrics`` (the learnability floor), ``targets(data)`` (the tensor its
 objective takes beside the images), ``examples(test, predictions, n) -> (data vars, coords)`` (a few
 inputs, targets and predictions for the book: ``example_image`` and ``example_<target>`` /
@@ -18,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from mimstudy.downstream import depth, pose
+from mimstudy.downstream import depth, got10k, pose, tracking
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,9 @@ def _pose_load(config):
                             config.train_size, config.test_size)
 
 
-def _pose_objective(backbone, train, config):
-    return pose.PoseObjective(backbone, train.keypoints.shape[1], train.flip_pairs, config.img_size, config.augment)
+def _pose_objective(backbone, train, config, stats):
+    return pose.PoseObjective(backbone, train.keypoints.shape[1], train.flip_pairs, config.img_size, stats,
+                              config.augment)
 
 
 def _pose_evaluate(objective, test, device, batch_size: int = 128):
@@ -94,13 +96,39 @@ def _depth_examples(test, predictions, n: int):
             "example_predicted_depth": (("example", "y", "x"), predictions[:n])}, {}
 
 
+def _tracking_load(config):
+    root = Path(config.data_dir) if config.data_dir else tracking.generated_dataset(
+        Path(config.runs_dir) / "data", tracking.sequences_for(config.train_size), config.test_size, config.seed)
+    return tracking.load_splits(root, config.img_size, config.train_split, config.test_split, config.train_size,
+                                config.test_size, config.seed)
+
+
+def _tracking_trivial(train, test):
+    return got10k.score(tracking.stay_tracks(test.sequences), test.sequences)
+
+
+def _tracking_examples(test, predictions, n: int):
+    sub = tracking.TrackingSequences(test.sequences[:n], test.img_size)
+    truth = sub.last_boxes([s.boxes for s in sub.sequences])
+    return {"example_image": (("example", "y", "x"), sub.images[:, 0].numpy()),
+            "example_box": (("example", "box"), truth),
+            "example_predicted_box": (("example", "box"), sub.last_boxes(predictions[:n]))}, {"box": ["x", "y", "w", "h"]}
+
+
 TASKS: dict[str, Task] = {
     "pose": _pose_task("pose", "Puppet-Pose (COCO keypoints analog): one figure per crop, OKS AP"),
     "crowdpose": _pose_task("crowdpose", "Puppet-Crowd (CrowdPose analog): the target among 1-2 overlapping figures, OKS AP"),
     "depth": Task("depth", "GarmentWorld-Depth (NYUv2 analog): pinhole scenes, RMSE in metres", _depth_load,
-                  lambda backbone, train, config: depth.DepthObjective(backbone, config.img_size, config.augment),
+                  lambda backbone, train, config, stats: depth.DepthObjective(backbone, config.img_size, stats,
+                                                                                config.augment),
                   _depth_evaluate, _depth_trivial, lambda data: data.depths, _depth_examples,
                   ("rmse", "abs_rel", "delta1"), "rmse", False, "mean depth map"),
+    "tracking": Task("tracking", "GarmentTrack (GOT-10k analog): a garment among look-alikes over a panned photo, "
+                     "AO / SR / success AUC", _tracking_load,
+                     lambda backbone, train, config, stats: tracking.TrackingObjective(
+                         backbone, config.img_size, stats, config.augment),
+                     tracking.evaluate, _tracking_trivial, lambda data: data.boxes, _tracking_examples,
+                     ("ao", "sr50", "sr75", "auc"), "ao", True, "first frame's box kept"),
 }
 
 
