@@ -31,10 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from mimstudy.book.evidence import N_BOOT, PresetResults
-from mimstudy.book.verdicts import Blocker, Check, Claim, ClaimVerdict, Estimate, blockers, seed_estimate
+from mimstudy.book.evidence import PresetResults
+from mimstudy.book.verdicts import FLOORS, N_BOOT, Blocker, Check, Claim, ClaimVerdict, Estimate, blockers, seed_estimate
 
-FLOORS = {"kernel_distance": 1.0, "kernel_entropy": 0.1, "kernel_kl": 0.05, "accuracy": 0.01}
 UNITS = {"kernel_distance": "px", "kernel_entropy": "nats", "kernel_kl": "nats", "accuracy": ""}
 ROLE_LABELS = {"sup": "supervised, no re-param.", "sup_rep": "supervised, re-param. (merged)",
                "simmim": "SimMIM, no re-param.", "ft": "SimMIM → fine-tuned"}

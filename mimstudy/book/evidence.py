@@ -16,10 +16,9 @@ import xarray as xr
 from mimstudy.book.gates import GateResult, check_gates
 from mimstudy.book.pages import load_results, restrict, run_attr
 from mimstudy.book.statistics import scale_free
-from mimstudy.book.verdicts import Control, Estimate, bootstrap_samples, seed_estimate
+from mimstudy.book.verdicts import N_BOOT, Control, Estimate, bootstrap_samples, seed_estimate
 
 RANDOM = "random"  # the objective of the random-init control runs
-N_BOOT = 1000  # bootstrap resamples of every interval over images
 _LOAD = object()  # "read it from results/<preset>/" (the default of every dataset argument)
 
 

@@ -28,11 +28,9 @@ import xarray as xr
 
 from mimstudy.book.evidence import PresetResults
 from mimstudy.book.gates import GateResult
-from mimstudy.book.verdicts import Blocker, Check, Claim, ClaimVerdict, Estimate, blockers, seed_estimate
+from mimstudy.book.verdicts import FLOORS, Blocker, Check, Claim, ClaimVerdict, Estimate, blockers, seed_estimate
 
-AP_FLOOR = 0.01  # effect-size floor: 1 OKS AP point (the paper's gaps: +2.4 COCO, +4.2 CrowdPose)
-RMSE_FLOOR = 0.02  # metres (the paper's NYUv2 gap: 0.048 m of 0.35; our scenes' trivial RMSE is about 1 m)
-FLOORS = {"ap": AP_FLOOR, "rmse": RMSE_FLOOR}
+AP_FLOOR, RMSE_FLOOR = FLOORS["ap"], FLOORS["rmse"]
 TASKS = {"pose": ("Puppet-Pose AP ↑", "ap", True, 100), "crowdpose": ("Puppet-Crowd AP ↑", "ap", True, 100),
          "depth": ("GarmentWorld-Depth RMSE (m) ↓", "rmse", False, 1)}  # label, metric, higher is better, scale
 ARCHS = ("vit", "swinv2")

@@ -13,13 +13,11 @@ from IPython.display import Markdown, display
 from mimstudy.book.evidence import PresetResults
 from mimstudy.book.geometric_claims import (TASKS, coord, dropped_runs, find_runs, full_model, full_models,
                                             sampled_pairs, scores)
-from mimstudy.book.pages import REPO_ROOT, preset_heading, provenance_markdown
+from mimstudy.book.pages import PAPER_LABELS, REPO_ROOT, preset_heading, provenance_markdown
 from mimstudy.book.registry import claim
 from mimstudy.book.rendering import Judged, verdict_markdown
 from mimstudy.book.verdicts import seed_estimate
 
-LABELS = {"supervised": "SUP", "moco": "MoCo v3", "simmim": "MIM (SimMIM)", "finetune": "SimMIM → FT",
-          "random": "random init"}
 ORDER = ["supervised", "moco", "simmim", "finetune", "random"]
 
 
@@ -57,7 +55,7 @@ def table2_markdown(runs: xr.Dataset) -> str:
             models = {t: full_models(runs, t, objective, arch) for t in tasks}
             if not any(models.values()):
                 continue
-            rows.append(f"| {arch} | {LABELS.get(objective, objective)} | " + " | ".join(
+            rows.append(f"| {arch} | {PAPER_LABELS.get(objective, objective)} | " + " | ".join(
                 cell(np.concatenate([scores(runs, m, TASKS[t][1]) for m in ms]), TASKS[t][3]) if ms else "–"
                 for t, ms in models.items()) + " |")
     trivial = []
@@ -137,7 +135,7 @@ def show_figure5(results: PresetResults) -> list[Judged]:
         return judged
     fig, ax = plt.subplots(figsize=(4.6, 3.2))
     for objective, by_d in series.items():
-        ax.plot(list(by_d), [100 * scores(runs, m).mean() for m in by_d.values()], "o-", label=LABELS[objective])
+        ax.plot(list(by_d), [100 * scores(runs, m).mean() for m in by_d.values()], "o-", label=PAPER_LABELS[objective])
         for d, m in by_d.items():
             ax.plot([d] * len(scores(runs, m)), 100 * scores(runs, m), ".", color=ax.lines[-1].get_color(), alpha=0.4)
     ax.set(xlabel="last blocks dropped (d)", ylabel="Puppet-Pose OKS AP (×100)", ylim=(0, 100))

@@ -25,6 +25,17 @@ import numpy as np
 import xarray as xr
 
 
+N_BOOT = 1000  # bootstrap resamples of every interval over images or channels
+FLOORS = {  # effect-size floors of the Appendix B and Section 4.2 checks (Section 3's are in its Effects)
+    "kernel_distance": 1.0,  # px: one tap (a grid step at stride 1)
+    "kernel_entropy": 0.1,  # nats, as Section 3's 0.1 of log N for attention entropy
+    "kernel_kl": 0.05,  # nats between channels
+    "accuracy": 0.01,  # 1 point of top-1 (Table 3's gap is 0.2 points at ImageNet scale: "on par")
+    "ap": 0.01,  # 1 OKS AP point (the paper's gaps: +2.4 COCO, +4.2 CrowdPose)
+    "rmse": 0.02,  # metres (the paper's NYUv2 gap: 0.048 m of 0.35; our scenes' trivial RMSE is about 1 m)
+}
+
+
 @lru_cache(maxsize=16)
 def resample_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
     """``[n_boot, n]`` how often each of ``n`` images is drawn in each bootstrap resample (with replacement);
@@ -48,7 +59,7 @@ def bootstrap_image_means(values: xr.DataArray, n_boot: int, seed: int) -> np.nd
     return np.moveaxis(means, -1, 0).reshape(n_boot, *data.shape[:-1])
 
 
-def bootstrap_samples(values: xr.DataArray, n_boot: int = 1000, seed: int = 0) -> xr.DataArray:
+def bootstrap_samples(values: xr.DataArray, n_boot: int = N_BOOT, seed: int = 0) -> xr.DataArray:
     """:func:`bootstrap_image_means` as a DataArray: dims ``("boot", *other dims)``, ``values``' coords kept.
 
     E.g. ``bootstrap_samples(probes["attention_entropy"].mean("head"))`` gives ``(boot, layer)``
@@ -63,7 +74,7 @@ def bootstrap_samples(values: xr.DataArray, n_boot: int = 1000, seed: int = 0) -
     return xr.DataArray(samples, dims=("boot", *other), coords=coords, name=values.name, attrs=values.attrs)
 
 
-def image_mean_interval(values: xr.DataArray, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> xr.Dataset:
+def image_mean_interval(values: xr.DataArray, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95) -> xr.Dataset:
     """Mean over ``image`` with a percentile bootstrap interval: variables ``mean``, ``low``, ``high``."""
     samples = bootstrap_samples(values, n_boot, seed)
     tail = (1 - level) / 2
