@@ -135,7 +135,9 @@ def _labelled(g: _Gates, evaluate, pretrain, model: str) -> None:
     ref_acc = accuracy(evaluate, ref, "linear_accuracy", "pretrained", pool)
     words = f"linear probe ≥ {REFERENCE_FRACTION:g} × the reference classifier `{ref}`'s"
     mine_budget, ref_budget = _parameters(pretrain, model), _parameters(pretrain, ref)
-    if ref_acc is None:
+    if model == ref:
+        g.info("this is the reference classifier")
+    elif ref_acc is None:
         g.rule(words, None, missing=f"this preset has no evaluated reference classifier `{ref}`")
     elif mine is None:
         g.rule(words, None, missing="the pre-trained linear accuracy is not stored")
