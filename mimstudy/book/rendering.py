@@ -47,10 +47,10 @@ def judge_page(page: str, results: PresetResults) -> list[Judged]:
 
 
 def verdicts_markdown(judged: list[Judged]) -> str:
-    """The verdicts of one preset on a page, headed ``Verdicts on the `preset` results``."""
+    """The verdicts of one preset on a page, headed ``Verdict on the `preset` results``."""
     if not judged:
         return ""
-    return f"**Verdicts on the `{judged[0].preset}` results.**\n\n" + "\n\n".join(
+    return f"**Verdict on the `{judged[0].preset}` results.**\n\n" + "\n\n".join(
         verdict_markdown(j.claim, j.verdict, j.preset) for j in judged)
 
 
