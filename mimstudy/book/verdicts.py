@@ -374,6 +374,10 @@ class ClaimVerdict:
         for check in self.checks:
             if np.isnan(check.estimate.value):
                 continue
+            if check.control_missing:
+                parts.append(f"“{check.description}” is {check.estimate.value:.3g} and cannot be read without its "
+                             "random-init control")
+                continue
             edge = check.control_edge
             need = check.threshold if edge is None else (max(check.threshold, edge) if check.expect == "positive"
                                                          else min(check.threshold, edge))
