@@ -59,7 +59,7 @@ from mimstudy.book.reductions import (
     upper_half,
     upper_mean,
 )
-from mimstudy.book.verdicts import Blocker, Check, Claim, ClaimVerdict, Estimate, blockers
+from mimstudy.book.verdicts import Check, Claim, ClaimVerdict, Estimate, blockers
 
 WHAT = {  # a statistic -> the stored variable it needs, in words
     "locality": "`attention_distance`",
@@ -114,10 +114,8 @@ class ProbeClaim(Claim):
         for effect in self.effects:
             lacking = results.lacking(effect.needs, models)
             if lacking:
-                found.append(Blocker(f"the stored probes lack {WHAT.get(lacking, lacking)}",
-                                     "re-running the probes with this version of the code (they store it)",
-                                     "probe variable missing"))
-                checks.append(Check(effect.description, Estimate.missing(), threshold=effect.floor,
+                why = f"the stored probes lack {WHAT.get(lacking, lacking)}; re-run the probes with this code"
+                checks.append(Check(effect.description, Estimate.missing(why), threshold=effect.floor,
                                     floor=effect.floor_words, controlled=True))
                 continue
             estimate = results.estimate(effect.statistic, trained)

@@ -25,8 +25,10 @@ def verdict_badge(verdict: ClaimVerdict) -> str:
 
 
 def verdict_markdown(claim: Claim, verdict: ClaimVerdict, preset: str) -> str:
-    """One coloured line (verdict, claim, `preset`, why undetermined), then the checks in a collapsed block."""
-    why = f" — {'; '.join(b.reason for b in verdict.blockers)}" if verdict.blockers else ""
+    """One short coloured line (verdict, claim, `preset`, the blockers' tags), then the reasons and checks in a
+    collapsed block."""
+    tags = list(dict.fromkeys(b.tag or "blocked" for b in verdict.blockers))
+    why = f" (blocked: {', '.join(tags)})" if tags else ""
     line = f"{verdict_badge(verdict)} · **{claim.title}** ({claim.where}), `{preset}`{why}"
     return (f"{line}\n\n<details><summary>Checks, estimates and what would change it</summary>\n\n"
             f"{verdict.summary()}\n\n*What would change it:* {verdict.what_would_change()}\n\n</details>")

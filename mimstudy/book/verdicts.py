@@ -112,9 +112,9 @@ class Estimate:
         return cls(float(value), None, None, "none")
 
     @classmethod
-    def missing(cls) -> "Estimate":
-        """No estimate at all (a variable the stored results lack): NaN, no interval."""
-        return cls(float("nan"), None, None, "none")
+    def missing(cls, why: str = "") -> "Estimate":
+        """No estimate at all (a variable the stored results lack, ``why``): NaN, no interval."""
+        return cls(float("nan"), None, None, why or "none")
 
     @property
     def has_interval(self) -> bool:
@@ -300,9 +300,10 @@ def check_blockers(checks: Sequence[Check]) -> list[Blocker]:
     found = []
     for check in checks:
         if np.isnan(check.estimate.value):
-            found.append(Blocker(f"“{check.description}” has no value (a stored variable or reference is missing "
-                                 "or NaN)", "the missing results stored (re-run the step that makes them)",
-                                 "missing"))
+            why = check.estimate.interval if check.estimate.interval != "none" else \
+                "a stored variable or reference is missing or NaN"
+            found.append(Blocker(f"“{check.description}” has no value ({why})",
+                                 "the missing results stored (re-run the step that makes them)", "missing"))
         elif check.control_missing:
             found.append(Blocker(f"“{check.description}” has no usable random-init control (missing or NaN)",
                                  "the random-init control probed with every variable the check reads", "no control"))
