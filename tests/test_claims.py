@@ -1,20 +1,26 @@
 """The rules of the book's verdicts: random-init models never support a claim, planted local and diverse
 heads do, and each rule (floor, control, quality gate, seeds, Swin's per-block baseline) decides."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 import xarray as xr
 
-from mimstudy.book.claims import CLAIMS, PresetResults, alternation_amplitude, claim, short_cell
+from mimstudy.book.claims import ProbeClaim
+from mimstudy.book.evidence import PresetResults
 from mimstudy.book.gates import check_gates, gate_table
+from mimstudy.book.reductions import alternation_amplitude
+from mimstudy.book.registry import CLAIMS, claim
+from mimstudy.book.rendering import judge_page, scorecard_rows, short_cell
 from mimstudy.book.statistics import scale_free
 from mimstudy.models.backbones import create_backbone
 from mimstudy.probes import probe_model
 from mimstudy.provenance import provenance_attrs
 from mimstudy.results import combine_runs
 
-BUILT = [c for c in CLAIMS if not c.not_built and c.custom is None]
+BUILT = [c for c in CLAIMS if isinstance(c, ProbeClaim)]
 LOG64 = float(np.log(64))
 
 
@@ -25,15 +31,44 @@ def as_run(ds, run_id, objective, arch, seed):
     return ds
 
 
-def passing_evaluation(models: dict[str, str], supervised_linear: float = 0.95) -> xr.Dataset:
-    """An evaluation in which every model passes its gate (the supervised ones with ``supervised_linear``)."""
+LABELLED = ("supervised", "finetune")
+
+
+def passing_evaluation(models: dict[str, str], supervised_linear: float = 0.95, ssl_linear: float = 0.9) -> xr.Dataset:
+    """An evaluation in which every model passes its gate (the labelled ones with ``supervised_linear`` on
+    their head features, the self-supervised ones with ``ssl_linear`` on patch means), with the reference
+    classifier ``replk_sup-s<seed>`` of every seed at 95 %."""
+    seeds = sorted({m.rsplit("-s", 1)[1] for m in models if "-s" in m})
+    models = {**models, **{f"replk_sup-s{s}": "supervised" for s in seeds}}
     names = list(models)
-    linear = [[supervised_linear if models[m] in ("supervised", "finetune") else 0.9, 0.6, 0.7] for m in names]
-    knn = [[0.9, 0.5, 0.7] for _ in names]
-    return xr.Dataset({"knn_accuracy": (("model", "weights"), np.array(knn)),
-                       "linear_accuracy": (("model", "weights"), np.array(linear))},
+    linear, knn = np.zeros((len(names), 3, 2)), np.zeros((len(names), 3, 2))  # (model, weights, pool)
+    for i, m in enumerate(names):
+        mine = 0.95 if m.startswith("replk_sup") else supervised_linear if models[m] in LABELLED else 0.8
+        linear[i] = [[mine, ssl_linear if models[m] not in LABELLED else 0.8], [0.6, 0.6], [0.7, 0.7]]
+        knn[i] = [[0.9, 0.9], [0.5, 0.5], [0.7, 0.7]]
+    return xr.Dataset({"knn_accuracy": (("model", "weights", "pool"), knn),
+                       "linear_accuracy": (("model", "weights", "pool"), linear)},
                       coords={"model": names, "weights": ["pretrained", "random_init", "raw_pixels"],
-                              "objective": ("model", [models[m] for m in names])})
+                              "pool": ["head", "patch_mean"], "objective": ("model", [models[m] for m in names])})
+
+
+def pretrain_curves(evaluate: xr.Dataset, last_gain: float = 0.005) -> xr.Dataset:
+    """Pre-training curves of the labelled models of ``evaluate`` (same data, same steps), their last epoch
+    gaining ``last_gain``."""
+    runs = []
+    for m in evaluate["model"].values:
+        curve = xr.Dataset({"val_accuracy": ("epoch", [0.8, 0.9, 0.9 + last_gain])}, coords={"epoch": [1, 2, 3]})
+        curve = curve.assign_coords(model=str(m), objective=str(evaluate["objective"].sel(model=m).item()))
+        curve.attrs = {"parameters": json.dumps({"dataset": "photos", "train_size": 100, "epochs": 3, "batch_size": 8}),
+                       "seed": 0}
+        runs.append(curve)
+    return combine_runs(runs)
+
+
+def results_of(preset: str, probes: xr.Dataset, objectives: dict[str, str], **gates) -> PresetResults:
+    evaluate = passing_evaluation(objectives, **{k: v for k, v in gates.items() if k != "last_gain"})
+    return PresetResults(preset, probes=probes, evaluate=evaluate,
+                         pretrain=pretrain_curves(evaluate, gates.get("last_gain", 0.005)), downstream=None)
 
 
 # --- random-init models in every role ---------------------------------------------------------------
@@ -53,7 +88,7 @@ def random_results(one_thread):
                 run_id = f"{prefix}_{role}-s{seed}"
                 runs.append(as_run(probe_model(create_backbone(arch), images, 6), run_id, role, arch, seed))
                 objectives[run_id] = role
-    return PresetResults("random", probes=combine_runs(runs), evaluate=passing_evaluation(objectives))
+    return results_of("random", combine_runs(runs), objectives)
 
 
 def test_random_init_models_never_support_any_claim(random_results):
@@ -126,7 +161,7 @@ MOCO = {**SUP, "cka_off": 0.95}
 RANDOM = dict(locality=0.0, entropy=0.97, kl=0.05, cka_off=0.85)
 
 
-def planted(seeds=(0, 1, 2), roles=None, control=RANDOM, scale=1.0, noise=0.01, supervised_linear=0.95):
+def planted(seeds=(0, 1, 2), roles=None, control=RANDOM, scale=1.0, noise=0.01, **gates):
     roles = roles or {"supervised": SUP, "moco": MOCO, "simmim": MIM}
     runs, objectives = [], {}
     for objective, spec in {**roles, "random": control}.items():
@@ -136,7 +171,7 @@ def planted(seeds=(0, 1, 2), roles=None, control=RANDOM, scale=1.0, noise=0.01, 
             runs.append(as_run(planted_model(**spec, seed=10 * seed + len(objectives), noise=noise), run_id, objective,
                                "vit_micro_32", seed))
             objectives[run_id] = objective
-    return PresetResults("planted", probes=combine_runs(runs), evaluate=passing_evaluation(objectives, supervised_linear))
+    return results_of("planted", combine_runs(runs), objectives, **gates)
 
 
 def test_planted_local_diverse_heads_are_supported():
@@ -168,7 +203,7 @@ def test_control_that_looks_trained_blocks_support():
 
 
 def test_model_below_its_gate_gives_undetermined():
-    verdict = claim("vit-locality").judge(planted(supervised_linear=0.85))
+    verdict = claim("vit-locality").judge(planted(supervised_linear=0.85))  # < 0.9 x the reference's 95 %
     assert verdict.verdict == "undetermined" and "has not learned enough" in verdict.headline
     assert all(c.status == "holds" for c in verdict.checks)  # the effect is there; the model is not good enough
     assert "past their quality gates" in verdict.what_would_change()
@@ -185,10 +220,11 @@ def test_one_seed_gives_undetermined_with_an_image_bootstrap():
 def test_missing_control_and_missing_variable_give_undetermined():
     results = planted()
     no_control = PresetResults("planted", probes=results.probes.drop_sel(model=[f"vit_random-s{s}" for s in range(3)]),
-                               evaluate=results.evaluate)
+                               evaluate=results.evaluate, pretrain=results.pretrain, downstream=None)
     verdict = claim("vit-focus").judge(no_control)
     assert verdict.verdict == "undetermined" and "no random-init control" in verdict.headline
-    old = PresetResults("planted", probes=results.probes.drop_vars("mean_row_distance"), evaluate=results.evaluate)
+    old = PresetResults("planted", probes=results.probes.drop_vars("mean_row_distance"), evaluate=results.evaluate,
+                        pretrain=results.pretrain, downstream=None)
     verdict = claim("vit-locality").judge(old)
     assert verdict.verdict == "undetermined" and "mean_row_distance" in verdict.headline
     assert np.isnan(verdict.checks[3].estimate.value)
@@ -206,17 +242,98 @@ def test_claims_without_models_or_experiments_are_not_run():
 
 
 def test_gates_pass_fail_and_unknown():
-    ev = passing_evaluation({"a": "supervised", "b": "simmim", "c": "simmim"})
-    ev["knn_accuracy"].loc[{"model": "c", "weights": "pretrained"}] = 0.52  # < random init + 5 points
-    assert check_gates(ev, "a", "supervised").status == "pass"
-    assert check_gates(ev, "b", "simmim").status == "pass"
-    failed = check_gates(ev, "c", "simmim")
-    assert failed.status == "fail" and "k-NN accuracy ≥ random init + 5 points (52.0 % vs 50.0 %)" in failed.failed[0]
+    ev = passing_evaluation({"a-s0": "supervised", "b-s0": "simmim", "c-s0": "simmim"})
+    pretrain = pretrain_curves(ev)
+    ev["linear_accuracy"].loc[{"model": "c-s0", "weights": "pretrained", "pool": "patch_mean"}] = 0.62  # < random + 5
+    assert check_gates(ev, "a-s0", "supervised", pretrain).status == "pass"
+    assert check_gates(ev, "b-s0", "simmim", pretrain).status == "pass"
+    failed = check_gates(ev, "c-s0", "simmim", pretrain)
+    assert failed.status == "fail" and "≥ random init + 5 points (62.0 % vs 60.0 %)" in failed.failed[0]
     old = ev.sel(weights=["pretrained", "random_init"])  # an evaluation made before raw pixels were stored
-    assert check_gates(old, "b", "simmim").status == "unknown"
-    assert check_gates(None, "a", "supervised").status == "unknown"
+    assert check_gates(old, "b-s0", "simmim", pretrain).status == "unknown"
+    assert check_gates(None, "a-s0", "supervised").status == "unknown"
     assert check_gates(ev, "x", "random").status == "pass"
-    assert "**fail**" in gate_table(ev) and "**pass**" in gate_table(ev)
+    assert "**fail**" in gate_table(ev, pretrain) and "**pass**" in gate_table(ev, pretrain)
+
+
+def test_labelled_gates_read_the_head_against_pixels_the_reference_and_the_plateau():
+    ev = passing_evaluation({"a-s0": "supervised"})
+    pretrain = pretrain_curves(ev)
+    assert check_gates(ev, "a-s0", "supervised", pretrain).status == "pass"
+    pixels = ev.copy(deep=True)
+    pixels["linear_accuracy"].loc[{"weights": "raw_pixels"}] = 0.93  # the head is < 5 points past the pixels
+    assert check_gates(pixels, "a-s0", "supervised", pretrain).status == "fail"
+    no_reference = ev.drop_sel(model="replk_sup-s0")  # a preset without the reference classifier
+    result = check_gates(no_reference, "a-s0", "supervised", pretrain)
+    assert result.status == "unknown" and "no evaluated reference classifier `replk_sup-s0`" in result.unknown[0]
+    assert check_gates(ev, "a-s0", "supervised", pretrain_curves(ev, last_gain=0.02)).status == "fail"  # still rising
+    assert check_gates(ev, "a-s0", "supervised", None).status == "unknown"  # no curves: plateau unknown
+    patch = ev.copy(deep=True)
+    patch["linear_accuracy"].loc[{"model": "a-s0", "weights": "pretrained", "pool": "head"}] = 0.5
+    assert check_gates(patch, "a-s0", "supervised", pretrain).status == "fail"  # the head is what is read
+
+
+def test_a_self_supervised_gate_alone_blocks_a_claim():
+    verdict = claim("vit-locality").judge(planted(ssl_linear=0.62))  # SimMIM 2 points above random init
+    assert verdict.verdict == "undetermined" and [b.tag for b in verdict.blockers] == ["gate"]
+    assert all(c.status == "holds" for c in verdict.checks)
+
+
+def test_an_unknown_gate_blocks_a_claim():
+    results = planted()
+    no_reference = PresetResults("planted", probes=results.probes,
+                                 evaluate=results.evaluate.drop_sel(model=[f"replk_sup-s{s}" for s in range(3)]),
+                                 pretrain=results.pretrain, downstream=None)
+    verdict = claim("vit-locality").judge(no_reference)
+    assert verdict.verdict == "undetermined" and [b.tag for b in verdict.blockers] == ["gate unknown"]
+
+
+def test_nan_or_missing_controls_never_leave_a_claim_supported():
+    results = planted()
+    randoms = [f"vit_random-s{s}" for s in range(3)]
+    for var in ("attention_distance", "mean_row_distance"):
+        probes = results.probes.copy(deep=True)
+        probes[var].loc[{"model": randoms}] = np.nan
+        nan_control = PresetResults("planted", probes=probes, evaluate=results.evaluate, pretrain=results.pretrain,
+                                    downstream=None)
+        verdict = claim("vit-locality").judge(nan_control)
+        assert verdict.verdict == "undetermined" and "no control" in {b.tag for b in verdict.blockers}, var
+    for c in BUILT:
+        no_control = PresetResults("planted", probes=results.probes.drop_sel(model=randoms), evaluate=results.evaluate,
+                                   pretrain=results.pretrain, downstream=None)
+        assert c.judge(no_control).verdict in ("undetermined", "not run")
+
+
+def test_two_seeds_and_fewer_control_seeds_block():
+    two = claim("vit-locality").judge(planted(seeds=(0, 1)))
+    assert two.verdict == "undetermined" and "only 2 training seeds" in two.headline
+    results = planted()
+    fewer = PresetResults("planted", probes=results.probes.drop_sel(model=["vit_random-s2"]),
+                          evaluate=results.evaluate, pretrain=results.pretrain, downstream=None)
+    verdict = claim("vit-locality").judge(fewer)
+    assert verdict.verdict == "undetermined" and [b.tag for b in verdict.blockers] == ["control seeds"]
+
+
+def test_a_layer_without_a_local_head_fails_the_every_layer_check():
+    mim = {**MIM, "locality": np.array([[0.8, 0.6, 0.3, 0.1]] * (LAYERS - 1) + [[0.2, 0.1, 0.1, 0.0]])}
+    verdict = claim("vit-locality").judge(planted(roles={"supervised": SUP, "moco": MOCO, "simmim": mim}))
+    every_layer = verdict.checks[0]
+    assert every_layer.estimate.value == pytest.approx(0.2, abs=0.02) and every_layer.status == "below its floor"
+    assert verdict.verdict == "partly supported"
+
+
+def test_the_scorecard_and_the_pages_give_the_same_verdict_for_every_claim():
+    results = planted()
+    for c, (verdict,) in scorecard_rows([results]):
+        if c.page:
+            on_page = {j.claim.key: j.verdict for j in judge_page(c.page, results)}
+            assert on_page[c.key].headline == verdict.headline, c.key
+            assert short_cell(on_page[c.key]) == short_cell(verdict)
+
+
+def test_a_preset_without_results_is_not_run_everywhere():
+    empty = PresetResults("nothing", probes=None, evaluate=None, pretrain=None, downstream=None)
+    assert {c.judge(empty).verdict for c in CLAIMS if c.key != "mask-sweep"} == {"not run"}
 
 
 def test_scale_free_statistics_closed_form():

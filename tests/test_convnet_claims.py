@@ -4,8 +4,12 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from mimstudy.book.convnet_claims import (accuracy_estimate, classification_claim, convnet_roles, diversity_claim,
-                                          locality_claim, role_estimate, mean_all)
+from mimstudy.book.convnet_claims import (classification_claim, convnet_roles, diversity_claim, locality_claim, mean_all,
+                                          role_estimate)
+from mimstudy.book.evidence import PresetResults
+from mimstudy.book.gates import GateResult
+from mimstudy.book.registry import claim
+from mimstudy.book.verdicts import blockers
 
 ROLES = {"replk_sup": ("supervised", "replk_mini_32"), "replk_sup_rep": ("supervised", "replk_mini_32_rep"),
          "replk_simmim": ("simmim", "replk_mini_32")}
@@ -36,7 +40,7 @@ def probes(distance: dict[str, float], control: float = 15.0, kl: dict[str, floa
                                     "arch": ("model", [MODELS[m][1] for m in models])})
 
 
-GATES = {"sup": True, "sup_rep": True, "simmim": True}
+FAILED = blockers({"SimMIM": 3}, [GateResult("replk_simmim-s0", "fail", [], ["`replk_simmim-s0` below its gate"])])
 
 
 def test_roles_come_from_objective_and_arch():
@@ -47,21 +51,34 @@ def test_roles_come_from_objective_and_arch():
 
 def test_locality_supported_when_simmim_lies_between_and_below_its_control():
     ds = probes({"replk_sup": 20, "replk_sup_rep": 8, "replk_simmim": 12})
-    verdict = locality_claim(ds, convnet_roles(ds), GATES)
+    verdict = locality_claim(ds, convnet_roles(ds))
     assert verdict.verdict == "supported", verdict.summary()
 
 
 def test_locality_not_supported_when_reversed_and_undetermined_below_the_gate():
     ds = probes({"replk_sup": 8, "replk_sup_rep": 20, "replk_simmim": 15}, control=10.0)
     roles = convnet_roles(ds)
-    assert locality_claim(ds, roles, GATES).verdict == "not supported"
-    assert locality_claim(ds, roles, {**GATES, "simmim": False}).verdict == "undetermined"
+    assert locality_claim(ds, roles).verdict == "not supported"
+    assert locality_claim(ds, roles, FAILED).verdict == "undetermined"
 
 
-def test_one_training_seed_gives_no_verdict():
+def test_the_family_judge_counts_seeds_and_reads_every_seeds_gate():
     ds = probes({"replk_sup": 20, "replk_sup_rep": 8, "replk_simmim": 12}, seeds=1)
-    verdict = locality_claim(ds, convnet_roles(ds), GATES)
-    assert verdict.verdict == "undetermined" and any(b.tag == "seeds" for b in verdict.blockers)
+    one = PresetResults("conv", probes=ds, evaluate=None, pretrain=None, downstream=None)
+    verdict = claim("replknet-locality").judge(one)
+    assert verdict.verdict == "undetermined" and {b.tag for b in verdict.blockers} == {"seeds", "gate unknown"}
+    three = PresetResults("conv", probes=probes({"replk_sup": 20, "replk_sup_rep": 8, "replk_simmim": 12}),
+                          evaluate=None, pretrain=None, downstream=None)
+    verdict = claim("replknet-locality").judge(three)
+    assert [b.tag for b in verdict.blockers] == ["gate unknown"]  # no evaluation stored: every seed's gate unknown
+    assert "replk_simmim-s2" in verdict.blockers[0].reason
+
+
+def test_a_nan_random_init_control_blocks_the_kernel_claims():
+    ds = probes({"replk_sup": 20, "replk_sup_rep": 8, "replk_simmim": 12})
+    ds["kernel_distance"].loc[{"weights": "random_init"}] = np.nan
+    verdict = locality_claim(ds, convnet_roles(ds))
+    assert verdict.verdict == "undetermined" and "missing" in {b.tag for b in verdict.blockers}
 
 
 def test_differences_below_the_floor_do_not_count():
@@ -70,15 +87,14 @@ def test_differences_below_the_floor_do_not_count():
     assert est.above(0.0) and not est.above(1.0)  # real (0.5 px) but under the 1-px floor
     kl = probes({"replk_sup": 1, "replk_sup_rep": 1, "replk_simmim": 1},
                 kl={"replk_sup": 0.5, "replk_sup_rep": 0.5, "replk_simmim": 0.52})
-    assert diversity_claim(kl, convnet_roles(kl), GATES).verdict == "not supported"
+    assert diversity_claim(kl, convnet_roles(kl)).verdict == "not supported"
 
 
-def test_classification_on_par_within_the_floor():
-    acc = {"ft": accuracy_estimate(0.85, 10_000), "sup_rep": accuracy_estimate(0.85, 10_000),
-           "sup": accuracy_estimate(0.80, 10_000)}
-    gates, seeds = {"ft": True, "sup_rep": True, "sup": True}, {"ft": 3, "sup_rep": 3, "sup": 3}
-    assert classification_claim(acc, gates, seeds).verdict == "supported"
-    worse = {**acc, "ft": accuracy_estimate(0.80, 10_000)}
-    assert classification_claim(worse, gates, seeds).verdict == "partly supported"
-    assert classification_claim(acc, gates, {**seeds, "ft": 1}).verdict == "undetermined"
-    assert accuracy_estimate(0.5, 100).low == pytest.approx(0.5 - 1.96 * 0.05)
+def test_classification_on_par_within_the_floor_with_t_intervals_over_seeds():
+    acc = {"ft": [0.850, 0.852, 0.848], "sup_rep": [0.850, 0.851, 0.849], "sup": [0.80, 0.81, 0.79]}
+    verdict = classification_claim(acc)
+    assert verdict.verdict == "supported" and all(c.estimate.interval == "t interval over seeds" for c in verdict.checks)
+    worse = {**acc, "ft": [0.80, 0.81, 0.79]}
+    assert classification_claim(worse).verdict == "partly supported"
+    one = {role: values[:1] for role, values in acc.items()}  # one seed: point estimates, no decision
+    assert classification_claim(one).verdict == "undetermined"

@@ -2,19 +2,21 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from mimstudy.book.convnet_claims import depth_slope_of
+from mimstudy.book.gates import GateResult
+from mimstudy.book.reductions import local_head_everywhere, off_diagonal
 from mimstudy.book.verdicts import (
     Blocker,
     Check,
     ClaimVerdict,
+    Control,
     Estimate,
-    bootstrap_estimate,
+    blockers,
     bootstrap_image_means,
-    depth_slope,
+    bootstrap_samples,
     judge,
-    off_diagonal,
     resample_counts,
     seed_estimate,
-    slope,
 )
 
 
@@ -39,9 +41,9 @@ def distances(sup_per_layer, mim_per_layer, **kwargs):
 
 
 def test_depth_slope_closed_form():
-    assert depth_slope(np.array([1.0, 3.0, 5.0])) == pytest.approx(2.0)
-    values = xr.DataArray([[1.0, 3.0, 2.0, 7.0]] * 2, dims=("boot", "layer"))
-    np.testing.assert_allclose(slope(values).values, depth_slope(np.array([1.0, 3.0, 2.0, 7.0])))
+    assert depth_slope_of(np.array([[1.0, 1.0], [3.0, 3.0], [5.0, 5.0]])) == pytest.approx(2.0)  # [layer, channel]
+    boot = np.array([[[1.0], [3.0], [2.0], [7.0]]] * 2)  # [boot, layer, channel]
+    np.testing.assert_allclose(depth_slope_of(boot), np.polyfit(np.arange(1, 5), [1.0, 3.0, 2.0, 7.0], 1)[0])
 
 
 def test_estimate_interval():
@@ -88,20 +90,13 @@ def test_bootstrap_keeps_models_paired_and_is_seeded():
     np.testing.assert_array_equal(a, bootstrap_image_means(da, n_boot=20, seed=1))
 
 
-def test_bootstrap_estimate_vectorised_and_looped_agree():
-    da = distances(np.linspace(0, 3, 4), np.zeros(4), noise=1.0)
-    batched = bootstrap_estimate(da, lambda d: (d.sel(model="sup") - d.sel(model="mim")).mean(["layer", "head"]), 200, 3)
-    looped = bootstrap_estimate(da, lambda d: float((d.sel(model="sup") - d.sel(model="mim")).values.mean()), 200, 3)
-    assert batched.value == pytest.approx(looped.value)
-    assert batched.low == pytest.approx(looped.low) and batched.high == pytest.approx(looped.high)
-    assert batched.value == pytest.approx(float(da.sel(model="sup").mean() - da.sel(model="mim").mean()))
-
-
 def test_paired_difference_of_identical_models_has_zero_width():
     da = distances(np.arange(4.0), np.arange(4.0), noise=1.0)
     da[1] = da[0]
-    est = bootstrap_estimate(da, lambda d: d.sel(model="sup").mean() - d.sel(model="mim").mean(), 100, 0)
-    assert est.value == 0 and est.low == 0 and est.high == 0
+    samples = bootstrap_samples(da, 100, 0)
+    difference = (samples.sel(model="sup") - samples.sel(model="mim")).mean(["layer", "head"])
+    est = Estimate.from_samples(0.0, difference.values)
+    assert est.low == 0 and est.high == 0
 
 
 def test_floor_rejects_a_narrow_interval_around_a_small_effect():
@@ -160,3 +155,49 @@ def test_seed_estimate_t_interval():
     assert est.value == pytest.approx(2.0)
     assert est.high - est.value == pytest.approx(4.303 * 1 / np.sqrt(3), rel=1e-3)
     assert not seed_estimate([1.0]).has_interval
+
+
+# --- the rules every claim family shares: each can fail ------------------------------------------
+
+
+GOOD = Estimate(0.3, 0.2, 0.4)
+
+
+def test_a_missing_or_nan_control_never_clears_and_blocks():
+    for control in (None, Estimate.missing(), Estimate(float("nan"), float("nan"), float("nan"))):
+        check = Check("effect", GOOD, threshold=0.1, control=control, controlled=True)
+        assert check.clears_control is False and check.holds is False
+        assert check.status == "no usable random-init control (missing or NaN)"
+        verdict = ClaimVerdict.of("A claim.", [check])
+        assert verdict.verdict == "undetermined" and [b.tag for b in verdict.blockers] == ["no control"]
+    # a check whose control lives inside its statistic is not asked for one
+    assert Check("trained minus its own random init", GOOD, threshold=0.1).holds
+
+
+def test_a_nan_variable_blocks_instead_of_being_skipped():
+    nan = Check("second effect", Estimate.missing(), threshold=0.1)
+    verdict = ClaimVerdict.of("A claim.", [Check("effect", GOOD, threshold=0.1), nan])
+    assert verdict.verdict == "undetermined" and [b.tag for b in verdict.blockers] == ["missing"]
+
+
+def gate(status: str) -> GateResult:
+    return GateResult("m-s0", status, [], ["`m-s0` below"] if status == "fail" else [],
+                      ["`m-s0`: unknown"] if status == "unknown" else [])
+
+
+def test_blockers_seeds_gates_and_control():
+    three = {"supervised": 3, "SimMIM": 3}
+    control = Control("vit at random init", 3)
+    assert blockers(three, [gate("pass")], control) == []
+    assert [b.tag for b in blockers({"supervised": 3, "SimMIM": 2}, [], control)] == ["seeds"]  # two seeds block
+    assert [b.tag for b in blockers(three, [gate("fail")], control)] == ["gate"]
+    assert [b.tag for b in blockers(three, [gate("unknown")], control)] == ["gate unknown"]  # unknown blocks
+    assert [b.tag for b in blockers(three, [], Control("vit at random init", 0))] == ["no control"]
+    assert [b.tag for b in blockers(three, [], Control("vit at random init", 2))] == ["control seeds"]
+    assert blockers(three, [], None) == []  # the control lives in the checks (e.g. Appendix B)
+
+
+def test_a_local_head_in_every_layer_is_the_minimum_over_layers():
+    lam = xr.DataArray([[0.8, 0.0], [0.7, 0.1], [0.1, 0.2]], dims=("layer", "head"))  # layer 3: no local head
+    assert float(local_head_everywhere(lam)) == pytest.approx(0.2)
+    assert float(lam.max("head").mean("layer")) > 0.5  # the mean would have passed it

@@ -11,9 +11,11 @@ under three rules stated on the book page:
   what training did and not what initialisation gives;
 * **intervals**: over training seeds (t interval) when a role has two seeds or more, else a
   bootstrap over the channels of each layer of the one model (kernel probes read weights, not
-  images); accuracy: a normal interval from the validation images' binomial spread.
-  A model below its quality gate (validation accuracy, or the linear probe of a SimMIM encoder,
-  not above its random initialisation) makes a claim *undetermined*.
+  images), shown for information; Table 3's accuracies: a t interval over training seeds of each
+  run's final validation top-1 (a point estimate with one seed).
+* **blockers** (:func:`mimstudy.book.verdicts.blockers`, as for every claim): fewer than three
+  training seeds in a role, a model whose quality gate (:mod:`mimstudy.book.gates`, every seed's run)
+  fails or is unknown, a check with no value (a NaN control included).
 
 ``probes`` below is the combined probe dataset of a preset (``load_results("probes")``), with
 ``kernel_distance``, ``kernel_entropy`` and ``kernel_kl`` ``(model, weights, layer, channel,
@@ -23,20 +25,19 @@ normalisation)``; ``roles`` maps ``sup`` (supervised, no re-parameterisation), `
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
 
-from mimstudy.book.verdicts import MIN_SEEDS, Blocker, Check, ClaimVerdict, Estimate, seed_estimate
+from mimstudy.book.evidence import PresetResults
+from mimstudy.book.verdicts import FLOORS, N_BOOT, Blocker, Check, Claim, ClaimVerdict, Estimate, blockers, seed_estimate
 
-FLOORS = {"kernel_distance": 1.0, "kernel_entropy": 0.1, "kernel_kl": 0.05, "accuracy": 0.01}
 UNITS = {"kernel_distance": "px", "kernel_entropy": "nats", "kernel_kl": "nats", "accuracy": ""}
 ROLE_LABELS = {"sup": "supervised, no re-param.", "sup_rep": "supervised, re-param. (merged)",
                "simmim": "SimMIM, no re-param.", "ft": "SimMIM → fine-tuned"}
 CONVNET_PREFIX = "replk"
-N_BOOT = 1000
 
 
 def convnet_roles(ds: xr.Dataset) -> dict[str, list[str]]:
@@ -126,33 +127,6 @@ def depth_slope_of(values: np.ndarray) -> np.ndarray:
     return (means * layers).sum(axis=-1) / (layers**2).sum()
 
 
-def gate_notes(gates: dict[str, bool], used: list[str]) -> list[str]:
-    failed = [r for r in used if not gates.get(r, True)]
-    return [f"Below its quality gate: {', '.join(ROLE_LABELS[r] for r in failed)}."] if failed else []
-
-
-def _verdict(claim: str, checks: list[Check], details: dict, notes: list[str], gates: dict[str, bool],
-             used: list[str], seeds: dict[str, int]) -> ClaimVerdict:
-    """The verdict under the book's rules: undetermined (a :class:`Blocker`) while a model it reads is
-    below its quality gate or a role has fewer than :data:`MIN_SEEDS` training seeds."""
-    blockers = []
-    failed = [r for r in used if not gates.get(r, True)]
-    if failed:
-        blockers.append(Blocker(f"below its quality gate: {', '.join(ROLE_LABELS[r] for r in failed)}",
-                                "a model past its quality gate (longer or better pre-training)", "gate"))
-    few = {r: seeds.get(r, 0) for r in used if seeds.get(r, 0) < MIN_SEEDS}  # a role not listed has no seeds
-    if few:
-        blockers.append(Blocker(f"fewer than {MIN_SEEDS} training seeds ("
-                                + ", ".join(f"{ROLE_LABELS[r]}: {n}" for r, n in few.items()) + ")",
-                                f"{MIN_SEEDS} or more training seeds per model (the cpu preset)", "seeds"))
-    return ClaimVerdict.of(claim, checks, details, notes, blockers)
-
-
-def seed_counts(roles: dict[str, list[str]]) -> dict[str, int]:
-    """Training seeds per role: the number of runs that fill it."""
-    return {role: len(models) for role, models in roles.items()}
-
-
 def robustness_note(probes: xr.Dataset, var: str, roles: dict, summary, a: str, b: str, floor: float) -> str:
     """Whether the ``a - b`` comparison keeps its sign and clears the floor under the other normalisations."""
     parts = []
@@ -165,7 +139,7 @@ def robustness_note(probes: xr.Dataset, var: str, roles: dict, summary, a: str, 
 # --- Figure 12: local or global kernels ------------------------------------------------------------
 
 
-def locality_claim(probes: xr.Dataset, roles: dict[str, list[str]], gates: dict[str, bool]) -> ClaimVerdict:
+def locality_claim(probes: xr.Dataset, roles: dict[str, list[str]], blocked: Sequence[Blocker] = ()) -> ClaimVerdict:
     """Re-parameterised supervised kernels are the most local; SimMIM's are more local than supervised
     without the trick, but less than with it; and SimMIM's locality is learnt (below its random init)."""
     var, floor = "kernel_distance", FLOORS["kernel_distance"]
@@ -184,13 +158,13 @@ def locality_claim(probes: xr.Dataset, roles: dict[str, list[str]], gates: dict[
     claim = ("With the re-parameterisation trick the supervised ConvNet's kernels are the most local; SimMIM "
              "without it brings locality back part of the way: its kernels aggregate less far than the supervised "
              "model's without the trick, but further than with it (Figure 12).")
-    return _verdict(claim, checks, details, notes, gates, ["sup", "sup_rep", "simmim"], seed_counts(roles))
+    return ClaimVerdict.of(claim, checks, details, notes, blocked)
 
 
 # --- Figure 13: focused or broad kernels -------------------------------------------------------------
 
 
-def focus_claim(probes: xr.Dataset, roles: dict[str, list[str]], gates: dict[str, bool]) -> ClaimVerdict:
+def focus_claim(probes: xr.Dataset, roles: dict[str, list[str]], blocked: Sequence[Blocker] = ()) -> ClaimVerdict:
     """Re-parameterised supervised kernels are focused low and broad high; SimMIM kernels have diverse
     entropies in every layer (a larger spread over channels)."""
     var, floor = "kernel_entropy", FLOORS["kernel_entropy"]
@@ -206,13 +180,13 @@ def focus_claim(probes: xr.Dataset, roles: dict[str, list[str]], gates: dict[str
     notes = [robustness_note(probes, var, roles, channel_spread, "simmim", "sup_rep", floor)]
     claim = ("The supervised model with re-parameterisation has focused kernels in its lower layers and broader ones "
              "higher up, while SimMIM's kernels are diverse in every layer, some focused and some broad (Figure 13).")
-    return _verdict(claim, checks, {}, notes, gates, ["sup_rep", "simmim"], seed_counts(roles))
+    return ClaimVerdict.of(claim, checks, {}, notes, blocked)
 
 
 # --- Figure 14: diversity across kernels ---------------------------------------------------------------
 
 
-def diversity_claim(probes: xr.Dataset, roles: dict[str, list[str]], gates: dict[str, bool]) -> ClaimVerdict:
+def diversity_claim(probes: xr.Dataset, roles: dict[str, list[str]], blocked: Sequence[Blocker] = ()) -> ClaimVerdict:
     """SimMIM's kernels differ from each other more than the re-parameterised supervised model's,
     especially in the deeper layers (KL between channels)."""
     var, floor = "kernel_kl", FLOORS["kernel_kl"]
@@ -228,65 +202,82 @@ def diversity_claim(probes: xr.Dataset, roles: dict[str, list[str]], gates: dict
     notes = [robustness_note(probes, var, roles, upper_half_mean, "simmim", "sup_rep", floor)]
     claim = ("The kernels of the SimMIM model differ from each other remarkably more than those of the supervised "
              "model with re-parameterisation, especially in deeper layers (Figure 14).")
-    return _verdict(claim, checks, details, notes, gates, ["sup_rep", "simmim"], seed_counts(roles))
+    return ClaimVerdict.of(claim, checks, details, notes, blocked)
 
 
 # --- Table 3: classification after fine-tuning --------------------------------------------------------
 
 
-def accuracy_estimate(acc: float, n: int) -> Estimate:
-    """A validation accuracy with a normal 95% interval from its binomial spread over ``n`` images."""
-    half = 1.96 * np.sqrt(max(acc * (1 - acc), 1e-12) / n)
-    return Estimate(acc, acc - half, acc + half, f"binomial over {n} validation images")
+def final_accuracies(pretrain: xr.Dataset | None, runs: list[str]) -> list[float]:
+    """Final validation top-1 of each of ``runs`` (one per training seed) with a stored curve."""
+    if pretrain is None or "val_accuracy" not in pretrain:
+        return []
+    found = []
+    for model in runs:
+        if model in pretrain["model"].values:
+            curve = pretrain["val_accuracy"].sel(model=model).dropna("epoch")
+            if curve.size:
+                found.append(float(curve[-1]))
+    return found
 
 
-def difference_estimate(a: Estimate, b: Estimate) -> Estimate:
-    """``a - b`` of two independent binomial estimates (normal approximation)."""
-    half = np.hypot(a.value - a.low, b.value - b.low)
-    value = a.value - b.value
-    return Estimate(value, value - half, value + half, a.interval)
-
-
-def classification_claim(accuracy: dict[str, Estimate], gates: dict[str, bool], seeds: dict[str, int]) -> ClaimVerdict:
+def classification_claim(accuracy: dict[str, list[float]], blocked: Sequence[Blocker] = ()) -> ClaimVerdict:
     """SimMIM (no re-param.) fine-tuned classifies on par with supervised training with re-param.
-    (Table 3: 83.3 vs 83.5), which itself beats supervised training without the trick."""
+    (Table 3: 83.3 vs 83.5), which itself beats supervised training without the trick. ``accuracy``:
+    role -> final validation top-1 per training seed; differences get t intervals over seeds."""
     floor = FLOORS["accuracy"]
     checks = []
-    if "ft" in accuracy and "sup_rep" in accuracy:
+    if accuracy.get("ft") and accuracy.get("sup_rep"):
         checks.append(Check("SimMIM → fine-tuned minus supervised with re-param., top-1 (on par: above -1 point)",
-                            difference_estimate(accuracy["ft"], accuracy["sup_rep"]), threshold=-floor))
-    if "sup_rep" in accuracy and "sup" in accuracy:
+                            seed_estimate(accuracy["ft"], accuracy["sup_rep"]), threshold=-floor))
+    if accuracy.get("sup_rep") and accuracy.get("sup"):
         checks.append(Check("supervised with minus without re-param., top-1 (the trick helps optimisation)",
-                            difference_estimate(accuracy["sup_rep"], accuracy["sup"]), threshold=0.0))
+                            seed_estimate(accuracy["sup_rep"], accuracy["sup"]), threshold=0.0))
     claim = ("Masked image modeling lets the large-kernel ConvNet without re-parameterisation classify on par with "
              "the supervised model that needs the trick (Table 3: 83.3% vs 83.5%).")
-    return _verdict(claim, checks, {}, [], gates, [r for r in ("ft", "sup_rep", "sup") if r in accuracy], seeds)
+    return ClaimVerdict.of(claim, checks, {}, [], blocked)
 
 
-# --- shared by the Appendix B page and the scorecard ---------------------------------------------------
+# --- the claim family: one judge for the page and the scorecard ------------------------------------------
 
 ROLE_OBJECTIVES = {"sup": "supervised", "sup_rep": "supervised", "simmim": "simmim", "ft": "finetune"}
+KERNEL_CLAIMS = {"kernel_distance": locality_claim, "kernel_entropy": focus_claim, "kernel_kl": diversity_claim}
 
 
-def convnet_gates(roles: dict[str, list[str]], evaluate: xr.Dataset | None) -> dict[str, bool]:
-    """Per role, whether its first run passes the book's quality gates (:mod:`mimstudy.book.gates`);
-    a run without a stored evaluation does not pass."""
-    from mimstudy.book.gates import check_gates
+def preset_roles(results: PresetResults) -> dict[str, list[str]]:
+    """The ConvNet roles of a preset, from its probes (else its pre-training runs)."""
+    for ds in (results.probes, results.pretrain):
+        if ds is not None and "arch" in ds.coords:
+            roles = convnet_roles(ds)
+            if roles:
+                return roles
+    return {}
 
-    return {role: check_gates(evaluate, runs[0], ROLE_OBJECTIVES[role]).status == "pass" for role, runs in roles.items()}
 
+@dataclass(frozen=True)
+class ConvNetClaim(Claim):
+    """An Appendix B claim: ``variable`` (a kernel probe, or ``val_accuracy`` for Table 3) of the ConvNets
+    in ``roles`` (``sup`` / ``sup_rep`` / ``simmim`` / ``ft``)."""
 
-def convnet_accuracies(roles: dict[str, list[str]], pretrain: xr.Dataset | None) -> dict[str, Estimate]:
-    """Final validation top-1 of the supervised and fine-tuned roles' first runs, with binomial intervals."""
-    out = {}
-    if pretrain is None or "val_accuracy" not in pretrain:
-        return out
-    for role in ("sup", "sup_rep", "ft"):
-        if role not in roles or roles[role][0] not in pretrain["model"].values:
-            continue
-        model = roles[role][0]
-        acc = pretrain["val_accuracy"].sel(model=model).dropna("epoch")
-        if acc.size:
-            params = json.loads(json.loads(str(pretrain["provenance"].sel(model=model).item())).get("parameters", "{}"))
-            out[role] = accuracy_estimate(float(acc[-1]), int(params.get("val_size", 1)))
-    return out
+    variable: str = "kernel_distance"
+    roles: tuple[str, ...] = ("sup", "sup_rep", "simmim")
+
+    def floors(self) -> list[str]:
+        unit = UNITS["accuracy" if self.variable == "val_accuracy" else self.variable]
+        floor = FLOORS["accuracy" if self.variable == "val_accuracy" else self.variable]
+        return [f"differences of {self.variable} clear {floor:g} {unit}".rstrip()]
+
+    def evaluate(self, results: PresetResults) -> ClaimVerdict:
+        roles = preset_roles(results)
+        missing = [ROLE_LABELS[r] for r in self.roles if r not in roles]
+        source = results.pretrain if self.variable == "val_accuracy" else results.probes
+        if missing or source is None or self.variable not in source:
+            return ClaimVerdict.not_run(self.text, f"`{results.preset}` has no RepLKNet "
+                                        + (", ".join(missing) if missing else f"`{self.variable}`") + " results.")
+        used = {r: roles[r] for r in self.roles}
+        blocked = blockers({ROLE_LABELS[r]: len(runs) for r, runs in used.items()},
+                           results.gates([m for runs in used.values() for m in runs]))
+        if self.variable == "val_accuracy":
+            return classification_claim({r: final_accuracies(results.pretrain, runs) for r, runs in used.items()},
+                                        blocked)
+        return KERNEL_CLAIMS[self.variable](results.probes, roles, blocked)

@@ -1,28 +1,39 @@
 """Section 4.2's claims judged from the downstream results (``results/<preset>/downstream``).
 
-One function per claim, each with its effect-size floor and the random-init row as its control:
+One claim family, :class:`DownstreamClaim`, with one ``kind`` per claim and its effect-size floor:
 
-* :func:`table2_verdict` (Table 2): MIM fine-tunes better than supervised pre-training on a geometric task
-  (pose: AP, floor 1 point; depth: RMSE, floor 0.02 m).
-* :func:`drop_last_verdict` (Figure 5): dropping the last blocks helps the supervised model, not the MIM one.
-* :func:`shuffle_verdict` (§3.2): loading randomly sampled blocks hurts the supervised model more.
+* ``table2`` (Table 2): MIM fine-tunes better than supervised pre-training on every geometric task and
+  backbone the preset ran (pose / crowd pose: AP, floor 1 point; depth: RMSE, floor 0.02 m);
+* ``drop`` (Figure 5): dropping the last blocks helps the supervised model, not the MIM one;
+* ``shuffle`` (§3.2): loading randomly sampled blocks hurts the supervised model more.
 
-Every statistic is a difference of means over fine-tuning seeds with a t interval
-(:func:`mimstudy.book.verdicts.seed_estimate`); one seed gives a point estimate, which the verdict
-does not count. ``runs`` is the concatenation of a preset's downstream datasets along ``model``
-(:func:`mimstudy.results.load_runs`).
+Each row of a table reads one pre-training run (its ``init_from``), fine-tuned over several seeds.
+With ≥ 3 pre-training runs per model (the preset's training seeds, counted from the stored runs)
+the interval is a t interval over pre-training seeds of each run's mean over fine-tuning seeds;
+otherwise it is a t interval over the fine-tuning seeds of one run, shown for information, and the
+seeds blocker applies (:func:`mimstudy.book.verdicts.blockers`). The quality gate of each task is its
+learnability: the fine-tuned random-init model beats the trivial predictor (pass / fail / unknown),
+together with the quality gates of the pre-trained backbones. ``runs`` is the concatenation of a
+preset's downstream datasets along ``model`` (:func:`mimstudy.results.load_runs`).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 import xarray as xr
 
-from mimstudy.book.verdicts import MIN_SEEDS, Blocker, Check, ClaimVerdict, Estimate, seed_estimate
+from mimstudy.book.evidence import PresetResults
+from mimstudy.book.gates import GateResult
+from mimstudy.book.verdicts import FLOORS, Blocker, Check, Claim, ClaimVerdict, Estimate, blockers, seed_estimate
 
-AP_FLOOR = 0.01  # effect-size floor: 1 OKS AP point (the paper's gaps: +2.4 COCO, +4.2 CrowdPose)
-RMSE_FLOOR = 0.02  # metres (the paper's NYUv2 gap: 0.048 m of 0.35; our scenes' trivial RMSE is about 1 m)
-FLOORS = {"ap": AP_FLOOR, "rmse": RMSE_FLOOR}
+AP_FLOOR, RMSE_FLOOR = FLOORS["ap"], FLOORS["rmse"]
+TASKS = {"pose": ("Puppet-Pose AP ↑", "ap", True, 100), "crowdpose": ("Puppet-Crowd AP ↑", "ap", True, 100),
+         "depth": ("GarmentWorld-Depth RMSE (m) ↓", "rmse", False, 1)}  # label, metric, higher is better, scale
+ARCHS = ("vit", "swinv2")
 
 
 def scores(runs: xr.Dataset, model: str, metric: str = "ap") -> np.ndarray:
@@ -46,66 +57,109 @@ def find_runs(runs: xr.Dataset, task: str, **match) -> list[str]:
     return found
 
 
+def full_models(runs: xr.Dataset, task: str, objective: str, arch_prefix: str) -> list[str]:
+    """The runs of ``objective`` on an ``arch_prefix*`` backbone with all blocks, in order: one per pre-training run."""
+    return [m for m in find_runs(runs, task, objective=objective, block_order="")
+            if str(coord(runs, m, "arch")).startswith(arch_prefix)
+            and coord(runs, m, "blocks") == coord(runs, m, "total_blocks")]
+
+
 def full_model(runs: xr.Dataset, task: str, objective: str, arch_prefix: str) -> str | None:
-    """The run of ``objective`` on an ``arch_prefix*`` backbone with all blocks, as pre-trained."""
+    """The first of :func:`full_models`, or ``None``."""
+    found = full_models(runs, task, objective, arch_prefix)
+    return found[0] if found else None
+
+
+def init_from(runs: xr.Dataset, model: str) -> str:
+    """The pre-training run a downstream run started from ('' for random init or when not stored)."""
+    if "provenance" not in runs.coords:
+        return ""
+    attrs = json.loads(str(runs["provenance"].sel(model=model).item()))
+    params = attrs.get("parameters", "{}")
+    return str((json.loads(params) if isinstance(params, str) else params).get("init_from", ""))
+
+
+def dropped_runs(runs: xr.Dataset, task: str, objective: str, prefix: str = "vit") -> dict[int, str]:
+    """``{d: run}``: runs of ``objective`` keeping the first blocks in order, by the number ``d`` of last blocks dropped."""
+    found = {}
     for model in find_runs(runs, task, objective=objective, block_order=""):
-        if str(coord(runs, model, "arch")).startswith(arch_prefix) and coord(runs, model, "blocks") == coord(runs, model, "total_blocks"):
-            return model
-    return None
+        if str(coord(runs, model, "arch")).startswith(prefix):
+            found.setdefault(int(coord(runs, model, "total_blocks")) - int(coord(runs, model, "blocks")), model)
+    return dict(sorted(found.items()))
 
 
-def seed_blockers(pretrain_seeds: int) -> list[Blocker]:
-    """Fine-tuning seeds spread only the fine-tuning: a verdict on pre-training also needs
-    :data:`MIN_SEEDS` pre-training seeds per model (each row of our tables reads one pre-training run)."""
-    if pretrain_seeds >= MIN_SEEDS:
-        return []
-    return [Blocker(f"{pretrain_seeds} pre-training seed(s) per model: the intervals cover fine-tuning seeds only",
-                    f"{MIN_SEEDS} or more pre-training seeds per model (the cpu preset), each fine-tuned", "seeds")]
+def sampled_pairs(runs: xr.Dataset, task: str, objective: str, prefix: str = "vit") -> tuple[str, list[str]] | None:
+    """``(baseline, [sampled runs])``: runs with randomly sampled blocks and the in-order run with as many blocks."""
+    pairs: dict[str, list[str]] = {}
+    for model in find_runs(runs, task, objective=objective):
+        if not str(coord(runs, model, "arch")).startswith(prefix) or coord(runs, model, "block_order") == "":
+            continue
+        k = int(coord(runs, model, "blocks"))
+        base = [m for m in find_runs(runs, task, objective=objective, block_order="")
+                if int(coord(runs, m, "blocks")) == k and str(coord(runs, m, "arch")).startswith(prefix)]
+        if base:
+            pairs.setdefault(base[0], []).append(model)
+    return next(iter(pairs.items()), None)
 
 
-def learnability_check(runs: xr.Dataset, random_model: str, metric: str = "ap", higher_is_better: bool = True) -> Check:
-    """The quality gate: fine-tuned random weights beat the trivial predictor (else the task is broken)."""
+def gap_estimate(runs: xr.Dataset, a: Sequence[str], b: Sequence[str], metric: str = "ap") -> Estimate:
+    """Mean ``metric`` of runs ``a`` minus runs ``b``: a t interval over pre-training runs when both sides
+    have two or more (each run's mean over its fine-tuning seeds), else over the fine-tuning seeds of
+    the first run of each side."""
+    if len(a) >= 2 and len(b) >= 2:
+        est = seed_estimate([scores(runs, m, metric).mean() for m in a], [scores(runs, m, metric).mean() for m in b])
+        est.interval = "t interval over pre-training seeds"
+        return est
+    est = seed_estimate(scores(runs, a[0], metric), scores(runs, b[0], metric))
+    if est.has_interval:
+        est.interval = "t interval over the fine-tuning seeds of one pre-training run"
+    return est
+
+
+def learnability(runs: xr.Dataset, random_model: str, metric: str = "ap", higher_is_better: bool = True
+                 ) -> tuple[Estimate, GateResult]:
+    """The task's quality gate: fine-tuned random weights beat the trivial predictor (else the task is
+    broken). Pass when the whole interval over fine-tuning seeds is past it, fail when it is wholly on the
+    wrong side, unknown without an interval."""
     trivial = float(runs[f"trivial_{metric}"].sel(model=random_model))
-    return Check(f"learnability: random-init `{random_model}` {metric.upper()} minus the trivial predictor's ({trivial:.3f})",
-                 seed_estimate(scores(runs, random_model, metric) - trivial), "positive" if higher_is_better else "negative")
+    est = seed_estimate(scores(runs, random_model, metric) - trivial)
+    good, bad = (est.above(0), est.below(0)) if higher_is_better else (est.below(0), est.above(0))
+    words = f"random-init `{random_model}` {metric.upper()} minus the trivial predictor's ({trivial:.3f}): {est}"
+    if good:
+        return est, GateResult(random_model, "pass", [words])
+    if bad or (est.has_interval and not good):
+        return est, GateResult(random_model, "fail", [words], failed=[f"the task is not learned ({words})"])
+    return est, GateResult(random_model, "unknown", [words], unknown=[f"task learnability not decidable ({words})"])
 
 
-def gated(claim: str, gate: Check, checks: list[Check], details: dict | None = None, notes: list[str] = (),
-          blockers: list[Blocker] = ()) -> ClaimVerdict:
-    """The verdict of ``checks``, reported after the quality ``gate`` (which is not part of the claim):
-    when the gate fails (the task is not learned), a :class:`Blocker` makes it *undetermined*."""
-    blockers = list(blockers)
-    if gate.holds is not True:
-        blockers.append(Blocker("the quality gate (fine-tuned random init beats the trivial predictor) does not hold: "
-                                "the task is not learned", "a task that a fine-tuned random init learns", "gate"))
-    verdict = ClaimVerdict.of(claim, checks, details, notes, blockers)
-    verdict.checks.insert(0, gate)
-    return verdict
+def table2_verdict(runs: xr.Dataset, task: str, supervised: Sequence[str], mim: Sequence[str], random_model: str,
+                   metric: str = "ap", higher_is_better: bool = True, floor: float | None = None,
+                   blocked: Sequence[Blocker] = ()) -> ClaimVerdict:
+    """Table 2 on one task and backbone: MIM beats SUP by more than ``floor`` in ``metric`` (its direction
+    given); RAND is the control. ``supervised`` / ``mim``: one run per pre-training seed."""
+    return ClaimVerdict.of(f"On {task}, MIM pre-training fine-tunes better than supervised pre-training.",
+                           *_table2_parts(runs, task, supervised, mim, random_model, metric, higher_is_better, floor),
+                           blockers=blocked)
 
 
-def table2_verdict(runs: xr.Dataset, task: str, supervised: str, mim: str, random_model: str, metric: str = "ap",
-                   higher_is_better: bool = True, floor: float | None = None, *, pretrain_seeds: int) -> ClaimVerdict:
-    """Table 2: MIM beats SUP by more than ``floor`` in ``metric`` (its direction given), once the task is
-    learnable; RAND is the control. ``floor`` defaults to :data:`FLOORS` of the metric."""
+def _table2_parts(runs, task, supervised, mim, random_model, metric="ap", higher_is_better=True, floor=None):
     floor = FLOORS[metric] if floor is None else floor
-    sup, mimv, rand = (scores(runs, m, metric) for m in (supervised, mim, random_model))
     better = "higher" if higher_is_better else "lower"
-    gap = Check(f"MIM `{mim}` minus supervised `{supervised}` {metric.upper()} (floor {floor:g}, {better} is better)",
-                seed_estimate(mimv, sup), "positive" if higher_is_better else "negative", floor if higher_is_better else -floor)
-    details = {f"MIM minus random init `{random_model}`": seed_estimate(mimv, rand),
-               "supervised minus random init": seed_estimate(sup, rand)}
+    gap = Check(f"{task}, `{mim[0]}`: MIM minus supervised `{supervised[0]}` {metric.upper()} (floor {floor:g}, "
+                f"{better} is better)", gap_estimate(runs, mim, supervised, metric),
+                "positive" if higher_is_better else "negative", floor if higher_is_better else -floor)
+    details = {f"{task}: MIM minus random init `{random_model}`": gap_estimate(runs, mim, [random_model], metric),
+               f"{task}: supervised minus random init": gap_estimate(runs, supervised, [random_model], metric)}
     sign = 1 if higher_is_better else -1
     notes = []
     if not any(sign * d.value > floor for d in details.values()):
-        notes.append("Neither pre-training beats random initialisation by the floor: the comparison is between "
-                     "models whose pre-training does not transfer at this scale.")
-    return gated(f"On {task}, MIM pre-training fine-tunes better than supervised pre-training "
-                 f"(by more than {floor:g} {metric.upper()}).", learnability_check(runs, random_model, metric, higher_is_better),
-                 [gap], details, notes, seed_blockers(pretrain_seeds))
+        notes.append(f"On {task}, neither pre-training beats random initialisation by the floor: the comparison is "
+                     "between models whose pre-training does not transfer at this scale.")
+    return [gap], details, notes
 
 
 def drop_last_verdict(runs: xr.Dataset, task: str, supervised: dict[int, str], mim: dict[int, str],
-                      random_model: str, floor: float = AP_FLOOR, *, pretrain_seeds: int) -> ClaimVerdict:
+                      floor: float = AP_FLOOR, blocked: Sequence[Blocker] = ()) -> ClaimVerdict:
     """Figure 5: for SUP the best AP(d) − AP(0) over d >= 1 dropped blocks exceeds ``floor``; for MIM it does not.
 
     ``supervised`` / ``mim`` map the number of dropped blocks ``d`` (0 = the full model) to run ids.
@@ -122,14 +176,13 @@ def drop_last_verdict(runs: xr.Dataset, task: str, supervised: dict[int, str], m
                     gain_sup, "positive", floor),
               Check(f"MIM: best gain from dropping the last blocks (d = {d_mim}) stays below the floor {floor:g}",
                     gain_mim, "negative", floor)]
-    return gated(f"On {task}, dropping the last blocks helps the supervised model and not the MIM model.",
-                 learnability_check(runs, random_model), checks,
-                 notes=["The best d is chosen after the fact, which favours finding a gain; "
-                        "the floor guards against that only in part."], blockers=seed_blockers(pretrain_seeds))
+    return ClaimVerdict.of(f"On {task}, dropping the last blocks helps the supervised model and not the MIM model.",
+                           checks, notes=["The best d is chosen after the fact, which favours finding a gain; "
+                                          "the floor guards against that only in part."], blockers=blocked)
 
 
 def shuffle_verdict(runs: xr.Dataset, task: str, supervised: tuple[str, list[str]], mim: tuple[str, list[str]],
-                    random_model: str, floor: float = AP_FLOOR, *, pretrain_seeds: int) -> ClaimVerdict:
+                    floor: float = AP_FLOOR, blocked: Sequence[Blocker] = ()) -> ClaimVerdict:
     """§3.2: the loss from loading randomly sampled blocks (baseline − sampled) is larger for SUP than MIM.
 
     ``supervised`` / ``mim``: ``(baseline run, [sampled runs])``; the baseline keeps as many blocks,
@@ -149,7 +202,90 @@ def shuffle_verdict(runs: xr.Dataset, task: str, supervised: tuple[str, list[str
         difference = Estimate(difference.value, difference.value - half, difference.value + half,
                               "t intervals over seeds, combined")
     checks = [Check(f"AP lost by sampled blocks: supervised minus MIM (floor {floor:g})", difference, "positive", floor)]
-    return gated(f"On {task}, loading randomly sampled pre-trained blocks hurts the supervised model more "
-                 "than the MIM model.", learnability_check(runs, random_model), checks,
-                 {"AP lost by the supervised model": drop_sup, "AP lost by the MIM model": drop_mim},
-                 blockers=seed_blockers(pretrain_seeds))
+    return ClaimVerdict.of(f"On {task}, loading randomly sampled pre-trained blocks hurts the supervised model more "
+                           "than the MIM model.", checks,
+                           {"AP lost by the supervised model": drop_sup, "AP lost by the MIM model": drop_mim},
+                           blockers=blocked)
+
+
+# --- the claim family: one judge for the page and the scorecard ------------------------------------------
+
+
+@dataclass(frozen=True)
+class DownstreamClaim(Claim):
+    """A Section 4.2 claim (``kind``: ``table2`` / ``drop`` / ``shuffle``) on the preset's downstream runs;
+    ``drop`` and ``shuffle`` read ``task`` on ``arch`` (an arch prefix)."""
+
+    kind: str = "table2"
+    task: str = "pose"
+    arch: str = "vit"
+
+    def floors(self) -> list[str]:
+        if self.kind == "table2":
+            return [f"MIM minus supervised: ≥ {AP_FLOOR:g} AP (pose, crowd pose), ≤ −{RMSE_FLOOR:g} m RMSE (depth)"]
+        return [f"{'best gain from dropping blocks' if self.kind == 'drop' else 'AP lost, supervised minus MIM'}: "
+                f"≥ {AP_FLOOR:g} AP"]
+
+    def _blocked(self, results: PresetResults, runs: xr.Dataset, read: dict[str, list[str]],
+                 task_gates: list[GateResult]) -> list[Blocker]:
+        """One blockers call: the pre-training runs each role's estimate reads (``read``: role -> downstream
+        runs; distinct ``init_from`` counted, so seeds come from the stored runs), the learnability gates
+        and the pre-trained backbones' own quality gates."""
+        backbones = {role: list(dict.fromkeys(init_from(runs, m) for m in ms)) for role, ms in read.items()}
+        gates = task_gates + results.gates([b for bs in backbones.values() for b in bs if b in self._known(results)])
+        return blockers({role: len(bs) for role, bs in backbones.items()}, gates)
+
+    @staticmethod
+    def _known(results: PresetResults) -> set[str]:
+        """Run ids with a pre-training record: their quality gates apply to the downstream rows."""
+        found = set()
+        for ds in (results.pretrain, results.evaluate):
+            if ds is not None:
+                found |= {str(m) for m in ds["model"].values}
+        return found
+
+    def evaluate(self, results: PresetResults) -> ClaimVerdict:
+        runs = results.downstream
+        if runs is None:
+            return ClaimVerdict.not_run(self.text, f"no Section 4.2 (downstream) results in `{results.preset}`")
+        rand = full_model(runs, self.task, "random", self.arch)
+        if self.kind == "table2":
+            return self._table2(results, runs)
+        if self.kind == "drop":
+            series = {o: dropped_runs(runs, self.task, o, self.arch) for o in ("supervised", "simmim")}
+            if not rand or not all(len(s) >= 2 and 0 in s for s in series.values()):
+                return ClaimVerdict.not_run(self.text, f"`{results.preset}` lacks {self.task} runs of the supervised and "
+                                            f"SimMIM {self.arch} with blocks dropped, or the random-init run")
+            _, gate = learnability(runs, rand)
+            pretrained = {o: list(s.values()) for o, s in series.items()}
+            return drop_last_verdict(runs, self.task, series["supervised"], series["simmim"],
+                                     blocked=self._blocked(results, runs, pretrained, [gate]))
+        pairs = {o: sampled_pairs(runs, self.task, o, self.arch) for o in ("supervised", "simmim")}
+        if not rand or not all(pairs.values()):
+            return ClaimVerdict.not_run(self.text, f"`{results.preset}` lacks a truncated baseline and runs with "
+                                        f"sampled blocks for the supervised and SimMIM {self.arch}, or a random-init run")
+        _, gate = learnability(runs, rand)
+        pretrained = {o: [p[0], *p[1]] for o, p in pairs.items()}
+        return shuffle_verdict(runs, self.task, pairs["supervised"], pairs["simmim"],
+                               blocked=self._blocked(results, runs, pretrained, [gate]))
+
+    def _table2(self, results: PresetResults, runs: xr.Dataset) -> ClaimVerdict:
+        checks, details, notes, gates, pretrained = [], {}, [], [], {}
+        for task, (_, metric, higher, _) in TASKS.items():
+            for prefix in ARCHS:
+                sup, mim = (full_models(runs, task, o, prefix) for o in ("supervised", "simmim"))
+                rand = full_model(runs, task, "random", prefix)
+                if not (sup and mim and rand):
+                    continue
+                more_checks, more_details, more_notes = _table2_parts(runs, task, sup, mim, rand, metric, higher)
+                checks += more_checks
+                details.update(more_details)
+                notes += more_notes
+                est, gate = learnability(runs, rand, metric, higher)
+                gates.append(gate)
+                details[f"{task} learnability (random init minus the trivial predictor)"] = est
+                pretrained[f"{task} {prefix} supervised"], pretrained[f"{task} {prefix} SimMIM"] = sup, mim
+        if not checks:
+            return ClaimVerdict.not_run(self.text, f"`{results.preset}` lacks a full supervised, SimMIM and random-init "
+                                        "run of any task")
+        return ClaimVerdict.of(self.text, checks, details, notes, self._blocked(results, runs, pretrained, gates))

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
+
 import numpy as np
 import xarray as xr
 from scipy.stats import spearmanr
 
-from mimstudy.book.verdicts import Check, ClaimVerdict, Estimate
+from mimstudy.book.evidence import PresetResults
+from mimstudy.book.gates import role_of
+from mimstudy.book.verdicts import Check, Claim, ClaimVerdict, Estimate, blockers
 
 
 def sweep_verdict(table: xr.Dataset) -> ClaimVerdict:
@@ -29,6 +34,29 @@ def sweep_verdict(table: xr.Dataset) -> ClaimVerdict:
                                Estimate.point(rho), "positive"))
     else:
         notes.append("Fewer than 3 points: no correlation is computed.")
-    return ClaimVerdict.of(
-        "A moderate prediction distance (AvgDist) gives the best fine-tuning and the most local attention.",
-        checks, notes=notes)
+    return ClaimVerdict.of(SWEEP_TEXT, checks, notes=notes)
+
+
+SWEEP_TEXT = "A moderate prediction distance (AvgDist) gives the best fine-tuning and the most local attention."
+
+
+@dataclass(frozen=True)
+class SweepClaim(Claim):
+    """Figure 2(a) on the preset's mask sweep (``sweep_*`` runs): :func:`sweep_verdict` of its table, with
+    training seeds per sweep point counted from the run ids. The random-init control does not apply (an
+    untrained model has no masking), and the sweep's models have no sanity evaluation, so no gate."""
+
+    def floors(self) -> list[str]:
+        return ["Spearman correlation of fine-tuning error with attention distance > 0; the best fine-tuning at "
+                "an interior AvgDist"]
+
+    def evaluate(self, results: PresetResults) -> ClaimVerdict:
+        from mimstudy.study.sweep import mask_sweep
+
+        if results.sweep is None:
+            return ClaimVerdict.not_run(self.text, f"The `{results.preset}` preset has no mask sweep.")
+        table = mask_sweep(*results.sweep)
+        points = Counter(role_of(str(run))[0] for run in table["run"].values)
+        verdict = sweep_verdict(table)
+        return ClaimVerdict.of(self.text, verdict.checks, notes=verdict.notes,
+                               blockers=blockers({f"sweep point {p}": n for p, n in points.items()}))

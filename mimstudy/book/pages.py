@@ -26,6 +26,13 @@ OBJECTIVE_LABELS = {
     "simmim": "SimMIM",
     "finetune": "SimMIM, then supervised fine-tuning",
 }
+PAPER_LABELS = {  # the same objectives as the paper's table rows name them
+    "supervised": "SUP",
+    "moco": "MoCo v3",
+    "simmim": "MIM (SimMIM)",
+    "finetune": "SimMIM → FT",
+    "random": "RAND (random init)",
+}
 PROBE_DIMS = ("layer", "head", "image", "layer_j", "head_j")
 
 

@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from mimstudy.book.pages import PAPER_LABELS
+
 REFERENCE_CSV = Path(__file__).resolve().parent / "data" / "reference_results.csv"
 CSV_COLUMNS = ["table", "backbone", "pretrain", "task", "dataset", "metric", "higher_is_better", "value"]
 NOT_RUN = "not run"
@@ -33,7 +35,6 @@ DOWNSTREAM_NOTEBOOK = "downstream"
 # the paper's pre-training labels -> our objectives (None: no analog, e.g. ImageNet-22K pre-training)
 OBJECTIVE_OF = {"1K-SUP": "supervised", "1K-MIM": "simmim", "RAND": "random", "22K-SUP": None,
                 "1K-SUP-reparam": "supervised", "1K-MIM-no-reparam": "simmim", "reference": None}
-OBJECTIVE_LABELS = {"supervised": "SUP", "simmim": "MIM (SimMIM)", "random": "RAND (random init)"}
 
 
 @dataclass(frozen=True)
@@ -271,12 +272,12 @@ def our_rows(key: str, runs: list[xr.Dataset]) -> list[list[str]]:
     cells = our_cells(key, runs)
     objectives = [o for o in dict.fromkeys(OBJECTIVE_OF.get(r[1]) for r in table.rows) if o]
     if not cells:
-        return [["–", OBJECTIVE_LABELS[o]] + [NOT_RUN] * len(table.columns) for o in objectives]
+        return [["–", PAPER_LABELS[o]] + [NOT_RUN] * len(table.columns) for o in objectives]
     rows = []
     for arch in sorted({a for a, _ in cells}):
         for objective in objectives:
             mine = cells.get((arch, objective), {})
-            rows.append([arch, OBJECTIVE_LABELS[objective]] + [mine.get(c.label, NOT_RUN) for c in table.columns])
+            rows.append([arch, PAPER_LABELS[objective]] + [mine.get(c.label, NOT_RUN) for c in table.columns])
     return rows
 
 

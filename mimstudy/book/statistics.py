@@ -23,12 +23,6 @@ from functools import lru_cache
 import xarray as xr
 
 REFERENCE = ("uniform_distance", "uniform_entropy", "max_distance")
-SCALE_FREE = {  # stored variable -> (statistic, what it needs)
-    "locality": "attention_distance",
-    "locality_gain": "mean_row_distance",
-    "entropy_fraction": "attention_entropy",
-    "head_kl": "head_kl_per_image",
-}
 
 
 @lru_cache(maxsize=None)

@@ -6,15 +6,18 @@ larger means more support), the **effect-size floor** it must clear (``threshold
 the effect's whole 95% interval lies beyond the floor and beyond the control (its interval when it has
 one, else its value) — a narrow interval around a tiny effect is not enough. :func:`judge` turns checks
 into a verdict: *supported* (every decidable check holds), *partly supported*, *not supported*, or
-*undetermined* when a :class:`Blocker` applies (fewer than three training seeds, a model below its
-quality gate, a missing control or probe variable) or no check has an interval. The claims of the paper,
-their statistics and floors live in :mod:`mimstudy.book.claims`; the scale-free statistics in
-:mod:`mimstudy.book.statistics`; the quality gates in :mod:`mimstudy.book.gates`.
+*undetermined* when a :class:`Blocker` applies or no check has an interval. Every claim family gets its
+blockers from one function, :func:`blockers` (training seeds, quality gates with three states, the
+random-init control), and :meth:`ClaimVerdict.of` adds the two that any check can raise: a check whose
+value is missing or NaN, and a controlled check whose control is missing or NaN — neither is ever
+counted as cleared. Every claim is a :class:`Claim` with one ``judge(results) -> ClaimVerdict``; the
+registry is :mod:`mimstudy.book.registry`, the evidence :mod:`mimstudy.book.evidence`, the quality gates
+:mod:`mimstudy.book.gates`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -22,10 +25,15 @@ import numpy as np
 import xarray as xr
 
 
-def depth_slope(per_layer: np.ndarray) -> float:
-    """Least-squares slope of ``per_layer`` values ``[L]`` against layer number 1..L."""
-    layers = np.arange(1, per_layer.shape[-1] + 1)
-    return float(np.polyfit(layers, per_layer, 1)[0])
+N_BOOT = 1000  # bootstrap resamples of every interval over images or channels
+FLOORS = {  # effect-size floors of the Appendix B and Section 4.2 checks (Section 3's are in its Effects)
+    "kernel_distance": 1.0,  # px: one tap (a grid step at stride 1)
+    "kernel_entropy": 0.1,  # nats, as Section 3's 0.1 of log N for attention entropy
+    "kernel_kl": 0.05,  # nats between channels
+    "accuracy": 0.01,  # 1 point of top-1 (Table 3's gap is 0.2 points at ImageNet scale: "on par")
+    "ap": 0.01,  # 1 OKS AP point (the paper's gaps: +2.4 COCO, +4.2 CrowdPose)
+    "rmse": 0.02,  # metres (the paper's NYUv2 gap: 0.048 m of 0.35; our scenes' trivial RMSE is about 1 m)
+}
 
 
 @lru_cache(maxsize=16)
@@ -51,7 +59,7 @@ def bootstrap_image_means(values: xr.DataArray, n_boot: int, seed: int) -> np.nd
     return np.moveaxis(means, -1, 0).reshape(n_boot, *data.shape[:-1])
 
 
-def bootstrap_samples(values: xr.DataArray, n_boot: int = 1000, seed: int = 0) -> xr.DataArray:
+def bootstrap_samples(values: xr.DataArray, n_boot: int = N_BOOT, seed: int = 0) -> xr.DataArray:
     """:func:`bootstrap_image_means` as a DataArray: dims ``("boot", *other dims)``, ``values``' coords kept.
 
     E.g. ``bootstrap_samples(probes["attention_entropy"].mean("head"))`` gives ``(boot, layer)``
@@ -66,7 +74,7 @@ def bootstrap_samples(values: xr.DataArray, n_boot: int = 1000, seed: int = 0) -
     return xr.DataArray(samples, dims=("boot", *other), coords=coords, name=values.name, attrs=values.attrs)
 
 
-def image_mean_interval(values: xr.DataArray, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> xr.Dataset:
+def image_mean_interval(values: xr.DataArray, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95) -> xr.Dataset:
     """Mean over ``image`` with a percentile bootstrap interval: variables ``mean``, ``low``, ``high``."""
     samples = bootstrap_samples(values, n_boot, seed)
     tail = (1 - level) / 2
@@ -104,9 +112,9 @@ class Estimate:
         return cls(float(value), None, None, "none")
 
     @classmethod
-    def missing(cls) -> "Estimate":
-        """No estimate at all (a variable the stored results lack): NaN, no interval."""
-        return cls(float("nan"), None, None, "none")
+    def missing(cls, why: str = "") -> "Estimate":
+        """No estimate at all (a variable the stored results lack, ``why``): NaN, no interval."""
+        return cls(float("nan"), None, None, why or "none")
 
     @property
     def has_interval(self) -> bool:
@@ -142,7 +150,11 @@ class Estimate:
 class Check:
     """One testable part of a claim: ``estimate`` should lie above (``expect="positive"``) or below
     (``"negative"``) ``threshold`` — the effect-size floor, described in words by ``floor`` — with its
-    whole 95% interval, and beyond ``control``, the same statistic on random-init models (when given)."""
+    whole 95% interval, and beyond ``control``, the same statistic on random-init models.
+
+    ``controlled``: the check must clear ``control``; a missing or NaN control then never clears (the
+    check does not hold, and :meth:`ClaimVerdict.of` names a blocker). Checks whose control is built
+    into the statistic (e.g. "trained minus its own random init") leave it ``False``."""
 
     description: str
     estimate: Estimate
@@ -150,6 +162,7 @@ class Check:
     threshold: float = 0.0
     control: Estimate | None = None
     floor: str = ""
+    controlled: bool = False
 
     def __post_init__(self):
         if self.expect not in ("positive", "negative"):
@@ -172,9 +185,18 @@ class Check:
         return self.control.high if self.expect == "positive" else self.control.low
 
     @property
+    def control_missing(self) -> bool:
+        """A controlled check whose control is absent or NaN."""
+        return self.controlled and self.control_edge is None
+
+    @property
     def clears_control(self) -> bool | None:
+        if not self.estimate.has_interval:
+            return None
         edge = self.control_edge
-        return None if not self.estimate.has_interval else (True if edge is None else self._beyond(edge))
+        if edge is None:
+            return not self.controlled  # a missing or NaN control never clears a controlled check
+        return self._beyond(edge)
 
     @property
     def holds(self) -> bool | None:
@@ -197,6 +219,8 @@ class Check:
             return f"undecided — no interval; the point estimate points {lean} way"
         if not self.clears_floor:
             return "below its floor"
+        if self.control_missing:
+            return "no usable random-init control (missing or NaN)"
         if not self.clears_control:
             return "not beyond the random-init control"
         return "holds"
@@ -204,7 +228,8 @@ class Check:
     def markdown(self) -> str:
         side = ">" if self.expect == "positive" else "<"
         floor = self.floor or f"expected {side} {self.threshold:g}"
-        control = "" if self.control is None else f"; random-init control {self.control}"
+        control = ("; random-init control " + ("missing" if self.control is None else str(self.control))
+                   if self.controlled or self.control is not None else "")
         return f"{self.description}: {self.estimate} (floor: {floor}{control}) — **{self.status}**"
 
 
@@ -218,6 +243,71 @@ class Blocker:
 
     def __str__(self) -> str:
         return self.reason
+
+
+@dataclass(frozen=True)
+class Control:
+    """The random-init control a claim reads: what it is (``name``) and how many models of it exist."""
+
+    name: str  # e.g. "vit_micro_32 at random init"
+    seeds: int  # control models found (0: none)
+    remedy: str = "the random-init control probed"
+
+
+def seeds_blocker(seeds: Mapping[str, int], what: str = "training") -> list[Blocker]:
+    """A blocker when some role has fewer than :data:`MIN_SEEDS` ``what`` seeds (``seeds``: role -> count)."""
+    few = {role: n for role, n in seeds.items() if n < MIN_SEEDS}
+    if not few:
+        return []
+    counts = ", ".join(f"{role}: {n}" for role, n in few.items())
+    n = min(few.values())
+    return [Blocker(f"only {n} {what} seed{'s' if n != 1 else ''} ({counts}; an interval over seeds needs ≥ {MIN_SEEDS})",
+                    f"results over ≥ {MIN_SEEDS} {what} seeds (a preset with `seeds: [0, 1, 2]`, as `cpu` has)", "seeds")]
+
+
+def blockers(seeds: Mapping[str, int], gates: Sequence = (), control: Control | None = None) -> list[Blocker]:
+    """What keeps a claim undetermined, the same for every claim family.
+
+    * ``seeds``: training seeds per role (role label -> count): fewer than :data:`MIN_SEEDS` blocks;
+    * ``gates``: the quality gates of every model the claim reads (:class:`mimstudy.book.gates.GateResult`,
+      status ``pass`` / ``fail`` / ``unknown``): a failed gate blocks, and so does an unknown one;
+    * ``control``: the random-init control (``None`` when the claim's control is inside its checks):
+      none found, or fewer control seeds than training seeds (up to :data:`MIN_SEEDS`), blocks.
+    """
+    found = seeds_blocker(seeds)
+    failed = [g for g in gates if g.status == "fail"]
+    unknown = [g for g in gates if g.status == "unknown"]
+    if failed:
+        found.append(Blocker("the model has not learned enough: " + "; ".join(f for g in failed for f in g.failed),
+                             ", ".join(f"`{g.model}`" for g in failed) + " past "
+                             + ("its quality gate" if len(failed) == 1 else "their quality gates"), "gate"))
+    if unknown:
+        found.append(Blocker("quality gate unknown: " + "; ".join(u for g in unknown for u in g.unknown),
+                             "the gates of " + ", ".join(f"`{g.model}`" for g in unknown) + " measured", "gate unknown"))
+    if control is not None:
+        n = min(seeds.values(), default=0)
+        if control.seeds == 0:
+            found.append(Blocker(f"no random-init control ({control.name})", control.remedy, "no control"))
+        elif control.seeds < min(n, MIN_SEEDS):
+            found.append(Blocker(f"the random-init control ({control.name}) has {control.seeds} seed(s), fewer than "
+                                 f"the {n} training seeds", "as many random-init seeds as training seeds", "control seeds"))
+    return found
+
+
+def check_blockers(checks: Sequence[Check]) -> list[Blocker]:
+    """The blockers a check raises by itself: its value is missing or NaN (a stored variable or reference
+    is absent), or it is controlled and its control is missing or NaN."""
+    found = []
+    for check in checks:
+        if np.isnan(check.estimate.value):
+            why = check.estimate.interval if check.estimate.interval != "none" else \
+                "a stored variable or reference is missing or NaN"
+            found.append(Blocker(f"“{check.description}” has no value ({why})",
+                                 "the missing results stored (re-run the step that makes them)", "missing"))
+        elif check.control_missing:
+            found.append(Blocker(f"“{check.description}” has no usable random-init control (missing or NaN)",
+                                 "the random-init control probed with every variable the check reads", "no control"))
+    return found
 
 
 def judge(checks: Sequence[Check], blockers: Sequence[Blocker | str] = ()) -> str:
@@ -246,7 +336,9 @@ class ClaimVerdict:
     @classmethod
     def of(cls, claim: str, checks: Sequence[Check], details: dict | None = None, notes: Sequence[str] = (),
            blockers: Sequence[Blocker] = ()) -> "ClaimVerdict":
-        return cls(claim, list(checks), judge(checks, blockers), dict(details or {}), list(notes), list(blockers))
+        """The verdict of ``checks`` under ``blockers`` plus those any check raises (:func:`check_blockers`)."""
+        found = list(dict.fromkeys([*blockers, *check_blockers(checks)]))
+        return cls(claim, list(checks), judge(checks, found), dict(details or {}), list(notes), found)
 
     @classmethod
     def not_run(cls, claim: str, reason: str) -> "ClaimVerdict":
@@ -283,6 +375,10 @@ class ClaimVerdict:
         for check in self.checks:
             if np.isnan(check.estimate.value):
                 continue
+            if check.control_missing:
+                parts.append(f"“{check.description}” is {check.estimate.value:.3g} and cannot be read without its "
+                             "random-init control")
+                continue
             edge = check.control_edge
             need = check.threshold if edge is None else (max(check.threshold, edge) if check.expect == "positive"
                                                          else min(check.threshold, edge))
@@ -303,77 +399,33 @@ class ClaimVerdict:
         return "; ".join(parts) + "." if parts else "nothing: no check can change it."
 
 
-def bootstrap_estimate(
-    per_image: xr.DataArray,
-    statistic: Callable[[xr.DataArray], float],
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> Estimate:
-    """``statistic`` of the image-mean of ``per_image`` with a 95% percentile bootstrap interval over images.
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper: where it is shown, the book page that shows it, and one :meth:`judge`.
 
-    ``statistic`` maps a DataArray with ``per_image``'s dims except ``image`` to a float (or a 0-d
-    DataArray). Every resample draws the same images for all other dims (models stay paired), so
-    estimates made with the same ``seed`` on arrays with the same images share their resamples.
-    Statistics written with dim-named xarray reductions are evaluated on all resamples at once: when
-    ``statistic`` of the ``(boot, ...)`` samples returns a DataArray with dims ``("boot",)`` that is
-    used; otherwise it is called once per resample.
-    """
-    samples = bootstrap_samples(per_image, n_boot, seed)  # (boot, ...)
-    point = float(statistic(per_image.mean("image")))
-    try:
-        batched = statistic(samples)
-    except Exception:  # a statistic that only understands one resample
-        batched = None
-    if isinstance(batched, xr.DataArray) and batched.dims == ("boot",):
-        values = batched.values
-    else:
-        values = np.array([float(statistic(samples.isel(boot=b))) for b in range(n_boot)])
-    return Estimate.from_samples(point, values)
+    Claim families (Section 3 / Appendix A probes, Fig. 2(a)'s sweep, Appendix B's kernels and Table 3,
+    Section 4.2's fine-tuning) subclass it, declare the roles and variables they read as fields, and
+    implement :meth:`evaluate`; the scorecard and every page call :meth:`judge`."""
 
+    key: str
+    where: str  # section · figure/table, e.g. "3.1.1 · Fig. 1"
+    title: str
+    text: str  # the claim in words
+    page: str = ""  # the book page (file stem under book/) that shows it; "" when none
+    not_built: str = ""  # why its experiment is not in this study yet
 
-# --- statistics on image-mean DataArrays -----------------------------------------------------------
+    def judge(self, results) -> ClaimVerdict:
+        """The verdict on ``results`` (a :class:`mimstudy.book.evidence.PresetResults`)."""
+        if self.not_built:
+            return ClaimVerdict.not_run(self.text, self.not_built)
+        return self.evaluate(results)
 
+    def evaluate(self, results) -> ClaimVerdict:  # pragma: no cover - every family overrides it
+        raise NotImplementedError
 
-def layer_means(values: xr.DataArray) -> xr.DataArray:
-    """Mean over ``head`` (NaN-padded Swin heads skipped), if there is a head dim."""
-    return values.mean("head") if "head" in values.dims else values
-
-
-def slope(values: xr.DataArray) -> xr.DataArray:
-    """Least-squares depth slope (per layer, layers numbered 1..L) of the head-mean of ``values``
-    ``(..., layer[, head])``; other dims (e.g. ``boot``) are kept."""
-    y = layer_means(values)
-    x = xr.DataArray(np.arange(1.0, y.sizes["layer"] + 1), dims="layer")
-    x = x - x.mean()
-    return (x * (y - y.mean("layer"))).sum("layer") / (x**2).sum()
-
-
-def upper_half(values: xr.DataArray) -> xr.DataArray:
-    return values.isel(layer=slice(values.sizes["layer"] // 2, None))
-
-
-def first_half(values: xr.DataArray) -> xr.DataArray:
-    return values.isel(layer=slice(None, max(values.sizes["layer"] // 2, 1)))
-
-
-def last_layers(values: xr.DataArray, n: int = 3) -> xr.DataArray:
-    return values.isel(layer=slice(-min(n, values.sizes["layer"]), None))
-
-
-def mean_of(values: xr.DataArray) -> xr.DataArray:
-    """Mean over layers (and heads, NaN padding skipped)."""
-    return layer_means(values).mean("layer")
-
-
-def head_spread(values: xr.DataArray) -> xr.DataArray:
-    """Mean over layers of the standard deviation over heads (NaN padding skipped)."""
-    return values.std("head").mean("layer")
-
-
-def off_diagonal(cka: xr.DataArray) -> xr.DataArray:
-    """``cka`` ``(..., layer, layer_j)`` with the diagonal (a layer with itself) set to NaN."""
-    same = cka["layer"] == cka["layer_j"]
-    return cka.where(~same)
+    def floors(self) -> list[str]:
+        """Its checks and their floors in words, for the pages' rules."""
+        return []
 
 
 # --- intervals over training seeds ---------------------------------------------------------------

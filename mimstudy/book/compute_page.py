@@ -1,0 +1,67 @@
+"""The Compute page (``book/compute.md``): the stored training and probing benchmarks as tables."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from IPython.display import Markdown, display
+
+from mimstudy.book.pages import results_root
+from mimstudy.results import load_dataset
+
+
+def hardware(ds) -> str:
+    """The machine a benchmark ran on, from whatever its attrs record."""
+    if ds.attrs.get("hardware"):
+        return str(ds.attrs["hardware"])
+    name = ds.attrs.get("device_name") or ds.attrs.get("device") or "an unrecorded device"
+    threads = ds.attrs.get("threads")
+    return f"{name}" + (f", {threads} thread{'' if str(threads) == '1' else 's'}" if threads else "")
+
+
+def throughput(name: str) -> None:
+    """The table of one stored training benchmark (``results/benchmarks/<name>.nc``)."""
+    path = results_root() / "benchmarks" / f"{name}.nc"
+    if not path.is_file():
+        display(Markdown(f"No training benchmark stored at `{path.relative_to(results_root().parent)}`: run `make benchmark`."))
+        return
+    ds = load_dataset(path)
+    rows = ["| objective | backbone | precision | ours (img/s) | bare timm (img/s) | ratio | GFLOP/step | GFLOP/s | % of best matmul rate |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for o in ds.objective.values:
+        for a in ds.arch.values:
+            for p in ds.precision.values:
+                c = ds.sel(objective=o, arch=a, precision=p)
+                if np.isnan(c.ours_images_per_s):
+                    continue
+                rows.append(f"| {o} | {a} | {p} | {c.ours_images_per_s.item():.0f} | {c.bare_images_per_s.item():.0f} | "
+                            f"{c.ratio.item():.2f} | {c.gflop_per_step.item():.2f} | {c.ours_gflop_per_s.item():.1f} | "
+                            f"{100 * c.ours_gflop_per_s.item() / ds.matmul_gflop_per_s.max().item():.1f}% |")
+    peak = ", ".join(f"{p}: {ds.matmul_gflop_per_s.sel(precision=p).item():.1f} GFLOP/s" for p in ds.precision.values)
+    params = json.loads(ds.attrs.get("parameters", "{}"))
+    note = f"\n\n*{ds.attrs['provenance_note']}.*" if ds.attrs.get("provenance_note") else ""
+    display(Markdown(f"**Training throughput on {hardware(ds)}** (`{path.name}`). Measured `torch.mm` peak — {peak}. "
+                     f"Batch {params.get('batch_size', ds.attrs.get('batch_size', '?'))}, "
+                     f"{ds.attrs.get('clock', '?')} clock, made {ds.attrs.get('created', '?')} on "
+                     f"{ds.attrs.get('machine', '?')} at commit `{str(ds.attrs.get('git_commit', '?'))[:10]}`."
+                     + note + "\n\n" + "\n".join(rows)))
+
+
+
+def probe_throughput() -> None:
+    """The stored probing benchmark (``results/benchmarks/probe_throughput.nc``), when there is one."""
+    path = results_root() / "benchmarks" / "probe_throughput.nc"
+    if path.is_file():
+        probe = load_dataset(path)
+        speed = " | ".join(f"{m}: {probe.images_per_s.sel(mode=m).item():.2f} img/s" for m in probe["mode"].values)
+        memory = "\n".join(f"| {n} | {probe.rss_before_mib.sel(num_images=n).item():.0f} | {probe.peak_rss_mib.sel(num_images=n).item():.0f} |"
+                           for n in probe["num_images"].values)
+        display(Markdown(
+            f"**Probing** (`benchmarks/probe_throughput.py`): all probes of `probe_model` on {probe.attrs.get('model')} at "
+            f"{probe.attrs.get('img_size')} px, batch {probe.attrs.get('batch_size')}, {probe.attrs.get('threads')} threads — {speed}; "
+            f"probe / bare forward = {probe.probe_to_forward.item():.2f} (probe / unfused forward "
+            f"{probe.probe_to_unfused_forward.item():.2f}). Made {probe.attrs.get('created')} at commit "
+            f"`{str(probe.attrs.get('git_commit'))[:10]}` on {probe.attrs.get('cpu_count', '?')} CPU cores.\n\n"
+            f"Peak memory of a fresh process probing {probe.attrs.get('memory_model')} (MiB): it does not grow with the number of images.\n\n"
+            "| images | RSS before | peak while probing |\n|---|---|---|\n" + memory))

@@ -1,0 +1,163 @@
+"""The Section 4.2 page (``book/geometric_tasks.md``): Table 2, Figure 5 and §3.2's sampled blocks of each
+preset, their verdicts judged through the registry (:class:`mimstudy.book.geometric_claims.DownstreamClaim`,
+the same calls as the scorecard)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import xarray as xr
+from IPython.display import Markdown, display
+
+from mimstudy.book.evidence import PresetResults
+from mimstudy.book.geometric_claims import (TASKS, coord, dropped_runs, find_runs, full_model, full_models,
+                                            sampled_pairs, scores)
+from mimstudy.book.pages import PAPER_LABELS, REPO_ROOT, preset_heading, provenance_markdown
+from mimstudy.book.registry import claim
+from mimstudy.book.rendering import Judged, verdict_markdown
+from mimstudy.book.verdicts import seed_estimate
+
+ORDER = ["supervised", "moco", "simmim", "finetune", "random"]
+
+
+def paper_table2_markdown() -> str:
+    """The paper's Table 2 (``book/reference/table2.csv``)."""
+    paper = pd.read_csv(REPO_ROOT / "book" / "reference" / "table2.csv", comment="#")
+    paper = paper.assign(column=paper.dataset + " " + paper.metric + np.where(paper.higher_is_better == 1, " ↑", " ↓"))
+    columns = list(dict.fromkeys(paper.column))
+    rows = ["| backbone | pre-training | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+    for (backbone, pretrain), group in paper.groupby(["backbone", "pretrain"], sort=False):
+        values = dict(zip(group.column, group.value))
+        rows.append(f"| {backbone} | {pretrain} | " + " | ".join(f"{values[c]:g}" if c in values else "–"
+                                                                 for c in columns) + " |")
+    return "\n".join(rows)
+
+
+def cell(values, scale: float = 100) -> str:
+    """Mean ± half-width of the 95% t interval over seeds (n = seeds)."""
+    if len(values) == 0:
+        return "–"
+    est = seed_estimate(values)
+    digits = 1 if scale == 100 else 3
+    if not est.has_interval:
+        return f"{scale * est.value:.{digits}f} (n={len(values)})"
+    return f"{scale * est.value:.{digits}f} ± {scale * (est.high - est.value):.{digits}f} (n={len(values)})"
+
+
+def table2_markdown(runs: xr.Dataset) -> str:
+    """Our Table 2: full models per backbone and pre-training, every task the preset ran, and the trivial predictor."""
+    tasks = [t for t in TASKS if find_runs(runs, t)]
+    rows = ["| backbone | pre-training | " + " | ".join(TASKS[t][0] for t in tasks) + " |",
+            "|---|---|" + "---|" * len(tasks)]
+    for arch in sorted({str(a) for a in runs["arch"].values}):
+        for objective in ORDER:
+            models = {t: full_models(runs, t, objective, arch) for t in tasks}
+            if not any(models.values()):
+                continue
+            rows.append(f"| {arch} | {PAPER_LABELS.get(objective, objective)} | " + " | ".join(
+                cell(np.concatenate([scores(runs, m, TASKS[t][1]) for m in ms]), TASKS[t][3]) if ms else "–"
+                for t, ms in models.items()) + " |")
+    trivial = []
+    for t in tasks:
+        _, metric, _, scale = TASKS[t]
+        value = float(runs[f"trivial_{metric}"].sel(model=find_runs(runs, t)[0]))
+        trivial.append(f"{scale * value:.{1 if scale == 100 else 3}f}")
+    rows.append("| – | trivial predictor (mean keypoints / mean depth map) | " + " | ".join(trivial) + " |")
+    return "\n".join(rows)
+
+
+def show_examples(runs: xr.Dataset, models: list[str]) -> None:
+    """Test inputs with targets and the first fine-tuning seed's predictions, one row per model."""
+    models = [m for m in models if m and "example_image" in runs and np.isfinite(runs["example_image"].sel(model=m)).all()]
+    if not models:
+        return
+    depth = coord(runs, models[0], "task") == "depth"
+    n = min(4, runs.sizes["example"])
+    columns = 3 * n if depth else n
+    fig, axes = plt.subplots(len(models), columns, figsize=(1.5 * columns, 1.8 * len(models)), squeeze=False)
+    for row, model in zip(axes, models):
+        one = runs.sel(model=model)
+        for i in range(n):
+            if depth:
+                for ax, picture, cmap, vmax in ((row[3 * i], one.example_image[i], "gray", 1),
+                                                (row[3 * i + 1], one.example_depth[i], "viridis", 10),
+                                                (row[3 * i + 2], one.example_predicted_depth[i], "viridis", 10)):
+                    ax.imshow(picture, cmap=cmap, vmin=0, vmax=vmax)
+                continue
+            ax = row[i]
+            ax.imshow(one.example_image[i], cmap="gray", vmin=0, vmax=1, extent=(0, 32, 32, 0))
+            target = one.example_keypoints[i].values
+            shown = target[:, 2] > 0
+            ax.plot(target[shown, 0], target[shown, 1], "o", ms=3, color="lime")
+            ax.plot(one.example_predicted_keypoints[i, :, 0], one.example_predicted_keypoints[i, :, 1], "x", ms=4,
+                    color="red")
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        row[0].set_ylabel(f"{model}", fontsize=7)
+    fig.tight_layout()
+    plt.show()
+    display(Markdown("*Test scenes: input, true depth and the first fine-tuning seed's predicted depth (0–10 m, dark is "
+                     "near), three panels per scene, one row per model.*" if depth else
+                     "*Test crops (input), the annotated joints (green dots: target, visible or covered) and the first "
+                     "fine-tuning seed's predictions (red crosses), one row per model.*"))
+
+
+def _judged(key: str, results: PresetResults) -> Judged:
+    c = claim(key)
+    judged = Judged(c, results.preset, c.judge(results))
+    display(Markdown(verdict_markdown(c, judged.verdict, results.preset)))
+    return judged
+
+
+def show_table2(results: PresetResults) -> list[Judged]:
+    display(Markdown(preset_heading(results.preset)))
+    runs = results.downstream
+    judged = [_judged("geometric", results)]
+    if runs is None:
+        return judged
+    display(Markdown(f"**Our Table 2 on the `{results.preset}` results** (pose: OKS AP × 100; depth: RMSE in metres; "
+                     "mean over seeds ± half-width of the 95% t interval; n = seeds):\n\n" + table2_markdown(runs)))
+    for task in TASKS:
+        for prefix in ("vit", "swinv2"):
+            show_examples(runs, [full_model(runs, task, o, prefix) for o in ("supervised", "simmim", "random")])
+    display(Markdown("**Provenance.**\n\n" + provenance_markdown(runs)))
+    return judged
+
+
+def show_figure5(results: PresetResults) -> list[Judged]:
+    display(Markdown(preset_heading(results.preset)))
+    judged = [_judged("layer-drop", results)]
+    runs = results.downstream
+    series = {o: dropped_runs(runs, "pose", o) for o in ("supervised", "simmim")} if runs is not None else {}
+    if not series or not all(len(s) >= 2 and 0 in s for s in series.values()):
+        return judged
+    fig, ax = plt.subplots(figsize=(4.6, 3.2))
+    for objective, by_d in series.items():
+        ax.plot(list(by_d), [100 * scores(runs, m).mean() for m in by_d.values()], "o-", label=PAPER_LABELS[objective])
+        for d, m in by_d.items():
+            ax.plot([d] * len(scores(runs, m)), 100 * scores(runs, m), ".", color=ax.lines[-1].get_color(), alpha=0.4)
+    ax.set(xlabel="last blocks dropped (d)", ylabel="Puppet-Pose OKS AP (×100)", ylim=(0, 100))
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    plt.show()
+    display(Markdown("*Pose AP against the number of last blocks dropped; lines: mean over fine-tuning seeds, "
+                     "dots: single seeds; absolute axis from 0.*"))
+    return judged
+
+
+def show_shuffled(results: PresetResults) -> list[Judged]:
+    display(Markdown(preset_heading(results.preset)))
+    judged = [_judged("layer-shuffle", results)]
+    runs = results.downstream
+    if runs is None:
+        return judged
+    rows = ["| model | blocks loaded | AP × 100 (seeds) |", "|---|---|---|"]
+    for pair in (sampled_pairs(runs, "pose", o) for o in ("supervised", "simmim")):
+        for m in [pair[0], *pair[1]] if pair else []:
+            rows.append(f"| `{m}` | {coord(runs, m, 'block_order') or 'in order'} | {cell(scores(runs, m))} |")
+    if len(rows) > 2:
+        display(Markdown("\n".join(rows)))
+    return judged
