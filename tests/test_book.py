@@ -31,6 +31,8 @@ def test_book_builds_from_committed_results(committed_book):
     shown = ["quick"] + (["gpu"] if (ROOT / "results" / "gpu" / "probes").is_dir() else [])
     assert headings_of(page) == shown and verdicts_of(page) == shown
     assert "Traceback" not in page
+    # wide tables scroll inside the column (book/_ext/static/tables.css), never clipped at its edge
+    assert "_static/tables.css" in page and (committed_book / "_static" / "tables.css").is_file()
     # one training seed per model in the committed presets: every verdict is undetermined, with the reason
     assert re.search(r"<strong>undetermined\.</strong>", page) and "only 1 training seed" in page
     scorecard = (committed_book / "book" / "scorecard.html").read_text()

@@ -6,9 +6,12 @@
 * pydata-sphinx-theme logs "Got invalid theme mode" to the console on a reader's first visit when the
   page's ``default_mode`` is empty (sphinx-book-theme leaves it so): it is set to ``auto`` (follow the
   reader's system), the theme's own fallback.
+* wide tables scroll inside the text column instead of being clipped at its edge (``static/tables.css``).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 def _unique_scripts(app, pagename, templatename, context, doctree) -> None:
@@ -31,6 +34,8 @@ def _default_mode(app, pagename, templatename, context, doctree) -> None:
 
 
 def setup(app):
+    app.config.html_static_path.append(str(Path(__file__).parent / "static"))
+    app.add_css_file("tables.css")
     app.connect("html-page-context", _default_mode)
     app.connect("html-page-context", _unique_scripts)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
