@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from mimstudy.downstream import depth, got10k, pose, tracking
+from mimstudy.downstream import classification, concepts, depth, got10k, imagefolder, pose, tracking
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,36 @@ def _tracking_examples(test, predictions, n: int):
             "example_predicted_box": (("example", "box"), sub.last_boxes(predictions[:n]))}, {"box": ["x", "y", "w", "h"]}
 
 
+def _classification_task(name: str, concept_set: str, description: str, primary: str = "top1") -> Task:
+    """A classification task on an ImageFolder tree: ``data_dir``, or concept set ``concept_set`` generated."""
+
+    def load(config):
+        root = Path(config.data_dir) if config.data_dir else concepts.generated_dataset(
+            concept_set, Path(config.runs_dir) / "data", config.train_size, config.test_size, config.seed)
+        train = imagefolder.read_split(root, config.train_split, config.img_size, config.train_size)
+        return train, imagefolder.read_split(root, config.test_split, config.img_size, config.test_size, train.classes)
+
+    return Task(name, description, load,
+                lambda backbone, train, config, stats: classification.ClassifierObjective(
+                    backbone, len(train.classes), config.img_size, stats, config.augment),
+                classification.evaluate, classification.trivial, lambda data: data.labels, classification.examples,
+                ("top1", "mean_class_acc"), primary, True, "majority class")
+
+
+# Section 4.1: the concept-generalization ladder (levels in measured order, concepts.LADDER) and a K12-like set
+SEMANTIC_TASKS: dict[str, Task] = {
+    **{f"cog_l{level}": _classification_task(f"cog_l{level}", name, f"CoG-lite L{level}: {concepts.CONCEPT_SETS[name].what}, "
+                                              "top-1") for level, name in enumerate(concepts.LADDER, start=1)},
+    "k12_garments": _classification_task("k12_garments", "garments", "K12-lite, covered (CIFAR's role): the ten "
+                                          "pre-training classes on unseen photos, top-1"),
+    "k12_digits": _classification_task("k12_digits", "digits", "K12-lite, new domain: handwritten digits, top-1"),
+    "k12_materials": _classification_task("k12_materials", "materials", "K12-lite, new domain (DTD's role): photo "
+                                          "textures, top-1"),
+    "k12_fine": _classification_task("k12_fine", "fine", "K12-lite, fine-grained (Aircraft's role): 50 garment "
+                                     "sub-classes, mean per-class accuracy", "mean_class_acc"),
+}
+
+
 TASKS: dict[str, Task] = {
     "pose": _pose_task("pose", "Puppet-Pose (COCO keypoints analog): one figure per crop, OKS AP"),
     "crowdpose": _pose_task("crowdpose", "Puppet-Crowd (CrowdPose analog): the target among 1-2 overlapping figures, OKS AP"),
@@ -129,6 +159,7 @@ TASKS: dict[str, Task] = {
                          backbone, config.img_size, stats, config.augment),
                      tracking.evaluate, _tracking_trivial, lambda data: data.boxes, _tracking_examples,
                      ("ao", "sr50", "sr75", "auc"), "ao", True, "first frame's box kept"),
+    **SEMANTIC_TASKS,
 }
 
 

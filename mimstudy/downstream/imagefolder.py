@@ -1,0 +1,116 @@
+"""The ImageNet / torchvision ``ImageFolder`` layout for classification tasks: write, read, and cache whole.
+
+Layout::
+
+    <root>/<split>/<class>/<name>.png      one folder per class, any image files inside (png, jpg, ...)
+
+as torchvision's ``ImageFolder`` reads it: the classes are the split's sub-folders in sorted order
+and a class's label is its index in that order (the generators name folders ``00_<concept>``, ... so
+sorted order is the intended one). The test split must hold the training split's classes (a missing
+class folder is named). Images are read as grey (colour converted to luminance) and resized to
+``img_size`` when they differ, so the same reader reads a real folder dataset. ``limit`` keeps the
+first ``limit`` images taken round-robin over the classes (image 0 of every class, then image 1, ...),
+so a subset stays balanced where the folder is.
+
+Generated datasets are written into a temporary folder that is renamed into place when complete
+(:func:`write_dataset`), so an interrupted generation leaves no half-written dataset to be reused.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mimstudy.data.fashion_mnist import DatasetError
+from mimstudy.downstream.images import read_grey, write_grey
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class LabelledImages:
+    images: torch.Tensor  # [N, 1, S, S] in [0, 1]
+    labels: torch.Tensor  # [N] int64, indices into classes
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def write_split(root: str | Path, split: str, images: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> Path:
+    """Write grey images (floats in [0, 1]) as ``<root>/<split>/<classes[label]>/<i>.png``; every class gets a folder."""
+    folder = Path(root) / split
+    for name in classes:
+        (folder / name).mkdir(parents=True, exist_ok=True)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        write_grey(folder / classes[int(label)] / f"{i:05d}.png", image)
+    return folder
+
+
+def write_dataset(root: str | Path, splits: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]],
+                  classes: tuple[str, ...]) -> Path:
+    """The dataset at ``root``, generated once: each split's ``(images, labels)`` written to a temporary
+    sibling folder that is renamed to ``root`` when every split is written (reused when ``root`` exists)."""
+    root = Path(root)
+    if root.is_dir():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    try:
+        for split, make in splits.items():
+            images, labels = make()
+            write_split(tmp, split, images, labels, classes)
+        os.replace(tmp, root)
+    except OSError:
+        if not root.is_dir():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # another process finished first, or an error: drop ours
+    return root
+
+
+def class_folders(root: str | Path, split: str, classes: tuple[str, ...] | None = None) -> list[Path]:
+    """The split's class folders (sorted), or those named by ``classes``; a missing one raises naming it."""
+    folder = Path(root) / split
+    if not folder.is_dir():
+        raise DatasetError(f"{folder} is missing: an ImageFolder dataset needs <root>/<split>/<class>/<image> folders")
+    if classes is None:
+        found = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not found:
+            raise DatasetError(f"{folder} has no class folders")
+        return found
+    missing = [folder / name for name in classes if not (folder / name).is_dir()]
+    if missing:
+        raise DatasetError(f"class folder {missing[0]} is missing (the training split has class {missing[0].name!r})")
+    return [folder / name for name in classes]
+
+
+def read_split(root: str | Path, split: str, img_size: int, limit: int | None = None,
+               classes: tuple[str, ...] | None = None) -> LabelledImages:
+    """Read a split (see the module docstring); missing folders and unreadable images raise :class:`DatasetError` naming them."""
+    folders = class_folders(root, split, classes)
+    files = []
+    for folder in folders:
+        names = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not names:
+            raise DatasetError(f"class folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        files.append(names)
+    order = [(label, files[label][k]) for k in range(max(map(len, files))) for label in range(len(files))
+             if k < len(files[label])]
+    order = order[:limit] if limit is not None else order
+    images, labels = [], []
+    for label, path in order:
+        grey = torch.from_numpy(read_grey(path, "image", f"class folder {path.parent}"))[None, None]
+        if grey.shape[-2:] != (img_size, img_size):
+            grey = F.interpolate(grey, size=(img_size, img_size), mode="bilinear", align_corners=False, antialias=True)
+        images.append(grey[0])
+        labels.append(label)
+    return LabelledImages(torch.stack(images), torch.tensor(labels, dtype=torch.int64), tuple(f.name for f in folders))
