@@ -61,11 +61,12 @@ class ClassifierObjective(nn.Module):
 
 
 @torch.no_grad()
-def predict_labels(objective: ClassifierObjective, data: LabelledImages, device: torch.device,
-                   batch_size: int = 256) -> np.ndarray:
+def predict_argmax(objective: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 256) -> np.ndarray:
+    """The argmax over classes (dim 1) of ``objective.logits`` for ``images``, in batches, in eval mode
+    (image labels here, pixel labels for segmentation)."""
     objective.eval()
-    return torch.cat([objective.logits(data.images[i:i + batch_size].to(device)).argmax(1).cpu()
-                      for i in range(0, len(data), batch_size)]).numpy()
+    return torch.cat([objective.logits(images[i:i + batch_size].to(device)).argmax(1).cpu()
+                      for i in range(0, len(images), batch_size)]).numpy()
 
 
 def top1(predicted: np.ndarray, labels: np.ndarray) -> float:
@@ -88,7 +89,7 @@ def majority_class(train: LabelledImages) -> int:
 
 
 def evaluate(objective: ClassifierObjective, test: LabelledImages, device: torch.device) -> tuple[dict, np.ndarray]:
-    predicted = predict_labels(objective, test, device)
+    predicted = predict_argmax(objective, test.images, device)
     return score(predicted, test.labels.numpy()), predicted
 
 

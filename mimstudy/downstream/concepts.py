@@ -58,11 +58,11 @@ MATERIAL_REGIONS = {"train": ((0.0, 0.6), (0.0, 0.8)), "val": ((0.0, 0.6), (0.8,
 FINE_CLUSTERS = 5
 
 
-def _photos(split: str) -> tuple[str, ...]:
+def photos_for(split: str) -> tuple[str, ...]:
     return TEST_PHOTOS if split == "test" else TRAIN_PHOTOS
 
 
-def _sprite_range(split: str) -> tuple[int, int]:
+def sprite_range(split: str) -> tuple[int, int]:
     return SPRITE_RANGES["test" if split == "test" else "train"]
 
 
@@ -85,7 +85,7 @@ def _garment(rng: np.random.Generator, split: str, cls: int) -> np.ndarray:
 
 def _on_photo(sprite: np.ndarray, rng: np.random.Generator, split: str) -> np.ndarray:
     """``sprite`` (``[28, 28]`` in [0, 1], dark = transparent) over a photo crop, as the pre-training composites."""
-    return composite(np.round(np.clip(sprite, 0, 1) * 255).astype(np.uint8), rng, _photos(split))
+    return composite(np.round(np.clip(sprite, 0, 1) * 255).astype(np.uint8), rng, photos_for(split))
 
 
 def _place(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -181,15 +181,19 @@ def draw_shape(rng, split, label, supersample: int = 4):
     return _on_photo(alpha * fill, rng, split)
 
 
+def normalised(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A photo crop at mean 0.5 and a random contrast, as the pre-training composites' backgrounds."""
+    contrast = rng.uniform(*CONTRAST)
+    return np.clip(0.5 + contrast * (crop - crop.mean()) / max(float(crop.std()), 1e-3) * 0.2, 0.0, 1.0)
+
+
 def draw_material(rng, split, label):
     texture = photo(MATERIALS[label], int(rng.integers(1, 3)))
     (r0, r1), (c0, c1) = MATERIAL_REGIONS[split]
     h, w = texture.shape
     top = rng.integers(int(r0 * h), int(r1 * h) - SIZE + 1)
     left = rng.integers(int(c0 * w), int(c1 * w) - SIZE + 1)
-    crop = texture[top:top + SIZE, left:left + SIZE]
-    contrast = rng.uniform(*CONTRAST)
-    return np.clip(0.5 + contrast * (crop - crop.mean()) / max(float(crop.std()), 1e-3) * 0.2, 0.0, 1.0)
+    return normalised(texture[top:top + SIZE, left:left + SIZE], rng)
 
 
 def draw_garment(rng, split, label):
@@ -214,7 +218,7 @@ def fine_labels() -> np.ndarray:
 
 
 def draw_fine(rng, split, label):
-    lo, hi = _sprite_range(split)
+    lo, hi = sprite_range(split)
     pool = lo + np.flatnonzero(fine_labels()[lo:hi] == label)
     return _on_photo(garment_sprites()[pool[rng.integers(len(pool))]], rng, split)
 
@@ -270,8 +274,12 @@ def generated_dataset(name: str, cache_dir: str | Path, train_size: int, test_si
     val_size = test_size if val_size is None else val_size
     root = Path(cache_dir) / f"{name}-v{GENERATOR_VERSION}-seed{seed}-{train_size}x{val_size}x{test_size}"
     sizes = {"train": train_size, "val": val_size, "test": test_size}
-    return imagefolder.write_dataset(root, {split: (lambda s=split, n=n: draw_split(name, s, n, seed))
-                                            for split, n in sizes.items()}, CONCEPT_SETS[name].folder_names())
+    classes = CONCEPT_SETS[name].folder_names()
+
+    def writer(split: str, n: int):
+        return lambda folder: imagefolder.write_split(folder, split, *draw_split(name, split, n, seed), classes)
+
+    return imagefolder.write_dataset(root, {split: writer(split, n) for split, n in sizes.items()})
 
 
 LADDER_CANDIDATES = ("hybrids", "outfits", "digits", "shapes", "materials")

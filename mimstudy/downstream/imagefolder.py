@@ -13,7 +13,8 @@ first ``limit`` images taken round-robin over the classes (image 0 of every clas
 so a subset stays balanced where the folder is.
 
 Generated datasets are written into a temporary folder that is renamed into place when complete
-(:func:`write_dataset`), so an interrupted generation leaves no half-written dataset to be reused.
+(:func:`write_dataset`, also used for the segmentation layout), so an interrupted generation leaves no
+half-written dataset to be reused.
 """
 
 from __future__ import annotations
@@ -55,19 +56,17 @@ def write_split(root: str | Path, split: str, images: np.ndarray, labels: np.nda
     return folder
 
 
-def write_dataset(root: str | Path, splits: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]],
-                  classes: tuple[str, ...]) -> Path:
-    """The dataset at ``root``, generated once: each split's ``(images, labels)`` written to a temporary
-    sibling folder that is renamed to ``root`` when every split is written (reused when ``root`` exists)."""
+def write_dataset(root: str | Path, splits: dict[str, Callable[[Path], object]]) -> Path:
+    """The dataset at ``root``, generated once: each split's writer is called with a temporary sibling
+    folder, which is renamed to ``root`` when every split is written (reused when ``root`` exists)."""
     root = Path(root)
     if root.is_dir():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
     try:
-        for split, make in splits.items():
-            images, labels = make()
-            write_split(tmp, split, images, labels, classes)
+        for write in splits.values():
+            write(tmp)
         os.replace(tmp, root)
     except OSError:
         if not root.is_dir():

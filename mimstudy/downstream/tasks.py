@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from mimstudy.downstream import classification, concepts, depth, got10k, imagefolder, pose, tracking
+from mimstudy.downstream import classification, concepts, depth, got10k, imagefolder, pose, segmentation, tracking
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,24 @@ SEMANTIC_TASKS: dict[str, Task] = {
 }
 
 
+def _segmentation_load(config):
+    root = Path(config.data_dir) if config.data_dir else segmentation.generated_dataset(
+        Path(config.runs_dir) / "data", config.train_size, config.test_size, config.seed)
+    return segmentation.load_splits(root, config.img_size, config.train_split, config.test_split,
+                                    config.train_size, config.test_size)
+
+
+# Appendix D: semantic segmentation (ADE20K's role)
+SEGMENTATION_TASKS: dict[str, Task] = {
+    "segmentation": Task("segmentation", "GarmentScenes-Seg (ADE20K analog): garments on photos labelled per pixel, "
+                         "mIoU", _segmentation_load,
+                         lambda backbone, train, config, stats: segmentation.SegmentationObjective(
+                             backbone, config.img_size, stats, config.augment),
+                         segmentation.evaluate, segmentation.trivial, lambda data: data.masks, segmentation.examples,
+                         ("miou", "miou_fg", "aacc"), "miou", True, "all background"),
+}
+
+
 TASKS: dict[str, Task] = {
     "pose": _pose_task("pose", "Puppet-Pose (COCO keypoints analog): one figure per crop, OKS AP"),
     "crowdpose": _pose_task("crowdpose", "Puppet-Crowd (CrowdPose analog): the target among 1-2 overlapping figures, OKS AP"),
@@ -160,6 +178,7 @@ TASKS: dict[str, Task] = {
                      tracking.evaluate, _tracking_trivial, lambda data: data.boxes, _tracking_examples,
                      ("ao", "sr50", "sr75", "auc"), "ao", True, "first frame's box kept"),
     **SEMANTIC_TASKS,
+    **SEGMENTATION_TASKS,
 }
 
 
