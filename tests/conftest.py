@@ -103,8 +103,8 @@ def build_book(out: Path, **env) -> Path:
 
 @pytest.fixture(scope="session")
 def committed_book(tmp_path_factory) -> Path:
-    """The book built once per session from the committed results (``quick``, then ``gpu``): its html folder."""
+    """The book built once per session from the committed results (``cpu``, ``quick``, ``gpu``, those present): its html folder."""
     if not (ROOT / "results" / "quick" / "probes").is_dir():
         pytest.skip("no committed quick results")
     return build_book(tmp_path_factory.mktemp("book"), MIMSTUDY_RESULTS_DIR=str(ROOT / "results"),
-                      MIMSTUDY_BOOK_PRESET="quick,gpu")
+                      MIMSTUDY_BOOK_PRESET="cpu,quick,gpu")

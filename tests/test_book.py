@@ -28,7 +28,7 @@ def headings_of(page: str) -> list[str]:
 
 def test_book_builds_from_committed_results(committed_book):
     page = (committed_book / "book" / "attention_distance.html").read_text()
-    shown = ["quick"] + (["gpu"] if (ROOT / "results" / "gpu" / "probes").is_dir() else [])
+    shown = [p for p in ("cpu", "quick", "gpu") if (ROOT / "results" / p / "probes").is_dir()]
     assert headings_of(page) == shown and verdicts_of(page) == shown
     assert "Traceback" not in page
     # wide tables scroll inside the column (book/_ext/static/tables.css), never clipped at its edge

@@ -69,23 +69,28 @@ def test_book_presets_parse_the_list_in_order(results_dir, monkeypatch):
     assert book.book_presets() == ["gpu"] and book.book_preset() == "gpu"
 
 
-def test_book_presets_drop_absent_presets_but_keep_the_first(results_dir, monkeypatch):
+def test_book_presets_drop_absent_presets_and_keep_the_first_only_when_none_exists(results_dir, monkeypatch):
     (results_dir / "gpu").mkdir()
     (results_dir / "cpu").write_text("a file, not a results folder")
     monkeypatch.setenv("MIMSTUDY_BOOK_PRESET", "paper,cpu,gpu,nope")
-    assert book.book_presets() == ["paper", "gpu"]
-    # the first preset stays even without results, so that loading them raises the usual clear error
+    assert book.book_presets() == ["gpu"] and book.book_preset() == "gpu"
+    # no listed preset has results: the first stays, so that loading them raises the usual clear error
+    monkeypatch.setenv("MIMSTUDY_BOOK_PRESET", "paper,nope")
+    assert book.book_presets() == ["paper"]
     with pytest.raises(FileNotFoundError, match="no results in .*paper.*run the study first"):
         book.load_results("probes", book.book_presets()[0])
 
 
-def test_book_presets_default_to_quick_then_gpu_when_present(results_dir, monkeypatch):
+def test_book_presets_default_to_the_claim_preset_then_quick_then_gpu_when_present(results_dir, monkeypatch):
     monkeypatch.delenv("MIMSTUDY_BOOK_PRESET", raising=False)
+    assert book.book_presets() == ["cpu"]  # nothing stored: the first, whose loading says what to run
+    (results_dir / "quick").mkdir()
     assert book.book_presets() == ["quick"] and book.book_preset() == "quick"
     (results_dir / "gpu").mkdir()
-    assert book.book_presets() == ["quick", "gpu"] and book.book_preset() == "quick"
+    (results_dir / "cpu").mkdir()
+    assert book.book_presets() == ["cpu", "quick", "gpu"] and book.book_preset() == "cpu"
     monkeypatch.setenv("MIMSTUDY_BOOK_PRESET", " , ")
-    assert book.book_presets() == ["quick", "gpu"]
+    assert book.book_presets() == ["cpu", "quick", "gpu"]
 
 
 def test_preset_heading_names_the_preset_and_its_description(tmp_path):

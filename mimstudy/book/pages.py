@@ -36,7 +36,9 @@ PAPER_LABELS = {  # the same objectives as the paper's table rows name them
 PROBE_DIMS = ("layer", "head", "image", "layer_j", "head_j")
 
 
-DEFAULT_BOOK_PRESETS = "quick,gpu"
+# The claim-carrying preset first (every chapter opens with it), then the default of `make study`,
+# then the GPU preset: each shown when its results exist.
+DEFAULT_BOOK_PRESETS = "cpu,quick,gpu"
 
 
 def listed_presets() -> list[str]:
@@ -46,16 +48,17 @@ def listed_presets() -> list[str]:
     return names or DEFAULT_BOOK_PRESETS.split(",")
 
 
-def book_preset() -> str:
-    """The book's first preset: the one whose results must exist (``quick`` by default)."""
-    return listed_presets()[0]
-
-
 def book_presets() -> list[str]:
-    """The presets each results chapter renders, in order: the first listed one always (so that its
-    missing results raise the usual error), the others only when ``results_root()/<preset>`` exists."""
-    first, *others = listed_presets()
-    return [first] + [name for name in others if (results_root() / name).is_dir()]
+    """The presets each results chapter renders, in order: the listed ones whose results exist
+    (``results_root()/<preset>`` is a folder); when none does, the first listed one, so that loading
+    its results raises the usual error."""
+    listed = listed_presets()
+    return [name for name in listed if (results_root() / name).is_dir()] or listed[:1]
+
+
+def book_preset() -> str:
+    """The book's first preset: the first listed one whose results exist (``cpu``, else ``quick``, by default)."""
+    return book_presets()[0]
 
 
 def preset_heading(preset: str) -> str:
