@@ -369,7 +369,8 @@ def test_inputs_are_standardised_with_the_pretraining_datasets_statistics(tmp_pa
     assert torch.allclose(Standardise(0.6, 0.2)(torch.tensor([0.6, 0.8])), torch.tensor([0.0, 1.0]))
     for task in TASKS.values():  # every task's objective takes the statistics
         backbone, _ = build_backbone("vit_micro_32", None)
-        train = type("Train", (), {"keypoints": torch.zeros(1, 13, 3), "flip_pairs": list(puppets.FLIP_PAIRS)})()
+        train = type("Train", (), {"keypoints": torch.zeros(1, 13, 3), "flip_pairs": list(puppets.FLIP_PAIRS),
+                                   "classes": ["a", "b", "c"]})()  # what pose and the classification tasks read
         objective = task.objective(backbone, train, DownstreamConfig(arch="vit_micro_32"), (0.6, 0.2))
         assert (objective.standardise.mean, objective.standardise.std) == (0.6, 0.2), task.name
 
