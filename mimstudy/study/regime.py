@@ -26,7 +26,6 @@ set's mean image at that position). Seed 0 of the claim-carrying preset is the p
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import tempfile
@@ -46,7 +45,7 @@ from mimstudy.probes.evaluation import sanity_accuracies
 from mimstudy.probes.trajectory import summarize
 from mimstudy.probes.locality import most_local_head
 from mimstudy.probes.reconstruction import baseline_l1, masked_l1, pixel_mask
-from mimstudy.results import load_dataset, save_dataset, stored_attrs
+from mimstudy.results import load_dataset, parameters_in, save_dataset, stored_attrs
 from mimstudy.training.pretrain import pretrain
 
 # Shared by every trial: vit_mini_32, batch 128, AdamW with cosine decay, 8k images.
@@ -129,11 +128,6 @@ WEIGHTS = ("pretrained", "random_init", "raw_pixels")
 POOLS = ("head", "patch_mean")
 
 
-def _parameters(ds: xr.Dataset) -> dict:
-    params = ds.attrs.get("parameters", "{}")
-    return json.loads(params) if isinstance(params, str) else dict(params)
-
-
 def masked_pixel_baselines(params: dict, images: int = 2000) -> dict[str, float]:
     """The hand-made predictors' masked-pixel l1 on the first ``images`` validation images of a
     SimMIM run (``params``: its stored parameters), masked as its validation was (same generator,
@@ -154,7 +148,7 @@ def masked_pixel_baselines(params: dict, images: int = 2000) -> dict[str, float]
 def pilot_row(curves: xr.Dataset, evaluate: xr.Dataset | None, probes: xr.Dataset | None,
               control: xr.Dataset | None, baselines: dict[str, float] | None = None) -> dict:
     """One model's pilot numbers from its stored results (``None``: that step has not run)."""
-    params = _parameters(curves)
+    params = parameters_in(curves.attrs)
     steps = int(params["epochs"]) * math.ceil(int(params["train_size"]) / int(params["batch_size"]))
     row: dict = {"objective": str(curves["objective"].item()), "arch": str(curves["arch"].item()),
                  "steps": steps, "images_seen": steps * int(params["batch_size"]),
@@ -206,7 +200,7 @@ def pilot(preset: str, seed: int = 0, results_dir: str = "results") -> Path:
     for run in runs:
         curves = load_dataset(root / "pretrain" / f"{run}.nc")
         arch, objective = str(curves["arch"].item()), str(curves["objective"].item())
-        baselines = masked_pixel_baselines(_parameters(curves)) if objective == "simmim" else None
+        baselines = masked_pixel_baselines(parameters_in(curves.attrs)) if objective == "simmim" else None
         rows.append(pilot_row(curves, maybe("evaluate", run), maybe("probes", run), controls.get(arch), baselines))
     layers = max((len(r.get("lambda_max", ())) for r in rows), default=0)
     data = {}
