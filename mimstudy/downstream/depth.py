@@ -17,10 +17,8 @@ import torch
 import torch.nn as nn
 
 from mimstudy.downstream import scenes
-from mimstudy.downstream.backbone import feature_shape, features
-from mimstudy.downstream.heads import DeconvHead
+from mimstudy.downstream.heads import DenseObjective, paired_hflip
 from mimstudy.downstream.nyu_depth import MAX_DEPTH, MIN_DEPTH, DepthPairs, depth_metrics, list_file, read_split, write_split
-from mimstudy.downstream.inputs import Standardise
 
 
 def silog_loss(pred: torch.Tensor, gt: torch.Tensor, lambd: float = 0.5) -> torch.Tensor:
@@ -40,26 +38,20 @@ def photometric_jitter(images: torch.Tensor, generator: torch.Generator | None =
     return (images.clamp(0, 1) ** gamma.view(shape).to(images) * brightness.view(shape).to(images)).clamp(0, 1)
 
 
-class DepthObjective(nn.Module):
+class DepthObjective(DenseObjective):
     """Backbone + depth head; ``forward(images, depths) -> (loss, {"loss": loss})``."""
 
     def __init__(self, backbone: nn.Module, img_size: int, stats: tuple[float, float], augment: bool = True,
                  max_depth: float = MAX_DEPTH):
-        super().__init__()
-        self.backbone = backbone
-        self.standardise = Standardise(*stats)  # the pre-training dataset's pixel mean and std
-        channels, stride = feature_shape(backbone, img_size)
-        self.head = DeconvHead(channels, 1, stride, width=32, kernel=2, final_kernel=3)
+        super().__init__(backbone, img_size, stats, 1, width=32, kernel=2, final_kernel=3)
         self.augment, self.max_depth = augment, max_depth
 
     def depth(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.head(features(self.backbone, self.standardise(images)))) * self.max_depth
+        return torch.sigmoid(self.dense(images)) * self.max_depth
 
     def forward(self, images: torch.Tensor, depths: torch.Tensor):
         if self.training and self.augment:
-            flip = torch.rand(images.shape[0]) < 0.5
-            images = torch.where(flip.view(-1, 1, 1, 1).to(images.device), images.flip(-1), images)
-            depths = torch.where(flip.view(-1, 1, 1, 1).to(depths.device), depths.flip(-1), depths)
+            images, depths = paired_hflip(images, depths)
             images = photometric_jitter(images)
         loss = silog_loss(self.depth(images), depths)
         return loss, {"loss": loss.detach()}

@@ -16,6 +16,9 @@ import math
 import torch
 import torch.nn as nn
 
+from mimstudy.downstream.backbone import feature_shape, features
+from mimstudy.downstream.inputs import Standardise
+
 
 class DeconvHead(nn.Module):
     """``[B, C, h, w]`` features of stride ``stride`` -> ``[B, out_channels, h * stride, w * stride]``."""
@@ -40,6 +43,33 @@ class DeconvHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.final(self.deconv(features))
+
+
+class DenseObjective(nn.Module):
+    """The body every dense task shares (pose heatmaps, depth, segmentation): the backbone on inputs
+    standardised with its pre-training dataset's pixel mean and std, and a :class:`DeconvHead` with
+    ``out_channels`` outputs over its last feature map (``head`` : the head's keyword arguments)."""
+
+    def __init__(self, backbone: nn.Module, img_size: int, stats: tuple[float, float], out_channels: int, **head):
+        super().__init__()
+        self.backbone = backbone
+        self.standardise = Standardise(*stats)
+        channels, stride = feature_shape(backbone, img_size)
+        self.head = DeconvHead(channels, out_channels, stride, **head)
+
+    def dense(self, images: torch.Tensor) -> torch.Tensor:
+        """``[B, out_channels, H, W]`` head outputs at the input resolution."""
+        return self.head(features(self.backbone, self.standardise(images)))
+
+
+def paired_hflip(images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each (image, dense target) pair mirrored left-right with probability 1/2, one draw per pair."""
+    flip = torch.rand(images.shape[0]) < 0.5
+
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        return torch.where(flip.view(-1, *[1] * (x.dim() - 1)).to(x.device), x.flip(-1), x)
+
+    return apply(images), apply(targets)
 
 
 def gaussian_heatmaps(keypoints: torch.Tensor, size: int, sigma: float = 1.0) -> torch.Tensor:

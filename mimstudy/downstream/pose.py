@@ -20,10 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mimstudy.downstream import puppets
-from mimstudy.downstream.backbone import feature_shape, features
 from mimstudy.downstream.coco_keypoints import KeypointCrops, oks_ap, read_split, write_split
-from mimstudy.downstream.heads import DeconvHead, decode_heatmaps, gaussian_heatmaps
-from mimstudy.downstream.inputs import Standardise
+from mimstudy.downstream.heads import DenseObjective, decode_heatmaps, gaussian_heatmaps
 
 
 def flip_keypoints(keypoints: torch.Tensor, pairs: list[tuple[int, int]], size: int) -> torch.Tensor:
@@ -62,22 +60,18 @@ def random_affine(images: torch.Tensor, keypoints: torch.Tensor, pairs: list[tup
     return warped, out
 
 
-class PoseObjective(nn.Module):
+class PoseObjective(DenseObjective):
     """Backbone + deconvolution head; ``forward(images, keypoints) -> (loss, {"loss": loss})``."""
 
     def __init__(self, backbone: nn.Module, num_keypoints: int, pairs: list[tuple[int, int]], img_size: int,
                  stats: tuple[float, float], augment: bool = True, rotation: float = 30.0, scale: float = 0.25,
                  sigma: float = 1.0):
-        super().__init__()
-        self.backbone = backbone
-        self.standardise = Standardise(*stats)  # the pre-training dataset's pixel mean and std
-        channels, stride = feature_shape(backbone, img_size)
-        self.head = DeconvHead(channels, num_keypoints, stride)
+        super().__init__(backbone, img_size, stats, num_keypoints)
         self.pairs, self.img_size, self.sigma = list(pairs), img_size, sigma
         self.augment, self.rotation, self.scale = augment, rotation, scale
 
     def heatmaps(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(features(self.backbone, self.standardise(images)))
+        return self.dense(images)
 
     def forward(self, images: torch.Tensor, keypoints: torch.Tensor):
         if self.training and self.augment:

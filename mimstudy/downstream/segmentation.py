@@ -36,14 +36,12 @@ from skimage.transform import resize
 from mimstudy.atomic import atomic_path
 from mimstudy.data.fashion_mnist import DatasetError
 from mimstudy.data.photo_composites import background_crop
-from mimstudy.downstream.backbone import feature_shape, features
 from mimstudy.downstream.classification import predict_argmax
 from mimstudy.downstream.concepts import SPLIT_IDS, photos_for, sprite_range, normalised
 from mimstudy.downstream.garment_track import _garment
-from mimstudy.downstream.heads import DeconvHead
+from mimstudy.downstream.heads import DenseObjective, paired_hflip
 from mimstudy.downstream.imagefolder import IMAGE_EXTENSIONS, write_dataset
 from mimstudy.downstream.images import open_image, read_grey, write_grey
-from mimstudy.downstream.inputs import Standardise
 from mimstudy.downstream.scenes import garment_labels
 
 GENERATOR_VERSION = 1
@@ -171,26 +169,20 @@ def score(predicted: np.ndarray, labels: np.ndarray, num_classes: int = NUM_CLAS
     return iou_metrics(confusion_matrix(predicted, labels, num_classes))
 
 
-class SegmentationObjective(nn.Module):
+class SegmentationObjective(DenseObjective):
     """Backbone + deconvolution head; ``forward(images, masks) -> (loss, {"loss": loss})``."""
 
     def __init__(self, backbone: nn.Module, img_size: int, stats: tuple[float, float], augment: bool = True,
                  num_classes: int = NUM_CLASSES):
-        super().__init__()
-        self.backbone = backbone
-        self.standardise = Standardise(*stats)  # the pre-training dataset's pixel mean and std
-        channels, stride = feature_shape(backbone, img_size)
-        self.head = DeconvHead(channels, num_classes, stride, width=32, kernel=2, final_kernel=1)
+        super().__init__(backbone, img_size, stats, num_classes, width=32, kernel=2, final_kernel=1)
         self.augment = augment
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(features(self.backbone, self.standardise(images)))
+        return self.dense(images)
 
     def forward(self, images: torch.Tensor, masks: torch.Tensor):
         if self.training and self.augment:
-            flip = (torch.rand(images.shape[0]) < 0.5).to(images.device)
-            images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
-            masks = torch.where(flip.view(-1, 1, 1), masks.flip(-1), masks)
+            images, masks = paired_hflip(images, masks)
         loss = F.cross_entropy(self.logits(images), masks, ignore_index=IGNORE_INDEX)
         return loss, {"loss": loss.detach()}
 
