@@ -378,7 +378,10 @@ class PaperProbeConfig(RunConfig):
         _check_device(self.device)
 
 
-DOWNSTREAM_TASKS = ("pose", "crowdpose", "depth")  # mimstudy.downstream.tasks.TASKS (kept in step by tests)
+# mimstudy.downstream.tasks.TASKS, kept in step by tests: Section 4.2's pose, depth and tracking, 4.1's
+# concept-generalization ladder and K12-like set, Appendix D's segmentation
+DOWNSTREAM_TASKS = ("pose", "crowdpose", "depth", "tracking", "cog_l1", "cog_l2", "cog_l3", "cog_l4", "cog_l5",
+                    "k12_garments", "k12_digits", "k12_materials", "k12_fine", "segmentation")
 
 
 def _int_list(text: str, name: str) -> list[int]:
@@ -437,22 +440,19 @@ class DownstreamConfig(RunConfig):
     def seeds(self) -> list[int]:
         return _int_list(self.finetune_seeds, "finetune_seeds")
 
-    def block_indices(self, num_blocks: int) -> list[int]:
-        """The pre-trained blocks loaded into the first positions (``[]``: as trained)."""
+    def block_order_spec(self) -> list[int] | tuple[int, int]:
+        """``block_order`` parsed: the block indices listed (``[]``: as trained), or ``(k, seed)`` for
+        ``'sample:<k>:<seed>'`` (:func:`mimstudy.downstream.backbone.block_indices` resolves both)."""
         order = self.block_order.strip()
-        if not order:
-            return []
-        if order.startswith("sample:"):
-            from mimstudy.downstream.backbone import sample_block_order
-
-            parts = order.split(":")
-            _require(len(parts) == 3, f"block_order 'sample:<k>:<seed>' expected, got {order!r}")
-            k, seed = _int_list(parts[1], "block_order k") + _int_list(parts[2], "block_order seed")
-            return sample_block_order(num_blocks, k, seed)
-        indices = _int_list(order, "block_order")
-        _require(all(0 <= i < num_blocks for i in indices),
-                 f"block_order lists blocks outside [0, {num_blocks}): {indices}")
-        return indices
+        if not order.startswith("sample:"):
+            indices = _int_list(order, "block_order")
+            _require(all(i >= 0 for i in indices), f"block_order lists negative block indices: {indices}")
+            return indices
+        parts = order.split(":")
+        _require(len(parts) == 3, f"block_order 'sample:<k>:<seed>' expected, got {order!r}")
+        k, seed = _int_list(parts[1], "block_order k") + _int_list(parts[2], "block_order seed")
+        _require(k >= 1, f"block_order 'sample:<k>:<seed>' needs k >= 1, got {k}")
+        return k, seed
 
     def validate(self) -> None:
         super().validate()
@@ -476,8 +476,7 @@ class DownstreamConfig(RunConfig):
         _require(self.keep_blocks >= 0, f"keep_blocks must be >= 0 (0: all blocks), got {self.keep_blocks}")
         _require(bool(self.seeds()), f"finetune_seeds must name at least one seed, got {self.finetune_seeds!r}")
         _require(self.num_examples >= 0 and self.max_steps >= 0, "num_examples and max_steps must be >= 0")
-        if self.block_order.strip():
-            self.block_indices(10_000)  # syntax only; the backbone checks the range
+        self.block_order_spec()  # syntax only; the backbone checks the range
         _check_device(self.device)
 
     def required_runs(self) -> list[str]:

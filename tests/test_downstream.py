@@ -12,7 +12,7 @@ import torch
 from mimstudy.config import DOWNSTREAM_TASKS, ConfigError, DownstreamConfig
 from mimstudy.data.fashion_mnist import DatasetError
 from mimstudy.downstream import puppets
-from mimstudy.downstream.backbone import (build_backbone, features, flat_blocks, keep_first_blocks,
+from mimstudy.downstream.backbone import (block_indices, build_backbone, features, flat_blocks, keep_first_blocks,
                                           load_blocks_in_order, sample_block_order)
 from mimstudy.downstream.coco_keypoints import annotation_file, crop, read_split
 from mimstudy.downstream.heads import DeconvHead, decode_heatmaps, gaussian_heatmaps
@@ -125,12 +125,10 @@ def test_bad_dataset_files_are_named(pose_root, tmp_path):
 def test_unknown_task_lists_the_tasks():
     with pytest.raises(KeyError, match=re.escape(f"unknown task 'nope'; tasks: {sorted(TASKS)}")):
         get_task("nope")
-    with pytest.raises(ConfigError, match=r"unknown task 'nope'; tasks: \['pose', 'crowdpose', 'depth'\]"):
+    with pytest.raises(ConfigError, match=r"unknown task 'nope'; tasks: \['pose', 'crowdpose', 'depth', 'tracking', "):
         DownstreamConfig(task="nope", arch="vit_micro_32").validate()
 
 
-@pytest.mark.xfail(strict=True, reason="mimstudy/config.py is frozen while results are computed: DOWNSTREAM_TASKS "
-                                       "still lacks 'tracking' and the semantic tasks (add them when the freeze ends; then drop this mark)")
 def test_config_knows_every_task():
     assert set(DOWNSTREAM_TASKS) == set(TASKS)
 
@@ -141,10 +139,15 @@ def test_config_needs_an_arch_for_random_weights_and_reads_its_pretraining():
     assert DownstreamConfig(init_from="random", arch="vit_micro_32").required_runs() == []
     assert DownstreamConfig(init_from="vit_sup").required_runs() == ["vit_sup"]
     config = DownstreamConfig(init_from="vit_sup", block_order="sample:3:1")
-    assert config.block_indices(8) == sample_block_order(8, 3, 1)
-    assert DownstreamConfig(init_from="vit_sup", block_order="2,0").block_indices(8) == [2, 0]
+    assert config.block_order_spec() == (3, 1)
+    assert block_indices(config.block_order_spec(), 8) == sample_block_order(8, 3, 1)
+    assert block_indices(DownstreamConfig(init_from="vit_sup", block_order="2,0").block_order_spec(), 8) == [2, 0]
+    assert DownstreamConfig(init_from="vit_sup").block_order_spec() == []
     with pytest.raises(ConfigError, match="outside"):
-        DownstreamConfig(init_from="vit_sup", block_order="9").block_indices(8)
+        block_indices(DownstreamConfig(init_from="vit_sup", block_order="9").block_order_spec(), 8)
+    for bad in ("sample:0:1", "sample:3", "2,x", "-1"):
+        with pytest.raises(ConfigError, match="block_order"):
+            DownstreamConfig(init_from="vit_sup", block_order=bad).validate()
 
 
 def test_heatmaps_decode_to_their_keypoints_within_a_quarter_pixel():

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from mimstudy.config import ConfigError
 from mimstudy.models.backbones import create_backbone
 from mimstudy.models.checkpoints.state import CheckpointError, load_pretrain_checkpoint
 from mimstudy.objectives.finetune import load_encoder
@@ -62,6 +63,17 @@ def sample_block_order(num_blocks: int, k: int, seed: int) -> list[int]:
     if not 1 <= k <= num_blocks:
         raise ValueError(f"cannot sample {k} of {num_blocks} blocks")
     return [int(i) for i in np.random.default_rng(seed).choice(num_blocks, size=k, replace=False)]
+
+
+def block_indices(spec: list[int] | tuple[int, int], num_blocks: int) -> list[int]:
+    """The pre-trained blocks to load into the first positions, from
+    :meth:`mimstudy.config.DownstreamConfig.block_order_spec`: the listed indices (``[]``: as
+    trained), or ``(k, seed)``: k blocks drawn by :func:`sample_block_order`."""
+    if isinstance(spec, tuple):
+        return sample_block_order(num_blocks, *spec)
+    if any(not 0 <= i < num_blocks for i in spec):
+        raise ConfigError(f"block_order lists blocks outside [0, {num_blocks}): {spec}")
+    return list(spec)
 
 
 @torch.no_grad()

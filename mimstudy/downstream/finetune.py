@@ -26,7 +26,7 @@ from torch.utils.data import TensorDataset
 from mimstudy.config import DownstreamConfig
 from mimstudy.data.sampling import ShardedBatches
 from mimstudy.distributed import resolve_device
-from mimstudy.downstream.backbone import build_backbone, flat_blocks, orderable_blocks
+from mimstudy.downstream.backbone import block_indices, build_backbone, flat_blocks, orderable_blocks
 from mimstudy.downstream.inputs import RANDOM_INIT_DATASET, dataset_stats, pretraining_dataset
 from mimstudy.downstream.tasks import Task, get_task
 from mimstudy.models.backbones import create_backbone
@@ -137,7 +137,7 @@ def run_downstream(config: DownstreamConfig, progress: bool = True, random_datas
     if checkpoint is not None and not checkpoint.is_file():
         raise CheckpointError(f"no checkpoint at {checkpoint}: run the pre-training run {config.init_from!r} first "
                               f"(mimstudy run --preset {config.preset} --runs {config.run_id})")
-    order = config.block_indices(block_count(config, checkpoint))
+    order = block_indices(config.block_order_spec(), block_count(config, checkpoint))
     device = resolve_device(config.device)
     start = time.perf_counter()
     train, test = task.load(config)

@@ -3,16 +3,22 @@
 A result is *current* when it was made with the parameters its preset gives it now (where files go
 aside) and with the code it depends on unchanged: its notebook's code cells and every ``mimstudy``
 file they import, transitively (:func:`mimstudy.provenance.code_hashes`, recorded in the result's
-provenance when it is saved). :func:`result_change` says, in words, why a result is not current;
-the runner adds the reasons that come from other runs (a pre-training re-run or re-made).
+provenance when it is saved), except where every edit since lies in definitions its notebook never
+reaches (:func:`mimstudy.study.reachable_code.same_reach`, checked against the code recorded at the
+result's git commit). :func:`result_change` says, in words, why a result is not current; the runner
+adds the reasons that come from other runs (a pre-training re-run or re-made).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Callable
 
 from mimstudy.config import RunConfig
+from mimstudy import provenance
 from mimstudy.provenance import code_changes, code_hashes
+from mimstudy.study.reachable_code import same_reach
 from mimstudy.results import code_in, parameters_in
 
 # Where a run writes, not what it computes: results made elsewhere (another --runs-dir) stay current.
@@ -29,11 +35,19 @@ class CodeVersions:
     def __init__(self, root: str | Path | None = None):
         self.root = root  # the repository (default: the one holding this package)
         self._hashes: dict[str, dict[str, str]] = {}
+        self._reach: dict[tuple[str, str, str], bool] = {}
 
     def __call__(self, notebook: str) -> dict[str, str]:
         if notebook not in self._hashes:
             self._hashes[notebook] = code_hashes(notebook, self.root)
         return self._hashes[notebook]
+
+    def same_reach(self, notebook: str, recorded: dict[str, str], commit: str) -> bool:
+        """Does ``notebook`` reach the same code today as in ``recorded`` (made at ``commit``)? Computed once each."""
+        key = (notebook, commit, json.dumps(recorded, sort_keys=True))
+        if key not in self._reach:
+            self._reach[key] = same_reach(notebook, recorded, commit, self.root or provenance.CODE_ROOT)
+        return self._reach[key]
 
 
 def _value(value) -> str:
@@ -52,17 +66,19 @@ def parameter_change(config: RunConfig, stored: dict) -> str | None:
         f"{_value(current[name]) if name in current else '(no longer a parameter)'}" for name in sorted(changed))
 
 
-def code_change(recorded: dict[str, str] | None, current: dict[str, str]) -> str | None:
+def code_change(recorded: dict[str, str] | None, current: dict[str, str],
+                same_reach: Callable[[], bool] | None = None) -> str | None:
     """``"code changed: mimstudy/probes/attention.py"``, :data:`CODE_NOT_RECORDED`, or ``None``.
 
     ``current`` empty means today's code cannot be hashed (a package installed without its
-    notebooks): the recorded code then cannot be checked, and counts as unchanged."""
+    notebooks): the recorded code then cannot be checked, and counts as unchanged. ``same_reach``:
+    asked when files differ, whether the run still reaches the same definitions (then unchanged)."""
     if recorded is None:
         return CODE_NOT_RECORDED
     if not current:
         return None
     files = code_changes(recorded, current)
-    if not files:
+    if not files or (same_reach is not None and same_reach()):
         return None
     more = f" and {len(files) - SHOWN_FILES} more file(s)" if len(files) > SHOWN_FILES else ""
     return "code changed: " + ", ".join(files[:SHOWN_FILES]) + more
@@ -76,4 +92,7 @@ def result_change(config: RunConfig, attrs: dict | None, code: CodeVersions) -> 
     stored = parameters_in(attrs)
     if stored is None:
         return "no parameters recorded"
-    return parameter_change(config, stored) or code_change(code_in(attrs), code(config.notebook))
+    recorded = code_in(attrs)
+    return parameter_change(config, stored) or code_change(
+        recorded, code(config.notebook),
+        lambda: code.same_reach(config.notebook, recorded, str(attrs.get("git_commit", ""))))
