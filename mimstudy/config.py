@@ -384,6 +384,9 @@ DOWNSTREAM_TASKS = ("pose", "crowdpose", "depth", "tracking", "cog_l1", "cog_l2"
                     "k12_garments", "k12_digits", "k12_materials", "k12_fine", "segmentation")
 
 
+DOWNSTREAM_PROTOCOLS = ("finetune", "frozen")
+
+
 def _int_list(text: str, name: str) -> list[int]:
     try:
         return [int(part) for part in str(text).split(",") if part.strip()]
@@ -401,6 +404,14 @@ class DownstreamConfig(RunConfig):
     Figure 5); ``block_order`` loads pre-trained blocks into the first positions: ``''`` (as
     trained), ``'3,0,5'`` (those blocks, in that order) or ``'sample:<k>:<s>'`` (k blocks drawn
     without replacement with seed s; §3.2).
+
+    The recipe (Appendix E, scaled down): ``protocol`` ``'finetune'`` trains everything,
+    ``'frozen'`` only the head over a frozen backbone (in eval mode: a linear probe for
+    classification); the head's learning rate is ``lr * head_lr_scale``; ``layer_decay`` (per
+    pre-training objective in the presets: 0.75 MIM, 0.85 supervised). With ``lr_grid``
+    (``'2.5e-4,5e-4,1e-3'``) each rate is fine-tuned with the first seed on the training split and
+    scored on ``val_split`` by the task's primary metric, and the best trains every seed (``lr``
+    is then unused); the test split is never used to choose.
     """
 
     notebook: ClassVar[str] = "downstream"
@@ -432,6 +443,10 @@ class DownstreamConfig(RunConfig):
     device: str = "auto"
     resume: bool = True
     max_steps: int = 0  # stop each fine-tuning after this many steps (0: no cap); for dry runs
+    protocol: str = "finetune"  # "finetune": all weights; "frozen": the head over a frozen backbone
+    head_lr_scale: float = 1.0  # the head's learning rate over lr (Appendix E's recipe: 10)
+    lr_grid: str = ""  # "": train with lr; else comma-separated rates chosen among on val_split
+    val_split: str = "val"  # the split lr_grid is chosen on (never the test split)
 
     @property
     def random_weights(self) -> bool:
@@ -439,6 +454,16 @@ class DownstreamConfig(RunConfig):
 
     def seeds(self) -> list[int]:
         return _int_list(self.finetune_seeds, "finetune_seeds")
+
+    def learning_rates(self) -> list[float]:
+        """The rates of ``lr_grid`` (``[]``: none to choose among)."""
+        try:
+            rates = [float(part) for part in str(self.lr_grid).split(",") if part.strip()]
+        except ValueError as err:
+            raise ConfigError(f"lr_grid must be comma-separated rates such as '2.5e-4,5e-4', got {self.lr_grid!r}") from err
+        _require(all(r > 0 for r in rates) and len(set(rates)) == len(rates),
+                 f"lr_grid must list distinct positive rates, got {self.lr_grid!r}")
+        return rates
 
     def block_order_spec(self) -> list[int] | tuple[int, int]:
         """``block_order`` parsed: the block indices listed (``[]``: as trained), or ``(k, seed)`` for
@@ -477,6 +502,13 @@ class DownstreamConfig(RunConfig):
         _require(bool(self.seeds()), f"finetune_seeds must name at least one seed, got {self.finetune_seeds!r}")
         _require(self.num_examples >= 0 and self.max_steps >= 0, "num_examples and max_steps must be >= 0")
         self.block_order_spec()  # syntax only; the backbone checks the range
+        _require(self.protocol in DOWNSTREAM_PROTOCOLS,
+                 f"protocol must be one of {list(DOWNSTREAM_PROTOCOLS)}, got {self.protocol!r}")
+        _require(self.head_lr_scale > 0, f"head_lr_scale must be > 0, got {self.head_lr_scale}")
+        if self.learning_rates():
+            _require(bool(self.val_split) and self.val_split not in (self.test_split, self.train_split),
+                     f"lr_grid is chosen on val_split, which must name a split other than train_split "
+                     f"{self.train_split!r} and test_split {self.test_split!r}, got {self.val_split!r}")
         _check_device(self.device)
 
     def required_runs(self) -> list[str]:

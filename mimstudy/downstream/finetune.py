@@ -14,7 +14,8 @@ fine-tuned model is then scored on the test split, beside the task's trivial pre
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+import types
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +52,31 @@ def run_folder(config: DownstreamConfig) -> Path:
     return Path(config.runs_dir) / config.preset / "downstream" / config.run_id
 
 
-def seed_checkpoint(config: DownstreamConfig, seed: int) -> Path:
-    return run_folder(config) / f"seed{seed}.pt"
+def seed_checkpoint(config: DownstreamConfig, seed: int, lr: float | None = None) -> Path:
+    """``seed<k>.pt``; ``seed<k>-lr<lr>.pt`` for a fine-tuning that scores one rate of ``lr_grid``."""
+    return run_folder(config) / (f"seed{seed}.pt" if lr is None else f"seed{seed}-lr{lr:g}.pt")
+
+
+def freeze(backbone: nn.Module) -> nn.Module:
+    """The ``frozen`` protocol: no gradients, and eval mode whatever the objective's mode (no drop
+    path, no running statistics updated), so its features stay those of the checkpoint."""
+    backbone.requires_grad_(False)
+    backbone.train = types.MethodType(lambda self, mode=True: nn.Module.train(self, False), backbone)
+    return backbone.train()
+
+
+def scale_head_lr(optimizer: torch.optim.Optimizer, scheduler, backbone: nn.Module, scale: float) -> None:
+    """Multiply the learning rate of the groups holding no backbone parameter (the task head) by
+    ``scale``, through the schedule (its base rates and the current rate)."""
+    if scale == 1.0:
+        return
+    inside = {id(p) for p in backbone.parameters()}
+    for i, group in enumerate(optimizer.param_groups):
+        if not any(id(p) in inside for p in group["params"]):
+            group["lr"] *= scale
+            group["initial_lr"] *= scale
+            group["lr_scale"] = group.get("lr_scale", 1.0) * scale
+            scheduler.base_lrs[i] *= scale
 
 
 def source_stamp(checkpoint: Path | None) -> str:
@@ -80,22 +104,28 @@ class SeedRun:
 
 
 def finetune_seed(config: DownstreamConfig, task: Task, train, test, seed: int, order: list[int],
-                  device: torch.device, progress: bool = True, random_dataset: str = RANDOM_INIT_DATASET) -> SeedRun:
+                  device: torch.device, progress: bool = True, random_dataset: str = RANDOM_INIT_DATASET,
+                  lr: float | None = None) -> SeedRun:
     """Fine-tune one seed (resuming from its checkpoint) and score it on ``test``.
 
     Inputs are standardised with the pixel statistics of the backbone's pre-training dataset (from
-    its checkpoint's config; ``random_dataset``'s for random weights: :mod:`mimstudy.downstream.inputs`)."""
+    its checkpoint's config; ``random_dataset``'s for random weights: :mod:`mimstudy.downstream.inputs`).
+    ``lr``: a rate of ``lr_grid`` being scored (its own checkpoint); ``None``: ``config.lr``."""
     torch.manual_seed(seed * 7919 + 17)  # head and, for random weights, backbone initialisation
+    frozen = config.protocol == "frozen"
     backbone, pretrained = build_backbone(config.arch, None if config.random_weights else str(pretrain_checkpoint(config)),
-                                          config.keep_blocks, order, config.drop_path)
+                                          config.keep_blocks, order, 0.0 if frozen else config.drop_path)
+    if frozen:
+        freeze(backbone)
     stats = dataset_stats(pretraining_dataset(pretrained, random_dataset))
     objective = task.objective(backbone, train, config, stats).to(device)
     steps_per_epoch = len(train) // config.batch_size
     total = steps_per_epoch * config.epochs
-    optimizer, scheduler = build_optimizer(objective, config.lr, config.weight_decay, total_steps=total,
-                                           warmup_steps=round(steps_per_epoch * config.warmup_epochs),
+    optimizer, scheduler = build_optimizer(objective, config.lr if lr is None else lr, config.weight_decay,
+                                           total_steps=total, warmup_steps=round(steps_per_epoch * config.warmup_epochs),
                                            min_lr=config.min_lr, layer_decay=config.layer_decay)
-    path = seed_checkpoint(config, seed)
+    scale_head_lr(optimizer, scheduler, objective.backbone, config.head_lr_scale)
+    path = seed_checkpoint(config, seed, lr)
     history, start = [], 0
     source = source_stamp(pretrain_checkpoint(config))
     state = load_checkpoint(path) if config.resume and path.is_file() else None
@@ -142,7 +172,9 @@ def run_downstream(config: DownstreamConfig, progress: bool = True, random_datas
     start = time.perf_counter()
     train, test = task.load(config)
     data_seconds = time.perf_counter() - start
-    runs = {seed: finetune_seed(config, task, train, test, seed, order, device, progress, random_dataset)
+    scores = choose_lr(config, task, train, order, device, progress, random_dataset)
+    lr = (max if task.higher_is_better else min)(scores, key=scores.get) if scores else None
+    runs = {seed: finetune_seed(config, task, train, test, seed, order, device, progress, random_dataset, lr)
             for seed in config.seeds()}
     trivial = task.trivial(train, test)
     pretrained = {} if checkpoint is None else load_checkpoint(checkpoint)["config"]
@@ -150,7 +182,25 @@ def run_downstream(config: DownstreamConfig, progress: bool = True, random_datas
                 "input_dataset": pretraining_dataset(pretrained, random_dataset),
                 "blocks": len(flat_blocks(runs[config.seeds()[0]].objective.backbone)),
                 "total_blocks": len(flat_blocks(create_backbone(pretrained.get("arch", config.arch))))}
-    return downstream_dataset(config, task, runs, trivial, test, order, data_seconds, identity)
+    ds = downstream_dataset(config, task, runs, trivial, test, order, data_seconds, identity)
+    ds["finetune_lr"] = ((), config.lr if lr is None else lr)  # the rate every seed trained with
+    if scores:
+        ds[f"val_{task.primary}"] = xr.DataArray(list(scores.values()), coords={"lr_candidate": list(scores)},
+                                                 dims="lr_candidate")
+    return ds.assign_coords(protocol=config.protocol)
+
+
+def choose_lr(config: DownstreamConfig, task: Task, train, order: list[int], device: torch.device,
+              progress: bool = True, random_dataset: str = RANDOM_INIT_DATASET) -> dict[float, float]:
+    """``{rate: primary metric on val_split}`` for each rate of ``lr_grid``, fine-tuned with the
+    first seed on the training split (``{}`` without a grid). The test split plays no part."""
+    rates = config.learning_rates()
+    if not rates:
+        return {}
+    _, val = task.load(replace(config, test_split=config.val_split))
+    seed = config.seeds()[0]
+    return {lr: float(finetune_seed(config, task, train, val, seed, order, device, progress, random_dataset,
+                                    lr).metrics[task.primary]) for lr in rates}
 
 
 def downstream_dataset(config: DownstreamConfig, task: Task, runs: dict[int, SeedRun], trivial: dict[str, float],
