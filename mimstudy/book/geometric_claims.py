@@ -43,7 +43,8 @@ def scores(runs: xr.Dataset, model: str, metric: str = "ap") -> np.ndarray:
 
 
 def coord(runs: xr.Dataset, model: str, name: str):
-    return runs[name].sel(model=model).item()
+    """A run's scalar coord ``name`` (``None`` when no run has it, e.g. ``protocol`` before it was recorded)."""
+    return runs[name].sel(model=model).item() if name in runs.variables else None
 
 
 def find_runs(runs: xr.Dataset, task: str, **match) -> list[str]:
@@ -57,16 +58,17 @@ def find_runs(runs: xr.Dataset, task: str, **match) -> list[str]:
     return found
 
 
-def full_models(runs: xr.Dataset, task: str, objective: str, arch_prefix: str) -> list[str]:
-    """The runs of ``objective`` on an ``arch_prefix*`` backbone with all blocks, in order: one per pre-training run."""
-    return [m for m in find_runs(runs, task, objective=objective, block_order="")
+def full_models(runs: xr.Dataset, task: str, objective: str, arch_prefix: str, **match) -> list[str]:
+    """The runs of ``objective`` on an ``arch_prefix*`` backbone with all blocks, in order: one per
+    pre-training run (``match``: more coords to equal, e.g. ``protocol="frozen"``)."""
+    return [m for m in find_runs(runs, task, objective=objective, block_order="", **match)
             if str(coord(runs, m, "arch")).startswith(arch_prefix)
             and coord(runs, m, "blocks") == coord(runs, m, "total_blocks")]
 
 
-def full_model(runs: xr.Dataset, task: str, objective: str, arch_prefix: str) -> str | None:
+def full_model(runs: xr.Dataset, task: str, objective: str, arch_prefix: str, **match) -> str | None:
     """The first of :func:`full_models`, or ``None``."""
-    found = full_models(runs, task, objective, arch_prefix)
+    found = full_models(runs, task, objective, arch_prefix, **match)
     return found[0] if found else None
 
 
@@ -114,6 +116,16 @@ def gap_estimate(runs: xr.Dataset, a: Sequence[str], b: Sequence[str], metric: s
     if est.has_interval:
         est.interval = "t interval over the fine-tuning seeds of one pre-training run"
     return est
+
+
+def difference_of(a: Estimate, b: Estimate) -> Estimate:
+    """``a - b`` for two estimates from separate runs: the half-widths of their intervals combined in
+    quadrature (no interval unless both have one)."""
+    value = a.value - b.value
+    if not (a.has_interval and b.has_interval):
+        return Estimate(value)
+    half = np.hypot(a.high - a.value, b.high - b.value)
+    return Estimate(value, value - half, value + half, "t intervals over seeds, combined")
 
 
 def learnability(runs: xr.Dataset, random_model: str, metric: str = "ap", higher_is_better: bool = True
@@ -196,11 +208,7 @@ def shuffle_verdict(runs: xr.Dataset, task: str, supervised: tuple[str, list[str
     mim_base, mim_sampled = loss(mim)
     # (base_sup - sampled_sup) - (base_mim - sampled_mim), seeds pooled per arm: a difference of two differences
     drop_sup, drop_mim = seed_estimate(sup_base, sup_sampled), seed_estimate(mim_base, mim_sampled)
-    difference = Estimate(drop_sup.value - drop_mim.value)
-    if drop_sup.has_interval and drop_mim.has_interval:
-        half = np.hypot(drop_sup.high - drop_sup.value, drop_mim.high - drop_mim.value)
-        difference = Estimate(difference.value, difference.value - half, difference.value + half,
-                              "t intervals over seeds, combined")
+    difference = difference_of(drop_sup, drop_mim)
     checks = [Check(f"AP lost by sampled blocks: supervised minus MIM (floor {floor:g})", difference, "positive", floor)]
     return ClaimVerdict.of(f"On {task}, loading randomly sampled pre-trained blocks hurts the supervised model more "
                            "than the MIM model.", checks,

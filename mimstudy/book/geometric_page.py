@@ -104,7 +104,8 @@ def show_examples(runs: xr.Dataset, models: list[str]) -> None:
                      "fine-tuning seed's predictions (red crosses), one row per model.*"))
 
 
-def _judged(key: str, results: PresetResults) -> Judged:
+def show_verdict(key: str, results: PresetResults) -> Judged:
+    """Judge claim ``key`` on ``results`` and show its verdict (the scorecard judges it the same way)."""
     c = claim(key)
     judged = Judged(c, results.preset, c.judge(results))
     display(Markdown(verdict_markdown(c, judged.verdict, results.preset)))
@@ -114,7 +115,7 @@ def _judged(key: str, results: PresetResults) -> Judged:
 def show_table2(results: PresetResults) -> list[Judged]:
     display(Markdown(preset_heading(results.preset)))
     runs = results.downstream
-    judged = [_judged("geometric", results)]
+    judged = [show_verdict("geometric", results)]
     if runs is None:
         return judged
     display(Markdown(f"**Our Table 2 on the `{results.preset}` results** (pose: OKS AP × 100; depth: RMSE in metres; "
@@ -128,7 +129,7 @@ def show_table2(results: PresetResults) -> list[Judged]:
 
 def show_figure5(results: PresetResults) -> list[Judged]:
     display(Markdown(preset_heading(results.preset)))
-    judged = [_judged("layer-drop", results)]
+    judged = [show_verdict("layer-drop", results)]
     runs = results.downstream
     series = {o: dropped_runs(runs, "pose", o) for o in ("supervised", "simmim")} if runs is not None else {}
     if not series or not all(len(s) >= 2 and 0 in s for s in series.values()):
@@ -150,7 +151,7 @@ def show_figure5(results: PresetResults) -> list[Judged]:
 
 def show_shuffled(results: PresetResults) -> list[Judged]:
     display(Markdown(preset_heading(results.preset)))
-    judged = [_judged("layer-shuffle", results)]
+    judged = [show_verdict("layer-shuffle", results)]
     runs = results.downstream
     if runs is None:
         return judged

@@ -3,7 +3,8 @@
 Each entry is a :class:`mimstudy.book.verdicts.Claim` of one family — :class:`~mimstudy.book.claims.ProbeClaim`
 (Section 3, Appendix A), :class:`~mimstudy.book.mask_sweep.SweepClaim` (Fig. 2a),
 :class:`~mimstudy.book.convnet_claims.ConvNetClaim` (Appendix B),
-:class:`~mimstudy.book.geometric_claims.DownstreamClaim` (Section 4.2) — or a plain ``Claim`` whose
+:class:`~mimstudy.book.geometric_claims.DownstreamClaim` (Section 4.2),
+:class:`~mimstudy.book.semantic_claims.SemanticClaim` (Section 4.1) — or a plain ``Claim`` whose
 experiment is not built. All are judged by ``claim.judge(PresetResults(preset))``.
 """
 
@@ -22,6 +23,7 @@ from mimstudy.book.claims import (
 from mimstudy.book.convnet_claims import ConvNetClaim
 from mimstudy.book.geometric_claims import DownstreamClaim
 from mimstudy.book.mask_sweep import SWEEP_TEXT, SweepClaim
+from mimstudy.book.semantic_claims import SemanticClaim
 from mimstudy.book.verdicts import Claim
 
 FIGURE_1 = ("a supervised model attends locally in its lower layers and globally in its higher layers; SimMIM keeps "
@@ -51,10 +53,15 @@ CLAIMS: tuple[Claim, ...] = (
     DownstreamClaim("layer-shuffle", "3.2 · text", "Randomly sampled layers hurt supervised more",
                     "Loading randomly sampled pre-trained layers costs a supervised model more than a MIM model "
                     "downstream.", "geometric_tasks", kind="shuffle"),
-    Claim("semantic", "4.1 · Tables 1, 4, 5", "Semantic understanding",
-          "MIM beats supervised pre-training on classification tasks whose categories ImageNet does not cover "
-          "(CoG, fine-grained K12, iNat18) and loses on those it covers.",
-          not_built="Not built: the semantic transfer tasks of Section 4.1 have no analog in this study yet."),
+    SemanticClaim("semantic-cog", "4.1 · Tables 1, 5", "The MIM advantage grows with the concept gap",
+                  "MIM's advantage over supervised pre-training grows as the concepts of a classification task move "
+                  "away from the pre-training classes (CoG L1 → L5).", "semantic", kind="cog"),
+    SemanticClaim("semantic-covered", "4.1 · Tables 1, 4", "Supervised wins on the classes it covers",
+                  "On a task whose classes supervised pre-training covers (CIFAR for ImageNet), supervised "
+                  "pre-training fine-tunes better than MIM.", "semantic", kind="covered"),
+    SemanticClaim("semantic-fine", "4.1 · Tables 1, 4", "MIM wins on fine-grained classes",
+                  "On fine-grained classification (Aircraft, Birdsnap, iNat18), MIM fine-tunes better than "
+                  "supervised pre-training.", "semantic", kind="fine"),
     DownstreamClaim("geometric", "4.2 · Table 2", "Geometric and motion tasks",
                     "MIM beats supervised pre-training by large margins on pose estimation, depth estimation and "
                     "tracking (tracking is not built: judged on the pose, crowd-pose and depth analogs).",
