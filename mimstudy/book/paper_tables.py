@@ -92,7 +92,7 @@ TABLES: dict[str, PaperTable] = {t.key: t for t in (
         + _cols("Pose estimation", "pose", POSE[2:], "crowdpose")
         + _cols("Depth estimation", "depth", [("NYUv2", "NYUv2"), ("KITTI", "KITTI")])
         + _cols("Video object tracking", "tracking",
-                [("GOT10k test", "GOT10k-test"), ("TrackingNet", "TrackingNet"), ("LaSOT", "LaSOT")]),
+                [("GOT10k test", "GOT10k-test", "tracking"), ("TrackingNet", "TrackingNet"), ("LaSOT", "LaSOT")]),
         (("SwinV2-B", "1K-SUP", "table2"), ("SwinV2-B", "22K-SUP", "table2"), ("SwinV2-B", "1K-MIM", "table2"),
          ("SwinV2-L", "22K-SUP", "table2"), ("SwinV2-L", "1K-MIM", "table2"), ("HRFormer", "reference", "table2"),
          ("BinsFormer", "reference", "table2"), ("MixFormer", "reference", "table2")),

@@ -64,7 +64,7 @@ CLAIMS: tuple[Claim, ...] = (
                   "supervised pre-training.", "semantic", kind="fine"),
     DownstreamClaim("geometric", "4.2 · Table 2", "Geometric and motion tasks",
                     "MIM beats supervised pre-training by large margins on pose estimation, depth estimation and "
-                    "tracking (tracking is not built: judged on the pose, crowd-pose and depth analogs).",
+                    "tracking.",
                     "geometric_tasks", kind="table2"),
     Claim("detection", "4.3 · Fig. 7, Table 6", "Combined task: object detection",
           "On COCO detection MIM beats supervised; its localisation loss converges faster, classification slower.",

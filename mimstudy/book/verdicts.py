@@ -33,6 +33,7 @@ FLOORS = {  # effect-size floors of the Appendix B and Section 4.2 checks (Secti
     "accuracy": 0.01,  # 1 point of top-1 (Table 3's gap is 0.2 points at ImageNet scale: "on par")
     "ap": 0.01,  # 1 OKS AP point (the paper's gaps: +2.4 COCO, +4.2 CrowdPose)
     "top1": 0.01,  # 1 point of top-1 or mean per-class accuracy (Section 4.1; the paper's CoG gaps: 0.2-0.7)
+    "ao": 0.01,  # 1 point of GOT-10k's average overlap (the paper's tracking gaps: +0.7 to +1.8)
     "rmse": 0.02,  # metres (the paper's NYUv2 gap: 0.048 m of 0.35; our scenes' trivial RMSE is about 1 m)
 }
 
