@@ -146,15 +146,37 @@ def test_trajectory_stacks_epochs_and_is_scale_free():
         probe_trajectory([], images)
 
 
-def _trial(name: str, steps: int, lam: list[list[float]], **extra) -> xr.Dataset:
+def _trial(name: str, steps: int, lam: list[list[float]], dataset: str = "fashion_mnist_photos", record: dict | None = None,
+           **extra) -> xr.Dataset:
     import json
 
-    params = {"arch": "vit_mini_32_sincos", "dataset": "fashion_mnist_photos", "objective": "simmim", "lr": 1e-3,
-              "steps": steps}
+    params = {"arch": "vit_mini_32_sincos", "dataset": dataset, "objective": "simmim", "lr": 1e-3, "steps": steps}
     scalars = {"knn_patch_mean": 0.5, "linear_patch_mean": 0.6, "linear_head": 0.4, **extra}
     ds = xr.Dataset({"locality": (("layer", "head"), np.array(lam))} | {k: float(v) for k, v in scalars.items()},
                     coords={"layer": [1, 2], "head": [0, 1]})
-    return ds.assign_coords(trial=name, provenance=json.dumps({"parameters": json.dumps(params)}))
+    return ds.assign_coords(trial=name, provenance=json.dumps({"parameters": json.dumps(params), **(record or {})}))
+
+
+def test_trials_on_composites_of_another_generator_version_are_marked_stale():
+    from mimstudy.book.regime import stale_trials, trial_provenance
+    from mimstudy.data.photo_composites import GENERATOR_VERSION
+
+    lam = [[0.1, 0.2], [0.1, 0.2]]
+    trials = xr.concat([_trial("old", 10, lam), _trial("older", 10, lam, record={"data_generator": GENERATOR_VERSION - 1}),
+                        _trial("now", 10, lam, record={"data_generator": GENERATOR_VERSION}),
+                        _trial("fmnist", 10, lam, dataset="fashion_mnist")], dim="trial", coords="all")
+    stale = stale_trials(trials)
+    assert sorted(stale) == ["old", "older"] and "unrecorded" in stale["old"]
+    assert "**Stale results:** `old`" in trial_provenance(trials.assign_coords(
+        provenance=("trial", [json_record(p) for p in trials["provenance"].values])))
+
+
+def json_record(provenance: str) -> str:
+    """A trial's provenance with the fields trial_provenance reads."""
+    import json
+
+    return json.dumps({**json.loads(provenance), "git_commit": "abc", "hardware": "cpu", "threads": 1,
+                       "created": "2026-12-06T00:00"})
 
 
 def test_regime_table_reports_the_most_local_head_and_the_baselines():

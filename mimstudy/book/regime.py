@@ -59,9 +59,30 @@ def trial_provenance(ds: xr.Dataset) -> str:
         return sorted({str(r.get(key, "?"))[:length] for r in records})
     commits = sorted({str(r.get("git_commit", "?"))[:10] + ("+dirty" if str(r.get("git_dirty")) == "1" else "")
                       for r in records})
-    return (f"*Provenance of the trials:* commit {', '.join(commits)}; {'; '.join(values('hardware'))}; "
+    line = (f"*Provenance of the trials:* commit {', '.join(commits)}; {'; '.join(values('hardware'))}; "
             f"{', '.join(values('threads'))} torch thread(s); made {values('created', 16)[0]} to {values('created', 16)[-1]} UTC "
             "(on a machine shared with other jobs: the times in the table are not throughput measurements).")
+    stale = stale_trials(ds)
+    if stale:
+        line += "\n\n**Stale results:** " + "; ".join(f"`{t}`: {why}" for t, why in stale.items()) + \
+            " (re-run with `python -m mimstudy.study.regime --trial <name> --force`)."
+    return line
+
+
+def stale_trials(ds: xr.Dataset) -> dict[str, str]:
+    """``{trial: why}`` for trials on the photo composites drawn by another generator version than today's."""
+    from mimstudy.data.photo_composites import GENERATOR_VERSION
+
+    stale = {}
+    for trial in ds["trial"].values:
+        record = json.loads(str(ds["provenance"].sel(trial=trial).item()))
+        if trial_parameters(ds, trial).get("dataset") != "fashion_mnist_photos":
+            continue
+        made = record.get("data_generator")
+        if made is None or int(made) != GENERATOR_VERSION:
+            stale[str(trial)] = (f"made with photo composites generator version {made if made is not None else 'unrecorded (1)'}, "
+                                 f"today's is {GENERATOR_VERSION}")
+    return stale
 
 
 def plot_regime_locality(ds: xr.Dataset, ax=None):

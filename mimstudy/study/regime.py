@@ -36,7 +36,7 @@ import torch
 import xarray as xr
 
 from mimstudy.config import RANDOM_WEIGHTS, PretrainConfig
-from mimstudy.data import memory_splits
+from mimstudy.data import memory_splits, photo_composites
 from mimstudy.models.backbones import create_backbone, patch_size_of
 from mimstudy.objectives.masking import MaskGenerator
 from mimstudy.objectives.simmim import SimMIM
@@ -119,6 +119,8 @@ def run_trial(name: str, results_dir: str = "results", probe_images: int = 256, 
     ds = xr.Dataset(data | {k: float(v) for k, v in scalars.items()})
     ds = ds.assign_coords(trial=name)
     ds.attrs["threads"] = torch.get_num_threads()
+    if config.dataset == "fashion_mnist_photos":  # the composites' drawing, which the cached arrays do not name
+        ds.attrs["data_generator"] = photo_composites.GENERATOR_VERSION
     path = Path(results_dir) / "regime" / f"{name}.nc"
     return save_dataset(ds, path, config.to_dict() | {"steps": steps}, "regime", config.seed)
 
