@@ -247,3 +247,30 @@ def test_pilot_summarises_one_seed_of_a_preset(tmp_path):
     assert np.isfinite(float(mim["position_mean_l1"])) and np.isnan(float(mim["linear_head_pretrained"]))
     with pytest.raises(FileNotFoundError, match="mimstudy run --preset pilot"):
         pilot("pilot", 5, str(tmp_path))
+
+
+def test_lag1_correlation_and_flat_crops_on_known_inputs():
+    from mimstudy.study.data_rationale import flat_crop_fraction, lag1_correlation
+
+    rows = torch.arange(32.0).view(1, 32, 1).expand(4, 32, 32)  # constant along each row: neighbours equal
+    assert lag1_correlation(rows) == pytest.approx(1.0)
+    noise = torch.randn(64, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert abs(lag1_correlation(noise)) < 0.02
+    rng = np.random.default_rng(0)
+    assert flat_crop_fraction("moon", 200, rng) > 0.3 > flat_crop_fraction("brick", 200, rng)
+
+
+@requires_real_data
+def test_the_data_rationale_is_measured_stored_and_rendered(tmp_path):
+    from mimstudy.book.regime import rationale_markdown
+    from mimstudy.results import load_dataset
+    from mimstudy.study.data_rationale import save_rationale
+
+    path = save_rationale(str(tmp_path), images=200, prior_images=300, crops=40)
+    ds = load_dataset(path)
+    fm, photos = ds.sel(dataset="fashion_mnist"), ds.sel(dataset="fashion_mnist_photos")
+    # the position prior nearly matches the nearest visible pixel on Fashion-MNIST, not on the composites
+    assert float(fm.position_mean_l1.mean()) < float(fm.visible_mean_l1.mean()) - 0.2
+    assert float(photos.position_mean_l1.mean()) > float(photos.nearest_visible_l1.mean())
+    text = rationale_markdown(ds)
+    assert "200 training and 200 test images" in text and "of 40 random raw crops" in text

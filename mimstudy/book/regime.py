@@ -145,3 +145,55 @@ def pilot_tables(ds: xr.Dataset) -> str:
                        lambda v: f"{v:.3f}")
         look.append(f"| `{model}` | {lam or '–'} | {ctl or '–'} | {l1} |")
     return "\n".join(learn) + "\n\n" + "\n".join(look)
+
+
+def rationale_markdown(ds: xr.Dataset) -> str:
+    """The data rationale's paragraph from its stored measurements (:mod:`mimstudy.study.data_rationale`)."""
+    from mimstudy.data.photo_composites import MIN_CROP_STD
+
+    params = json.loads(ds.attrs["parameters"])
+    fm, ph = ds.sel(dataset="fashion_mnist"), ds.sel(dataset="fashion_mnist_photos")
+
+    def pair(values) -> str:
+        return f"{float(values.sel(split='train')):.2f} (train) / {float(values.sel(split='test')):.2f} (test)"
+
+    gain = (ds.visible_mean_l1 - ds.nearest_visible_l1) / ds.visible_mean_l1
+    flat = ds.flat_crop_fraction
+    test_flat = flat.where(flat.photo_split == "test", drop=True)
+    flattest = test_flat.sortby(test_flat, ascending=False)
+    worst = flattest.where(flattest >= 0.25, drop=True)
+    train_max = float(flat.where(flat.photo_split == "train", drop=True).max())
+    return (
+        f"**Why the photo composites, in numbers** ({params['images']:,} training and {params['images']:,} test images "
+        f"of each, standardised; SimMIM's masks: {100 * params['mask_ratio']:.0f} % of {params['mask_patch_size']}-px "
+        f"patches; stored in `results/regime/rationale/data.nc` by `python -m mimstudy.study.regime --rationale`). "
+        f"The composites do *not* make neighbouring pixels more alike: the lag-1 correlation of horizontal neighbours "
+        f"is {pair(fm.lag1_correlation)} on Fashion-MNIST and {pair(ph.lag1_correlation)} on the composites, and "
+        f"copying the nearest visible pixel beats the mean of the visible pixels by "
+        f"{100 * float(gain.sel(dataset='fashion_mnist').mean()):.0f} % on Fashion-MNIST but by only "
+        f"{100 * float(gain.sel(dataset='fashion_mnist_photos').min()):.0f}–"
+        f"{100 * float(gain.sel(dataset='fashion_mnist_photos').max()):.0f} % on the composites. What the composites "
+        f"remove is the **position prior**: on Fashion-MNIST the mean of {params['prior_images']:,} training images, "
+        f"read at the masked pixel's position, predicts it with l1 {pair(fm.position_mean_l1)}, almost as well as the "
+        f"nearest visible pixel ({pair(fm.nearest_visible_l1)}), because every garment sits centred on black; on the "
+        f"composites the same prior gives {pair(ph.position_mean_l1)}, no better than the visible mean "
+        f"({pair(ph.visible_mean_l1)}). A model can no longer fill masks from where a pixel is; it has to read the "
+        f"pixels around it. The test photos are often flat: of {params['crops']:,} random raw crops, "
+        + ", ".join(f"{100 * float(v):.0f} % of `{p}`'s" for p, v in zip(worst.photo.values, worst.values))
+        + f" have grey std < {params['flat_std']:g}, against at most {100 * train_max:.0f} % of any training "
+        f"photo's; standardising such a crop amplifies its noise into texture no training image has, so since "
+        f"generator version 2 a background crop needs std ≥ {MIN_CROP_STD:g} (median image std after "
+        f"standardisation: {pair(ph.median_image_std)})."
+    )
+
+
+def stored_rationale_markdown() -> str:
+    """:func:`rationale_markdown` of the stored measurements, or what to run when there are none."""
+    from mimstudy.book.pages import results_root
+    from mimstudy.results import load_dataset
+
+    path = results_root() / "regime" / "rationale" / "data.nc"
+    if not path.is_file():
+        return ("**Why the photo composites**: not measured in these results "
+                "(`python -m mimstudy.study.regime --rationale` stores the numbers).")
+    return rationale_markdown(load_dataset(path))

@@ -231,11 +231,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="re-run trials whose dataset exists")
     parser.add_argument("--pilot", metavar="PRESET", help="summarise one seed of PRESET's stored runs instead")
     parser.add_argument("--seed", type=int, default=0, help="with --pilot: the seed to summarise")
+    parser.add_argument("--rationale", action="store_true",
+                        help="measure why the composites (mimstudy.study.data_rationale) instead")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.pilot:
         print(f"pilot: {pilot(args.pilot, args.seed, args.results_dir)}")
+        return 0
+    if args.rationale:
+        from mimstudy.study.data_rationale import save_rationale
+
+        print(f"data rationale: {save_rationale(args.results_dir)}")
         return 0
     names = sorted(TRIALS) if args.all else args.trial
     if not names:
