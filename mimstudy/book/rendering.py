@@ -93,6 +93,7 @@ def short_cell(verdict: ClaimVerdict) -> str:
 
 PAGE_TITLES = {"attention_distance": "3.1.1", "mask_sweep": "Fig. 2(a)", "attention_entropy": "3.1.2",
                "head_diversity": "3.1.3", "cka": "3.2", "swin": "Appendix A", "semantic": "4.1", "geometric_tasks": "4.2",
+               "combined_tasks": "4.3",
                "convnet": "Appendix B"}
 
 
