@@ -64,6 +64,9 @@ def reach(notebook=NOTEBOOK, **edits):
     ("import json", "import json\nimport os", False),  # a module-level import runs on import
     ("LIMIT = 3", "LIMIT = 3\nSEED = int('7')", False),  # an assignment that calls: runs on import
     ("LIMIT = 3", "LIMIT = 3\nprint('hi')", False),  # a statement with effects
+    ("LIMIT = 3", "LIMIT = 3\ndef later(x=LIMIT):\n    return x", True),  # an unused function
+    ("LIMIT = 3", "LIMIT = 3\ndef later(x=int('3')):\n    return x", False),  # ... whose default calls on import
+    ("LIMIT = 3", "LIMIT = 3\ndef __getattr__(name):\n    return 1", False),  # answers any attribute
 ])
 def test_an_edit_counts_only_where_the_notebook_reaches(old, new, same):
     assert old in CONFIG

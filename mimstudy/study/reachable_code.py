@@ -9,9 +9,10 @@ whether the edits since a result was made lie wholly outside what its notebook r
 * its notebook's code cells run whole;
 * importing a module runs its package ``__init__`` files and every module-level statement that has
   effects: imports (which load their modules in turn), assignments whose value calls anything, any
-  other statement (``if``, ``try``, a bare call), and definitions under a decorator outside
-  :data:`PURE_DECORATORS` (``@register_model`` registers a model: a run reaches it by name through a
-  registry, not through a reference);
+  other statement (``if``, ``try``, a bare call), functions whose default values call anything, a
+  module's ``__getattr__``, and definitions under a decorator outside :data:`PURE_DECORATORS`
+  (``@register_model`` registers a model: a run reaches it by name through a registry, not through
+  a reference);
 * a definition (a function, a class, an assignment without a call) is reached when a reached
   statement names it, and brings in everything it names and imports, in its own and other modules;
 * ``import mimstudy.x`` and ``from mimstudy import x`` (x a module) reach the whole of ``x``; a
@@ -43,6 +44,7 @@ PURE_DECORATORS = frozenset({
     "functools.wraps", "overload", "typing.overload",
 })
 DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+DYNAMIC_HOOKS = ("__getattr__", "__dir__")
 NOTEBOOK = "<notebook>"
 
 
@@ -78,7 +80,11 @@ def _has_effects(stmt: ast.stmt) -> bool:
     if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
         return False  # a docstring
     if isinstance(stmt, DEFINITIONS):
-        return not _runs_nothing_when_defined(stmt)
+        if stmt.name in DYNAMIC_HOOKS:  # a module's own __getattr__ answers names no statement binds
+            return True
+        defaults = [] if isinstance(stmt, ast.ClassDef) else [*stmt.args.defaults, *stmt.args.kw_defaults]
+        calls = any(isinstance(n, ast.Call) for d in defaults if d is not None for n in ast.walk(d))
+        return calls or not _runs_nothing_when_defined(stmt)  # a default value is computed on import
     if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
         return stmt.value is not None and any(isinstance(n, ast.Call) for n in ast.walk(stmt.value))
     return True
