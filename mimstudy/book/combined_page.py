@@ -11,8 +11,8 @@ from IPython.display import HTML, Markdown, display
 
 from mimstudy.book.evidence import PresetResults
 from mimstudy.book.geometric_claims import full_models
-from mimstudy.book.geometric_page import show_verdict
-from mimstudy.book.pages import PAPER_LABELS, preset_heading, provenance_markdown, results_root
+from mimstudy.book.geometric_page import show_figure, show_verdicts
+from mimstudy.book.pages import PAPER_LABELS, provenance_markdown, results_root
 from mimstudy.book.paper_tables import our_table_html
 from mimstudy.book.rendering import Judged
 
@@ -36,18 +36,13 @@ def show_figure7(runs: xr.Dataset, arch: str) -> None:
                 ax.plot(train["epoch"], train, "--", color=line.get_color(), alpha=0.5)
                 top = max(top, float(np.nanmax(held)), float(np.nanmax(train)))
         ax.set(title=title, xlabel="fine-tuning epoch", ylabel="loss", ylim=(0, 1.05 * top))
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    plt.show()
-    display(Markdown("*Figure 7's analog: torchvision's `loss_classifier` and `loss_box_reg` per epoch on held-out test "
-                     "scenes (solid; heads in training mode, no gradients, seeded) and on the training batches "
-                     "(dashed), mean over fine-tuning seeds, one line per pre-training run; axes from 0.*"))
+    show_figure(fig, axes, "Figure 7's analog: torchvision's `loss_classifier` and `loss_box_reg` per epoch on held-out "
+                "test scenes (solid; heads in training mode, no gradients, seeded) and on the training batches "
+                "(dashed), mean over fine-tuning seeds, one line per pre-training run; axes from 0.")
 
 
 def show_combined(results: PresetResults) -> list[Judged]:
-    display(Markdown(preset_heading(results.preset)))
-    judged = [show_verdict(key, results) for key in ("detection", "detection-losses", "segmentation")]
+    judged = show_verdicts(results, ("detection", "detection-losses", "segmentation"))
     runs = results.downstream
     if runs is None:
         return judged

@@ -104,6 +104,23 @@ def show_examples(runs: xr.Dataset, models: list[str]) -> None:
                      "fine-tuning seed's predictions (red crosses), one row per model.*"))
 
 
+def show_verdicts(results: PresetResults, keys: tuple[str, ...]) -> list[Judged]:
+    """A preset's heading, then the verdict of each claim ``keys`` on its results."""
+    display(Markdown(preset_heading(results.preset)))
+    return [show_verdict(key, results) for key in keys]
+
+
+def show_figure(fig, axes, caption: str) -> None:
+    """Legend on the first axes, a light grid on all, then the figure and its italic caption."""
+    axes = list(np.atleast_1d(axes))
+    axes[0].legend(fontsize=8)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    plt.show()
+    display(Markdown(f"*{caption}*"))
+
+
 def show_verdict(key: str, results: PresetResults) -> Judged:
     """Judge claim ``key`` on ``results`` and show its verdict (the scorecard judges it the same way)."""
     c = claim(key)
@@ -113,9 +130,8 @@ def show_verdict(key: str, results: PresetResults) -> Judged:
 
 
 def show_table2(results: PresetResults) -> list[Judged]:
-    display(Markdown(preset_heading(results.preset)))
+    judged = show_verdicts(results, ("geometric",))
     runs = results.downstream
-    judged = [show_verdict("geometric", results)]
     if runs is None:
         return judged
     display(Markdown(f"**Our Table 2 on the `{results.preset}` results** (pose: OKS AP × 100; depth: RMSE in metres; "
@@ -128,8 +144,7 @@ def show_table2(results: PresetResults) -> list[Judged]:
 
 
 def show_figure5(results: PresetResults) -> list[Judged]:
-    display(Markdown(preset_heading(results.preset)))
-    judged = [show_verdict("layer-drop", results)]
+    judged = show_verdicts(results, ("layer-drop",))
     runs = results.downstream
     series = {o: dropped_runs(runs, "pose", o) for o in ("supervised", "simmim")} if runs is not None else {}
     if not series or not all(len(s) >= 2 and 0 in s for s in series.values()):
@@ -140,18 +155,13 @@ def show_figure5(results: PresetResults) -> list[Judged]:
         for d, m in by_d.items():
             ax.plot([d] * len(scores(runs, m)), 100 * scores(runs, m), ".", color=ax.lines[-1].get_color(), alpha=0.4)
     ax.set(xlabel="last blocks dropped (d)", ylabel="Puppet-Pose OKS AP (×100)", ylim=(0, 100))
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    plt.show()
-    display(Markdown("*Pose AP against the number of last blocks dropped; lines: mean over fine-tuning seeds, "
-                     "dots: single seeds; absolute axis from 0.*"))
+    show_figure(fig, ax, "Pose AP against the number of last blocks dropped; lines: mean over fine-tuning seeds, "
+                "dots: single seeds; absolute axis from 0.")
     return judged
 
 
 def show_shuffled(results: PresetResults) -> list[Judged]:
-    display(Markdown(preset_heading(results.preset)))
-    judged = [show_verdict("layer-shuffle", results)]
+    judged = show_verdicts(results, ("layer-shuffle",))
     runs = results.downstream
     if runs is None:
         return judged

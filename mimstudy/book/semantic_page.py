@@ -11,8 +11,8 @@ from IPython.display import Markdown, display
 
 from mimstudy.book.evidence import PresetResults
 from mimstudy.book.geometric_claims import find_runs, full_models, scores
-from mimstudy.book.geometric_page import cell, show_verdict
-from mimstudy.book.pages import PAPER_LABELS, preset_heading, provenance_markdown
+from mimstudy.book.geometric_page import cell, show_figure, show_verdicts
+from mimstudy.book.pages import PAPER_LABELS, provenance_markdown
 from mimstudy.book.rendering import Judged
 from mimstudy.book.semantic_claims import LEVELS, METRICS
 
@@ -68,17 +68,12 @@ def show_ladder_figure(runs: xr.Dataset, arch: str) -> None:
             ax.plot([i] * len(v), 100 * v, ".", color=line.get_color(), alpha=0.4)
     ax.set(xlabel="concept-generalization level (L1: closest to the pre-training classes)", ylabel="top-1 (%)",
            ylim=(0, 100), xticks=range(1, 6))
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    plt.show()
-    display(Markdown("*Fine-tuned top-1 over the ladder; lines: means over seeds and pre-training runs, dots: single "
-                     "fine-tunings; absolute axis from 0 to 100 %.*"))
+    show_figure(fig, ax, "Fine-tuned top-1 over the ladder; lines: means over seeds and pre-training runs, dots: "
+                "single fine-tunings; absolute axis from 0 to 100 %.")
 
 
 def show_semantic(results: PresetResults) -> list[Judged]:
-    display(Markdown(preset_heading(results.preset)))
-    judged = [show_verdict(key, results) for key in ("semantic-cog", "semantic-covered", "semantic-fine")]
+    judged = show_verdicts(results, ("semantic-cog", "semantic-covered", "semantic-fine"))
     runs = results.downstream
     if runs is None:
         return judged
