@@ -29,6 +29,7 @@ browser:  # headless Chromium for the book's browser check (tests/test_browser.p
 
 study: install data
 	$(BIN)/mimstudy run --preset $(PRESET) --jobs $(JOBS)
+	$(BIN)/python -m mimstudy.study.regime --pilot $(PRESET)  # per seed: the SimMIM gates' hand baselines
 	$(MAKE) book
 
 plan: install

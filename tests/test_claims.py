@@ -57,7 +57,8 @@ def pretrain_curves(evaluate: xr.Dataset, last_gain: float = 0.005) -> xr.Datase
     gaining ``last_gain``."""
     runs = []
     for m in evaluate["model"].values:
-        curve = xr.Dataset({"val_accuracy": ("epoch", [0.8, 0.9, 0.9 + last_gain])}, coords={"epoch": [1, 2, 3]})
+        curve = xr.Dataset({"val_accuracy": ("epoch", [0.8, 0.9, 0.9 + last_gain]),
+                            "val_loss": ("epoch", [0.9, 0.7, 0.6])}, coords={"epoch": [1, 2, 3]})
         curve = curve.assign_coords(model=str(m), objective=str(evaluate["objective"].sel(model=m).item()))
         curve.attrs = {"parameters": json.dumps({"dataset": "photos", "train_size": 100, "epochs": 3, "batch_size": 8}),
                        "seed": 0}
@@ -65,10 +66,19 @@ def pretrain_curves(evaluate: xr.Dataset, last_gain: float = 0.005) -> xr.Datase
     return combine_runs(runs)
 
 
+def pilot_of(models, nearest: float = 0.7) -> xr.Dataset:
+    """A pilot's masked-pixel baselines for ``models``: the nearest visible pixel at ``nearest`` (a SimMIM
+    model's last validation l1 in :func:`pretrain_curves` is 0.6)."""
+    models = [str(m) for m in models]
+    return xr.Dataset({"nearest_visible_l1": ("model", [nearest] * len(models)),
+                       "visible_mean_l1": ("model", [0.8] * len(models))}, coords={"model": models})
+
+
 def results_of(preset: str, probes: xr.Dataset, objectives: dict[str, str], **gates) -> PresetResults:
     evaluate = passing_evaluation(objectives, **{k: v for k, v in gates.items() if k != "last_gain"})
     return PresetResults(preset, probes=probes, evaluate=evaluate,
-                         pretrain=pretrain_curves(evaluate, gates.get("last_gain", 0.005)), downstream=None)
+                         pretrain=pretrain_curves(evaluate, gates.get("last_gain", 0.005)), downstream=None,
+                         pilot=pilot_of(objectives))
 
 
 # --- random-init models in every role ---------------------------------------------------------------
@@ -220,11 +230,11 @@ def test_one_seed_gives_undetermined_with_an_image_bootstrap():
 def test_missing_control_and_missing_variable_give_undetermined():
     results = planted()
     no_control = PresetResults("planted", probes=results.probes.drop_sel(model=[f"vit_random-s{s}" for s in range(3)]),
-                               evaluate=results.evaluate, pretrain=results.pretrain, downstream=None)
+                               evaluate=results.evaluate, pretrain=results.pretrain, downstream=None, pilot=results.pilot)
     verdict = claim("vit-focus").judge(no_control)
     assert verdict.verdict == "undetermined" and "no random-init control" in verdict.headline
     old = PresetResults("planted", probes=results.probes.drop_vars("mean_row_distance"), evaluate=results.evaluate,
-                        pretrain=results.pretrain, downstream=None)
+                        pretrain=results.pretrain, downstream=None, pilot=results.pilot)
     verdict = claim("vit-locality").judge(old)
     assert verdict.verdict == "undetermined" and "mean_row_distance" in verdict.headline
     assert np.isnan(verdict.checks[3].estimate.value)
@@ -246,11 +256,17 @@ def test_gates_pass_fail_and_unknown():
     pretrain = pretrain_curves(ev)
     ev["linear_accuracy"].loc[{"model": "c-s0", "weights": "pretrained", "pool": "patch_mean"}] = 0.62  # < random + 5
     assert check_gates(ev, "a-s0", "supervised", pretrain).status == "pass"
-    assert check_gates(ev, "b-s0", "simmim", pretrain).status == "pass"
-    failed = check_gates(ev, "c-s0", "simmim", pretrain)
+    baselines = {"nearest_visible_l1": 0.7, "visible_mean_l1": 0.8}
+    assert check_gates(ev, "b-s0", "simmim", pretrain, baselines).status == "pass"
+    no_baselines = check_gates(ev, "b-s0", "simmim", pretrain)
+    assert no_baselines.status == "unknown" and "hand baselines are not stored" in no_baselines.unknown[0]
+    local = check_gates(ev, "b-s0", "simmim", pretrain, {"nearest_visible_l1": 0.55})  # l1 0.6: not beating it
+    assert local.status == "fail" and "0.600 vs 0.550" in local.failed[0]
+    assert check_gates(ev, "b-s0", "simmim", pretrain.drop_vars("val_loss"), baselines).status == "unknown"
+    failed = check_gates(ev, "c-s0", "simmim", pretrain, baselines)
     assert failed.status == "fail" and "≥ random init + 5 points (62.0 % vs 60.0 %)" in failed.failed[0]
     old = ev.sel(weights=["pretrained", "random_init"])  # an evaluation made before raw pixels were stored
-    assert check_gates(old, "b-s0", "simmim", pretrain).status == "unknown"
+    assert check_gates(old, "b-s0", "simmim", pretrain, baselines).status == "unknown"
     assert check_gates(None, "a-s0", "supervised").status == "unknown"
     assert check_gates(ev, "x", "random").status == "pass"
     assert "**fail**" in gate_table(ev, pretrain) and "**pass**" in gate_table(ev, pretrain)
@@ -283,7 +299,7 @@ def test_an_unknown_gate_blocks_a_claim():
     results = planted()
     no_reference = PresetResults("planted", probes=results.probes,
                                  evaluate=results.evaluate.drop_sel(model=[f"replk_sup-s{s}" for s in range(3)]),
-                                 pretrain=results.pretrain, downstream=None)
+                                 pretrain=results.pretrain, downstream=None, pilot=results.pilot)
     verdict = claim("vit-locality").judge(no_reference)
     assert verdict.verdict == "undetermined" and [b.tag for b in verdict.blockers] == ["gate unknown"]
 
@@ -295,12 +311,12 @@ def test_nan_or_missing_controls_never_leave_a_claim_supported():
         probes = results.probes.copy(deep=True)
         probes[var].loc[{"model": randoms}] = np.nan
         nan_control = PresetResults("planted", probes=probes, evaluate=results.evaluate, pretrain=results.pretrain,
-                                    downstream=None)
+                                    downstream=None, pilot=results.pilot)
         verdict = claim("vit-locality").judge(nan_control)
         assert verdict.verdict == "undetermined" and "no control" in {b.tag for b in verdict.blockers}, var
     for c in BUILT:
         no_control = PresetResults("planted", probes=results.probes.drop_sel(model=randoms), evaluate=results.evaluate,
-                                   pretrain=results.pretrain, downstream=None)
+                                   pretrain=results.pretrain, downstream=None, pilot=results.pilot)
         assert c.judge(no_control).verdict in ("undetermined", "not run")
 
 
@@ -309,7 +325,7 @@ def test_two_seeds_and_fewer_control_seeds_block():
     assert two.verdict == "undetermined" and "only 2 training seeds" in two.headline
     results = planted()
     fewer = PresetResults("planted", probes=results.probes.drop_sel(model=["vit_random-s2"]),
-                          evaluate=results.evaluate, pretrain=results.pretrain, downstream=None)
+                          evaluate=results.evaluate, pretrain=results.pretrain, downstream=None, pilot=results.pilot)
     verdict = claim("vit-locality").judge(fewer)
     assert verdict.verdict == "undetermined" and [b.tag for b in verdict.blockers] == ["control seeds"]
 

@@ -13,13 +13,23 @@ from functools import cached_property
 
 import xarray as xr
 
-from mimstudy.book.gates import GateResult, check_gates
-from mimstudy.book.pages import load_results, restrict, run_attr
+from mimstudy.book.gates import BASELINES, GateResult, check_gates, masked_baselines
+from mimstudy.book.pages import load_results, restrict, results_root, run_attr
 from mimstudy.book.statistics import scale_free
 from mimstudy.book.verdicts import N_BOOT, Control, Estimate, bootstrap_samples, seed_estimate
+from mimstudy.results import load_dataset
 
 RANDOM = "random"  # the objective of the random-init control runs
 _LOAD = object()  # "read it from results/<preset>/" (the default of every dataset argument)
+
+
+def load_pilots(preset: str) -> xr.Dataset | None:
+    """The masked-pixel baselines of every stored pilot of ``preset``, concatenated along ``model``."""
+    paths = sorted((results_root() / "regime" / "pilot").glob(f"{preset}_s*.nc"))
+    if not paths:
+        return None
+    pilots = [load_dataset(p) for p in paths]
+    return xr.concat([ds[[b for b in BASELINES if b in ds]] for ds in pilots], dim="model")
 
 
 def _load(notebook: str, preset: str, sweep: bool = False) -> xr.Dataset | None:
@@ -32,9 +42,10 @@ def _load(notebook: str, preset: str, sweep: bool = False) -> xr.Dataset | None:
 class PresetResults:
     """The stored results of one preset (module docstring); pass a dataset to use it instead of the stored one."""
 
-    def __init__(self, preset: str, probes=_LOAD, evaluate=_LOAD, pretrain=_LOAD, downstream=_LOAD):
+    def __init__(self, preset: str, probes=_LOAD, evaluate=_LOAD, pretrain=_LOAD, downstream=_LOAD, pilot=_LOAD):
         self.preset = preset
-        self._given = {"probes": probes, "evaluate": evaluate, "pretrain": pretrain, "downstream": downstream}
+        self._given = {"probes": probes, "evaluate": evaluate, "pretrain": pretrain, "downstream": downstream,
+                       "pilot": pilot}
         self._stats: dict[str, xr.Dataset] = {}
         self._means: dict[str, xr.Dataset] = {}
         self._boots: dict[str, xr.Dataset] = {}
@@ -104,8 +115,15 @@ class PresetResults:
                 return str(ds["objective"].sel(model=model).item())
         return ""
 
+    @cached_property
+    def pilot(self) -> xr.Dataset | None:
+        """The preset's pilot summaries, every seed (``results/regime/pilot/<preset>_s<seed>.nc``), or ``None``."""
+        given = self._given["pilot"]
+        return load_pilots(self.preset) if given is _LOAD else given
+
     def gate(self, model: str) -> GateResult:
-        return check_gates(self.evaluate, model, self.objective_of(model), self.pretrain)
+        return check_gates(self.evaluate, model, self.objective_of(model), self.pretrain,
+                           masked_baselines(self.pilot, model))
 
     def gates(self, models) -> list[GateResult]:
         return [self.gate(m) for m in dict.fromkeys(models)]

@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import xarray as xr
 from IPython.display import Markdown, display
 
+from mimstudy.book.evidence import load_pilots
 from mimstudy.book.gates import gate_table
 from mimstudy.book.pages import (OBJECTIVE_LABELS, evaluation_table, load_results, parameters_of, preset_heading,
                                  provenance_markdown)
@@ -38,6 +39,6 @@ def show_preset(preset: str) -> None:
     plt.show()
     evaluate = load_results("evaluate", preset)
     display(Markdown(f"**Sanity table, `{preset}` preset.**\n\n" + evaluation_table(evaluate)))
-    display(Markdown(f"**Quality gates, `{preset}` preset.**\n\n" + gate_table(evaluate, pretrain)))
+    display(Markdown(f"**Quality gates, `{preset}` preset.**\n\n" + gate_table(evaluate, pretrain, load_pilots(preset))))
     display(Markdown(provenance_markdown(pretrain, label="pre-training") + "\n\n"
                      + provenance_markdown(evaluate, label="evaluation")))

@@ -176,6 +176,12 @@ def pilot_row(curves: xr.Dataset, evaluate: xr.Dataset | None, probes: xr.Datase
     return row
 
 
+def stored_seeds(preset: str, results_dir: str = "results") -> list[int]:
+    """The seeds of ``preset``'s stored pre-training runs (from their provenance)."""
+    folder = Path(results_dir) / preset / "pretrain"
+    return sorted({int((stored_attrs(p) or {}).get("seed", 0)) for p in folder.glob("*.nc")})
+
+
 def pilot(preset: str, seed: int = 0, results_dir: str = "results") -> Path:
     """The pilot table of ``preset``'s seed ``seed`` (module docstring), saved under ``results/regime``."""
     root = Path(results_dir) / preset
@@ -230,14 +236,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--force", action="store_true", help="re-run trials whose dataset exists")
     parser.add_argument("--pilot", metavar="PRESET", help="summarise one seed of PRESET's stored runs instead")
-    parser.add_argument("--seed", type=int, default=0, help="with --pilot: the seed to summarise")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="with --pilot: the seed to summarise (default: every seed with stored pre-training runs)")
     parser.add_argument("--rationale", action="store_true",
                         help="measure why the composites (mimstudy.study.data_rationale) instead")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.pilot:
-        print(f"pilot: {pilot(args.pilot, args.seed, args.results_dir)}")
+        for seed in [args.seed] if args.seed is not None else stored_seeds(args.pilot, args.results_dir):
+            print(f"pilot: {pilot(args.pilot, seed, args.results_dir)}")
         return 0
     if args.rationale:
         from mimstudy.study.data_rationale import save_rationale
