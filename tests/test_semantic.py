@@ -153,3 +153,25 @@ def test_classification_fine_tuning_beats_the_majority_class(tmp_path, one_threa
     assert run.predictions.shape == (100,)
     examples, coords = task.examples(test, run.predictions, 3)
     assert examples["example_image"][1].shape == (3, 32, 32) and examples["example_predicted_label"][1].shape == (3,)
+
+
+def test_the_long_tail_is_zipf_like_sums_exactly_and_keeps_every_class():
+    from mimstudy.downstream.concepts import LONG_TAIL_MINIMUM, long_tail_counts
+
+    counts = long_tail_counts(50, 1000, seed=0)
+    assert counts.sum() == 1000 and counts.min() >= LONG_TAIL_MINIMUM and counts.max() > 10 * counts.min()
+    ranked = np.sort(counts)[::-1]
+    assert ranked[0] > 1.8 * ranked[1] > ranked[2]  # 1 / rank: the head class about twice the next
+    assert np.array_equal(counts, long_tail_counts(50, 1000, seed=0))
+    assert not np.array_equal(counts, long_tail_counts(50, 1000, seed=1))  # the ranks follow the seed
+    with pytest.raises(ValueError, match="needs >= 100"):
+        long_tail_counts(50, 99)
+
+
+def test_inat_lite_trains_on_the_long_tail_and_tests_balanced(tmp_path):
+    config = DownstreamConfig(task="inat_lite", init_from="random", arch="vit_micro_32", runs_dir=str(tmp_path),
+                              train_size=150, test_size=100)
+    train, test = get_task("inat_lite").load(config)
+    train_counts = np.bincount(train.labels.numpy(), minlength=50)
+    assert len(train) == 150 and train_counts.min() >= 2 and train_counts.max() > 5 * train_counts.min()
+    assert np.bincount(test.labels.numpy(), minlength=50).tolist() == [2] * 50

@@ -81,7 +81,7 @@ TABLES: dict[str, PaperTable] = {t.key: t for t in (
         "SwinV2-B on the Concept Generalization benchmark, Kornblith's 12 datasets (K12) and iNaturalist-18.",
         _cols("Concept Generalization (CoG)", "classification", COG)
         + _cols("Kornblith et al.'s 12 datasets (K12)", "classification", K12)
-        + _cols("iNat18", "classification", [("iNat18", "iNat18")]),
+        + _cols("iNat18", "classification", [("iNat18", "iNat18", "inat_lite")]),
         (("SwinV2-B", "1K-SUP", "table1"), ("SwinV2-B", "1K-MIM", "table1")),
         "The analogs (design: CoG-lite, K12-lite, iNat-lite on generated 32-px images) fine-tune the whole "
         "model with a linear head, as the paper does."),
@@ -124,7 +124,7 @@ TABLES: dict[str, PaperTable] = {t.key: t for t in (
         "table5", "Table 5 · CoG and iNat18 with a random-init control (SwinV2-B, Appendix C)",
         "Top-1 accuracy (↑) of randomly initialised (RAND), supervised and MIM pre-trained SwinV2-B.",
         _cols("Concept Generalization (CoG)", "classification", COG)
-        + _cols("iNat18", "classification", [("iNat18", "iNat18")]),
+        + _cols("iNat18", "classification", [("iNat18", "iNat18", "inat_lite")]),
         (("SwinV2-B", "RAND", "table5"), ("SwinV2-B", "1K-SUP", "table1"), ("SwinV2-B", "1K-MIM", "table1")),
         "RAND is the same architecture fine-tuned from random initialisation, as in the paper."),
     PaperTable(

@@ -18,7 +18,8 @@ from mimstudy.book.semantic_claims import LEVELS, METRICS
 
 OBJECTIVES = ("supervised", "moco", "simmim", "random")
 TASK_LABELS = {**{level: f"CoG L{i}" for i, level in enumerate(LEVELS, start=1)}, "k12_garments": "K12 covered",
-               "k12_digits": "K12 digits", "k12_materials": "K12 materials", "k12_fine": "K12 fine (mean/class)"}
+               "k12_digits": "K12 digits", "k12_materials": "K12 materials", "k12_fine": "K12 fine (mean/class)",
+               "inat_lite": "iNat-lite (long tail)"}
 
 
 def ladder_markdown() -> str:

@@ -56,6 +56,8 @@ SHAPES = ("disk", "ring", "square", "triangle", "pentagon", "star", "cross", "el
 MATERIALS = ("brick", "grass", "gravel", "moon", "coins", "page", "text", "clock", "cell", "hubble_deep_field")
 MATERIAL_REGIONS = {"train": ((0.0, 0.6), (0.0, 0.8)), "val": ((0.0, 0.6), (0.8, 1.0)), "test": ((0.6, 1.0), (0.0, 1.0))}
 FINE_CLUSTERS = 5
+LONG_TAIL_ID = 97  # seeds the long tail's class ranks apart from every item's draw
+LONG_TAIL_MINIMUM = 2  # training images of the rarest classes
 
 
 def photos_for(split: str) -> tuple[str, ...]:
@@ -268,16 +270,43 @@ def draw_split(name: str, split: str, n: int, seed: int = 0) -> tuple[np.ndarray
     return np.stack([im for im, _ in items]), np.array([lab for _, lab in items], np.int64)
 
 
+def long_tail_counts(classes: int, total: int, seed: int = 0, minimum: int = LONG_TAIL_MINIMUM) -> np.ndarray:
+    """Training images per class for a long-tailed split (iNat18's role): ``minimum`` each, the rest
+    shared in proportion to 1 / rank (Zipf), ranks a seeded permutation of the classes; the counts sum
+    to ``total`` exactly (largest remainders)."""
+    if total < minimum * classes:
+        raise ValueError(f"a long-tailed split of {classes} classes needs >= {minimum * classes} images, got {total}")
+    ranks = np.random.default_rng([seed, LONG_TAIL_ID]).permutation(classes)
+    share = (total - minimum * classes) * (1.0 / (ranks + 1)) / (1.0 / (ranks + 1)).sum()
+    counts = minimum + np.floor(share).astype(int)
+    counts[np.argsort(-(share - np.floor(share)), kind="stable")[: total - int(counts.sum())]] += 1
+    return counts
+
+
+def long_tailed_split(name: str, total: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The training split of ``name`` with :func:`long_tail_counts` images per class (items ``c + k * classes``)."""
+    classes = len(CONCEPT_SETS[name].classes)
+    counts = long_tail_counts(classes, total, seed)
+    items = [draw_item(name, "train", c + k * classes, seed) for c in range(classes) for k in range(counts[c])]
+    return np.stack([im for im, _ in items]), np.array([lab for _, lab in items], np.int64)
+
+
 def generated_dataset(name: str, cache_dir: str | Path, train_size: int, test_size: int, seed: int = 0,
-                      val_size: int | None = None) -> Path:
-    """The ImageFolder tree of concept set ``name`` (train / val / test; val as large as test unless given), cached."""
+                      val_size: int | None = None, long_tail: bool = False) -> Path:
+    """The ImageFolder tree of concept set ``name`` (train / val / test; val as large as test unless given), cached.
+    ``long_tail``: the training split's class counts follow :func:`long_tail_counts` (validation and test stay balanced)."""
     val_size = test_size if val_size is None else val_size
-    root = Path(cache_dir) / f"{name}-v{GENERATOR_VERSION}-seed{seed}-{train_size}x{val_size}x{test_size}"
+    tail = "-longtail" if long_tail else ""
+    root = Path(cache_dir) / f"{name}{tail}-v{GENERATOR_VERSION}-seed{seed}-{train_size}x{val_size}x{test_size}"
     sizes = {"train": train_size, "val": val_size, "test": test_size}
     classes = CONCEPT_SETS[name].folder_names()
 
     def writer(split: str, n: int):
-        return lambda folder: imagefolder.write_split(folder, split, *draw_split(name, split, n, seed), classes)
+        def write(folder):
+            tailed = long_tail and split == "train"
+            images, labels = long_tailed_split(name, n, seed) if tailed else draw_split(name, split, n, seed)
+            imagefolder.write_split(folder, split, images, labels, classes)
+        return write
 
     return imagefolder.write_dataset(root, {split: writer(split, n) for split, n in sizes.items()})
 

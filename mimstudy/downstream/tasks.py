@@ -115,12 +115,15 @@ def _tracking_examples(test, predictions, n: int):
             "example_predicted_box": (("example", "box"), sub.last_boxes(predictions[:n]))}, {"box": ["x", "y", "w", "h"]}
 
 
-def _classification_task(name: str, concept_set: str, description: str, primary: str = "top1") -> Task:
-    """A classification task on an ImageFolder tree: ``data_dir``, or concept set ``concept_set`` generated."""
+def _classification_task(name: str, concept_set: str, description: str, primary: str = "top1",
+                         long_tail: bool = False) -> Task:
+    """A classification task on an ImageFolder tree: ``data_dir``, or concept set ``concept_set`` generated
+    (``long_tail``: its training split long-tailed, :func:`mimstudy.downstream.concepts.long_tail_counts`)."""
 
     def load(config):
         root = Path(config.data_dir) if config.data_dir else concepts.generated_dataset(
-            concept_set, Path(config.runs_dir) / "data", config.train_size, config.test_size, config.seed)
+            concept_set, Path(config.runs_dir) / "data", config.train_size, config.test_size, config.seed,
+            long_tail=long_tail)
         train = imagefolder.read_split(root, config.train_split, config.img_size, config.train_size)
         return train, imagefolder.read_split(root, config.test_split, config.img_size, config.test_size, train.classes)
 
@@ -142,6 +145,9 @@ SEMANTIC_TASKS: dict[str, Task] = {
                                           "textures, top-1"),
     "k12_fine": _classification_task("k12_fine", "fine", "K12-lite, fine-grained (Aircraft's role): 50 garment "
                                      "sub-classes, mean per-class accuracy", "mean_class_acc"),
+    "inat_lite": _classification_task("inat_lite", "fine", "iNat-lite (iNat18's role): the 50 garment sub-classes "
+                                      "with long-tailed training counts (1 / rank), balanced test, top-1",
+                                      long_tail=True),
 }
 
 
