@@ -51,13 +51,19 @@ def masked_l1(prediction: torch.Tensor, images: torch.Tensor, masked: torch.Tens
     return float((prediction - images).abs()[weight].mean())
 
 
-def baseline_l1(images: torch.Tensor, mask: torch.Tensor, patch_size: int) -> dict[str, float]:
-    """``{"nearest_visible_l1", "visible_mean_l1"}`` of the two hand-made predictors for a patch mask."""
+def baseline_l1(images: torch.Tensor, mask: torch.Tensor, patch_size: int,
+                prior: torch.Tensor | None = None) -> dict[str, float]:
+    """``{"nearest_visible_l1", "visible_mean_l1"}`` of the two hand-made predictors for a patch mask;
+    with ``prior`` (``[1, C, H, W]``, e.g. the mean training image) also ``position_mean_l1``: the
+    prior read at each masked pixel's position."""
     masked = pixel_mask(mask, patch_size)
-    return {
+    out = {
         "nearest_visible_l1": masked_l1(nearest_visible(images, masked), images, masked),
         "visible_mean_l1": masked_l1(visible_mean(images, masked), images, masked),
     }
+    if prior is not None:
+        out["position_mean_l1"] = masked_l1(prior.expand_as(images), images, masked)
+    return out
 
 
 __all__ = ["baseline_l1", "masked_l1", "nearest_visible", "pixel_mask", "visible_mean"]

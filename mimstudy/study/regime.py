@@ -44,7 +44,7 @@ from mimstudy.probes import probe_model
 from mimstudy.probes.evaluation import sanity_accuracies
 from mimstudy.probes.trajectory import summarize
 from mimstudy.probes.locality import most_local_head
-from mimstudy.probes.reconstruction import baseline_l1, masked_l1, pixel_mask
+from mimstudy.probes.reconstruction import baseline_l1
 from mimstudy.results import load_dataset, parameters_in, save_dataset, stored_attrs
 from mimstudy.training.pretrain import pretrain
 
@@ -141,10 +141,7 @@ def masked_pixel_baselines(params: dict, images: int = 2000) -> dict[str, float]
     x = splits.val.tensors[0][:images]
     generator = MaskGenerator(x.shape[-1], int(params["mask_patch_size"]), patch, float(params["mask_ratio"]))
     mask = generator(x.shape[0], generator=torch.Generator().manual_seed(0))
-    out = baseline_l1(x, mask, patch)
-    prior = splits.train.tensors[0].mean(0, keepdim=True).expand_as(x)
-    out["position_mean_l1"] = masked_l1(prior, x, pixel_mask(mask, patch))
-    return out
+    return baseline_l1(x, mask, patch, prior=splits.train.tensors[0].mean(0, keepdim=True))
 
 
 def pilot_row(curves: xr.Dataset, evaluate: xr.Dataset | None, probes: xr.Dataset | None,
