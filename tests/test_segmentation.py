@@ -47,6 +47,35 @@ def test_scenes_are_deterministic_and_labelled_where_garments_lie():
     assert all((m > 0).any() for m in masks) and len(np.unique(masks)) == 11
 
 
+@requires_real_data
+def test_scenes_yield_disjoint_visible_instances_that_paint_the_semantic_map():
+    counts = []
+    for i in range(30):
+        scene = segmentation.draw_scene("train", i)
+        k = len(scene.classes)
+        counts.append(k)
+        assert scene.instance_masks.shape == (k, 32, 32) and scene.instance_masks.dtype == bool
+        assert scene.instance_masks.sum(0).max() <= 1 and all(m.any() for m in scene.instance_masks)
+        assert np.array_equal(segmentation.semantic_map(scene.instance_masks, scene.classes), scene.mask)
+        assert set(scene.classes.tolist()) == set(np.unique(scene.mask).tolist()) - {0} and (scene.classes >= 1).all()
+        for (x0, y0, x1, y1), m in zip(scene.boxes, scene.instance_masks):
+            assert m[int(y0):int(y1), int(x0):int(x1)].sum() == m.sum() and m[int(y0), :].any() and m[:, int(x1) - 1].any()
+    assert set(counts) == {1, 2, 3}
+
+
+def test_a_garment_covered_away_entirely_is_dropped(monkeypatch):
+    """Two identical garments at the same place: the first is hidden by the second and leaves no instance."""
+    square = np.ones((6, 6)), np.ones((6, 6))
+    monkeypatch.setattr(segmentation, "_garment", lambda index: square)
+    monkeypatch.setattr(segmentation, "garment_labels", lambda: np.full(10000, 2))
+    monkeypatch.setattr(segmentation, "background_crop", lambda rng, photos: np.zeros((32, 32)))
+    monkeypatch.setattr(segmentation, "GARMENTS", (2, 2))
+    monkeypatch.setattr(segmentation, "GARMENT_SIDE", (32, 32))  # fills the canvas: both at (0, 0)
+    scene = segmentation.draw_scene("train", 0)
+    assert scene.classes.tolist() == [3] and scene.instance_masks.shape == (1, 32, 32) and scene.instance_masks.all()
+    assert (scene.mask == 3).all() and scene.boxes.tolist() == [[0, 0, 32, 32]]
+
+
 @pytest.fixture(scope="module")
 def seg_root(tmp_path_factory):
     return segmentation.generated_dataset(tmp_path_factory.mktemp("cache"), 6, 3, seed=0, val_size=2)
