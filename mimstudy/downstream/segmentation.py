@@ -1,4 +1,4 @@
-"""Semantic segmentation (Appendix D's ADE20K analog): GarmentScenes with per-pixel classes, a light head, mIoU.
+"""Semantic segmentation (Appendix D's ADE20K analog): GarmentScenes with per-pixel classes, UPerNet-lite, mIoU.
 
 **GarmentScenes.** A 32x32 crop of a photograph (contrast-normalised as the pre-training
 backgrounds) with 1-3 Fashion-MNIST *test* garments (longer side 12-22 px, possibly overlapping,
@@ -14,9 +14,10 @@ TASK_ID, split_id, i])``).
     <root>/images/<split>/<name>.png|jpg        the image (read as grey)
     <root>/annotations/<split>/<name>.png       uint8 class indices (255: ignored)
 
-**Head**: the backbone's last feature map upsampled to the input by the deconvolution head of
-:mod:`mimstudy.downstream.heads` (kernel 2, 32 filters, a 1x1 convolution to one logit per class);
-cross-entropy over labelled pixels, random horizontal flips. **Metric** as
+**Head** (App. D's UPerNet, scaled down): the simple feature pyramid of
+:mod:`mimstudy.downstream.pyramid` (strides 4, 8, 16; 64 channels) and the UPerNet-lite head of
+:mod:`mimstudy.downstream.upernet` (pyramid pooling 1, 2, 4 + FPN), its stride-4 logits upsampled
+bilinearly to the input; cross-entropy over labelled pixels, random horizontal flips. **Metric** as
 mmseg's ``IoUMetric``: one confusion matrix over every test pixel, per-class IoU = TP / (TP + FP +
 FN), mIoU the mean over the classes with a non-empty union (``nanmean``), also without the
 background class (``miou_fg``, as ``reduce_zero_label`` scores ADE20K), and the overall pixel
@@ -41,10 +42,13 @@ from mimstudy.data.photo_composites import background_crop
 from mimstudy.downstream.classification import predict_argmax
 from mimstudy.downstream.concepts import SPLIT_IDS, photos_for, sprite_range, normalised
 from mimstudy.downstream.garment_track import _garment
-from mimstudy.downstream.heads import DenseObjective, paired_hflip
+from mimstudy.downstream.heads import paired_hflip
 from mimstudy.downstream.imagefolder import IMAGE_EXTENSIONS, write_dataset
 from mimstudy.downstream.images import open_image, read_grey, write_grey
+from mimstudy.downstream.inputs import Standardise
+from mimstudy.downstream.pyramid import SimpleFeaturePyramid
 from mimstudy.downstream.scenes import garment_labels
+from mimstudy.downstream.upernet import UPerHead
 
 GENERATOR_VERSION = 1
 TASK_ID = 11  # concept sets 4-10
@@ -203,16 +207,26 @@ def score(predicted: np.ndarray, labels: np.ndarray, num_classes: int = NUM_CLAS
     return iou_metrics(confusion_matrix(predicted, labels, num_classes))
 
 
-class SegmentationObjective(DenseObjective):
-    """Backbone + deconvolution head; ``forward(images, masks) -> (loss, {"loss": loss})``."""
+class SegmentationObjective(nn.Module):
+    """Backbone + simple feature pyramid + UPerNet-lite head; ``forward(images, masks) -> (loss, {"loss": loss})``."""
 
     def __init__(self, backbone: nn.Module, img_size: int, stats: tuple[float, float], augment: bool = True,
                  num_classes: int = NUM_CLASSES):
-        super().__init__(backbone, img_size, stats, num_classes, width=32, kernel=2, final_kernel=1)
+        super().__init__()
+        self.standardise = Standardise(*stats)
+        self.pyramid = SimpleFeaturePyramid(backbone, img_size)
+        self.head = UPerHead(self.pyramid.out_channels, len(self.pyramid.strides), num_classes)
         self.augment = augment
 
+    @property
+    def backbone(self) -> nn.Module:
+        """The timm backbone (for layer-wise lr decay and block counts), held once inside the pyramid."""
+        return self.pyramid.backbone
+
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        return self.dense(images)
+        """``[B, num_classes, H, W]``: the head's logits (at the finest pyramid stride) upsampled bilinearly."""
+        logits = self.head(self.pyramid(self.standardise(images)))
+        return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
 
     def forward(self, images: torch.Tensor, masks: torch.Tensor):
         if self.training and self.augment:
