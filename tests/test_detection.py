@@ -156,6 +156,12 @@ def test_heldout_losses_are_seeded_and_leave_modes_and_random_state_alone(coco_r
     backbone, _ = build_backbone("vit_micro_32_sincos", None, drop_path=0.1)
     objective = detection.DetectionObjective(backbone, 32, (0.5, 0.25))
     assert objective.backbone is backbone
+    detector = objective.detector  # sized for 32 px, standardised with the given statistics, light heads
+    assert detector.transform.min_size == (32,) and detector.transform.max_size == 32
+    assert detector.transform.image_mean == [0.5] and detector.transform.image_std == [0.25]
+    assert (detector.roi_heads.box_head.fc6.in_features, detector.roi_heads.box_head.fc7.out_features) == (64 * 49, 128)
+    assert detector.roi_heads.box_predictor.cls_score.out_features == 11
+    assert detector.rpn.anchor_generator.sizes == ((4,), (8,), (16,))
     test = coco_instances.read_split(coco_root, "test", 32)
     objective.train()
     before = torch.get_rng_state()
