@@ -48,7 +48,7 @@ from mimstudy.downstream.images import write_grey
 from mimstudy.downstream.pyramid import SimpleFeaturePyramid
 
 NUM_CLASSES = segmentation.NUM_CLASSES  # background + the ten Fashion-MNIST classes
-ANCHOR_SIZES = (4, 8, 16)
+ANCHOR_SIZES = ((4,), (8,), (16,))  # px, per pyramid level
 ASPECT_RATIOS = (0.5, 1.0, 2.0)
 RPN_TOP_N = (200, 100)  # proposals before and after NMS, per image
 BOX_HIDDEN = 128
@@ -91,15 +91,15 @@ def load_splits(root: str | Path, img_size: int, train_split: str = "train", tes
 
 
 def mask_rcnn(pyramid: SimpleFeaturePyramid, img_size: int, stats: tuple[float, float],
-              num_classes: int = NUM_CLASSES) -> MaskRCNN:
+              num_classes: int = NUM_CLASSES, anchor_sizes: tuple[tuple[int, ...], ...] = ANCHOR_SIZES) -> MaskRCNN:
     """torchvision's Mask R-CNN on ``pyramid``, sized for ``img_size``-px grey images (module docstring)."""
     names = [str(i) for i in range(len(pyramid.strides))]
-    if len(names) != len(ANCHOR_SIZES):
-        raise ValueError(f"one anchor size per pyramid level: {len(ANCHOR_SIZES)} sizes, {len(names)} levels")
+    if len(names) != len(anchor_sizes) or len({len(s) for s in anchor_sizes}) != 1:
+        raise ValueError(f"anchor sizes for each of the {len(names)} pyramid levels, as many at each, got {anchor_sizes}")
     channels = pyramid.out_channels
     return MaskRCNN(
         pyramid, num_classes=None, min_size=img_size, max_size=img_size, image_mean=[stats[0]], image_std=[stats[1]],
-        rpn_anchor_generator=AnchorGenerator(tuple((s,) for s in ANCHOR_SIZES), (ASPECT_RATIOS,) * len(names)),
+        rpn_anchor_generator=AnchorGenerator(tuple(anchor_sizes), (ASPECT_RATIOS,) * len(names)),
         rpn_pre_nms_top_n_train=RPN_TOP_N[0], rpn_pre_nms_top_n_test=RPN_TOP_N[0],
         rpn_post_nms_top_n_train=RPN_TOP_N[1], rpn_post_nms_top_n_test=RPN_TOP_N[1],
         box_roi_pool=MultiScaleRoIAlign(names, 7, 2), box_head=TwoMLPHead(channels * 49, BOX_HIDDEN),
