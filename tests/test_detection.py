@@ -161,7 +161,8 @@ def test_heldout_losses_are_seeded_and_leave_modes_and_random_state_alone(coco_r
     assert detector.transform.image_mean == [0.5] and detector.transform.image_std == [0.25]
     assert (detector.roi_heads.box_head.fc6.in_features, detector.roi_heads.box_head.fc7.out_features) == (64 * 49, 128)
     assert detector.roi_heads.box_predictor.cls_score.out_features == 11
-    assert detector.rpn.anchor_generator.sizes == ((4,), (8,), (16,))
+    assert detector.rpn.anchor_generator.sizes == ((8, 12), (16, 24), (32, 48))
+    assert detector.rpn.anchor_generator.num_anchors_per_location() == [6, 6, 6]
     test = coco_instances.read_split(coco_root, "test", 32)
     objective.train()
     before = torch.get_rng_state()

@@ -8,8 +8,9 @@ its box their bounding box; a garment covered away entirely is dropped. Written 
 
 **Model.** torchvision's ``MaskRCNN`` over the simple feature pyramid of
 :mod:`mimstudy.downstream.pyramid` (64 channels, strides 4 / 8 / 16), sized for 32 px: images are
-not resized (``min_size = max_size = img_size``), anchors 4 / 8 / 16 px (one size per level) x
-ratios 0.5 / 1 / 2, RPN top-n 200 before NMS and 100 after, RoIAlign over the three levels (7x7
+not resized (``min_size = max_size = img_size``), anchors 8 and 12 px on the stride-4 level, 16 and
+24 on stride 8, 32 and 48 on stride 16, x ratios 0.5 / 1 / 2 (:data:`ANCHOR_SIZES`), RPN top-n 200
+before NMS and 100 after, RoIAlign over the three levels (7x7
 for boxes, 14x14 for masks), a ``TwoMLPHead(64 * 49, 128)`` + ``FastRCNNPredictor(128, 11)`` and a
 light mask head (``MaskRCNNHeads(64, [64, 64], 1)`` + ``MaskRCNNPredictor(64, 64, 11)``). The heads
 are passed whole and ``num_classes=None`` (torchvision refuses both; ``representation_size`` would
@@ -48,7 +49,11 @@ from mimstudy.downstream.images import write_grey
 from mimstudy.downstream.pyramid import SimpleFeaturePyramid
 
 NUM_CLASSES = segmentation.NUM_CLASSES  # background + the ten Fashion-MNIST classes
-ANCHOR_SIZES = ((4,), (8,), (16,))  # px, per pyramid level
+# px, per pyramid level. The design's 4 / 8 / 16 (one per level) fit these garments badly: over the visible
+# boxes of 200 test scenes (median 13 x 15 px) the best anchor's IoU has median 0.39 (22% >= 0.5); with
+# these, 0.65 (96% >= 0.5). Measured (random vit_micro_32_sincos, 1,000 scenes x 10 epochs, lr 1e-3, 200
+# test scenes): box AP 0.145 / AP50 0.310 / mask AP 0.112, against 0.033 / 0.131 / 0.035 with 4 / 8 / 16.
+ANCHOR_SIZES = ((8, 12), (16, 24), (32, 48))
 ASPECT_RATIOS = (0.5, 1.0, 2.0)
 RPN_TOP_N = (200, 100)  # proposals before and after NMS, per image
 BOX_HIDDEN = 128
