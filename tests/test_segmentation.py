@@ -47,6 +47,35 @@ def test_scenes_are_deterministic_and_labelled_where_garments_lie():
     assert all((m > 0).any() for m in masks) and len(np.unique(masks)) == 11
 
 
+@requires_real_data
+def test_scenes_yield_disjoint_visible_instances_that_paint_the_semantic_map():
+    counts = []
+    for i in range(30):
+        scene = segmentation.draw_scene("train", i)
+        k = len(scene.classes)
+        counts.append(k)
+        assert scene.instance_masks.shape == (k, 32, 32) and scene.instance_masks.dtype == bool
+        assert scene.instance_masks.sum(0).max() <= 1 and all(m.any() for m in scene.instance_masks)
+        assert np.array_equal(segmentation.semantic_map(scene.instance_masks, scene.classes), scene.mask)
+        assert set(scene.classes.tolist()) == set(np.unique(scene.mask).tolist()) - {0} and (scene.classes >= 1).all()
+        for (x0, y0, x1, y1), m in zip(scene.boxes, scene.instance_masks):
+            assert m[int(y0):int(y1), int(x0):int(x1)].sum() == m.sum() and m[int(y0), :].any() and m[:, int(x1) - 1].any()
+    assert set(counts) == {1, 2, 3}
+
+
+def test_a_garment_covered_away_entirely_is_dropped(monkeypatch):
+    """Two identical garments at the same place: the first is hidden by the second and leaves no instance."""
+    square = np.ones((6, 6)), np.ones((6, 6))
+    monkeypatch.setattr(segmentation, "_garment", lambda index: square)
+    monkeypatch.setattr(segmentation, "garment_labels", lambda: np.full(10000, 2))
+    monkeypatch.setattr(segmentation, "background_crop", lambda rng, photos: np.zeros((32, 32)))
+    monkeypatch.setattr(segmentation, "GARMENTS", (2, 2))
+    monkeypatch.setattr(segmentation, "GARMENT_SIDE", (32, 32))  # fills the canvas: both at (0, 0)
+    scene = segmentation.draw_scene("train", 0)
+    assert scene.classes.tolist() == [3] and scene.instance_masks.shape == (1, 32, 32) and scene.instance_masks.all()
+    assert (scene.mask == 3).all() and scene.boxes.tolist() == [[0, 0, 32, 32]]
+
+
 @pytest.fixture(scope="module")
 def seg_root(tmp_path_factory):
     return segmentation.generated_dataset(tmp_path_factory.mktemp("cache"), 6, 3, seed=0, val_size=2)
@@ -87,12 +116,11 @@ def test_bad_annotations_are_named(seg_root, tmp_path):
 
 
 @requires_real_data
-def test_segmentation_fine_tuning_learns_where_the_garments_are(tmp_path, one_thread):
-    """A random vit_micro_32 + deconvolution head, 400 scenes x 5 epochs through the shared loop (~20 s, 1 thread).
+def test_segmentation_fine_tuning_beats_the_all_background_floor(tmp_path, one_thread):
+    """A random vit_micro_32 + pyramid + UPerNet-lite head, 400 scenes x 5 epochs through the shared loop (~20 s, 1 thread).
 
-    So short a run still labels every pixel background (its mIoU equals the all-background
-    predictor's: measured, 250 steps at lr 1e-3 to 6e-3 do not tip any pixel), but its foreground
-    score 1 - p(background) already ranks garment pixels above background pixels."""
+    Measured: mIoU 0.105 (mIoU fg 0.034, aAcc 0.785) against the all-background floor's 0.071 (0, 0.776);
+    the former deconvolution head over the last map labelled every pixel background in such runs."""
     config = DownstreamConfig(task="segmentation", init_from="random", arch="vit_micro_32", runs_dir=str(tmp_path),
                               train_size=400, test_size=100, epochs=5, batch_size=32, lr=2e-3, warmup_epochs=0.5,
                               drop_path=0.0, layer_decay=1.0, resume=False)
@@ -101,7 +129,8 @@ def test_segmentation_fine_tuning_learns_where_the_garments_are(tmp_path, one_th
     run = finetune_seed(config, task, train, test, 0, [], torch.device("cpu"), progress=False)
     background = task.trivial(train, test)
     assert run.history[-1]["train_loss"] < run.history[0]["train_loss"]
-    assert run.metrics["miou"] >= background["miou"] - 1e-9, (run.metrics, background)
+    assert run.metrics["miou"] > background["miou"] + 0.01 and run.metrics["miou_fg"] > 0, (run.metrics, background)
+    assert run.metrics["aacc"] > background["aacc"]
     with torch.no_grad():
         foreground = 1 - run.objective.eval().logits(test.images).softmax(1)[:, 0]
     garment = test.masks > 0
@@ -112,3 +141,22 @@ def test_segmentation_fine_tuning_learns_where_the_garments_are(tmp_path, one_th
     assert run.predictions.shape == (100, 32, 32)
     examples, _ = task.examples(test, run.predictions, 2)
     assert examples["example_mask"][1].shape == examples["example_predicted_mask"][1].shape == (2, 32, 32)
+
+
+@pytest.mark.parametrize("arch", ["vit_micro_32_sincos", "swinv2_micro_32"])
+def test_the_upernet_head_reads_the_pyramid_and_gives_logits_at_the_input_size(arch, one_thread):
+    from mimstudy.downstream.backbone import build_backbone
+    from mimstudy.downstream.upernet import UPerHead
+
+    torch.manual_seed(0)
+    head = UPerHead(64, 3, 11)
+    pyramid = {str(i): torch.rand(2, 64, 8 // 2 ** i, 8 // 2 ** i) for i in range(3)}
+    assert head(pyramid).shape == (2, 11, 8, 8)
+    backbone, _ = build_backbone(arch, None)
+    objective = segmentation.SegmentationObjective(backbone, 32, (0.5, 0.25))
+    assert objective.backbone is backbone and objective.pyramid.backbone is backbone
+    images, masks = torch.rand(2, 1, 32, 32), torch.randint(0, 11, (2, 32, 32))
+    assert objective.logits(images).shape == (2, 11, 32, 32)
+    loss, metrics = objective(images, masks)
+    loss.backward()
+    assert metrics["loss"] == loss.detach() and all(p.grad is not None for p in objective.head.parameters())

@@ -105,9 +105,11 @@ def flip_pairs(names: tuple[str, ...]) -> list[tuple[int, int]]:
             if n.startswith("left_") and "right_" + n[5:] in names]
 
 
-def _load_json(path: Path) -> dict:
+def load_coco_json(path: Path, layout: str = "a COCO keypoints dataset needs annotations/person_keypoints_<split>.json") -> dict:
+    """A COCO annotation file's content; a missing, malformed or incomplete file raises naming it (``layout``:
+    what the missing file's message says is expected)."""
     if not path.is_file():
-        raise DatasetError(f"{path} is missing: a COCO keypoints dataset needs annotations/person_keypoints_<split>.json")
+        raise DatasetError(f"{path} is missing: {layout}")
     try:
         spec = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -153,7 +155,7 @@ def read_split(root: str | Path, split: str, img_size: int, limit: int | None = 
     """
     root = Path(root)
     path = annotation_file(root, split)
-    spec = _load_json(path)
+    spec = load_coco_json(path)
     names = tuple(_person_category(spec, path)["keypoints"])
     try:
         files = {int(r["id"]): r["file_name"] for r in spec["images"]}

@@ -7,7 +7,9 @@ the config says (:mod:`mimstudy.downstream.backbone`), the task's head, AdamW wi
 :func:`~mimstudy.training.engine.train_one_epoch` (progress bar, NaN stop), a checkpoint written
 atomically after every epoch to ``<runs_dir>/<preset>/downstream/<run_id>/seed<k>.pt``, from which an
 interrupted run resumes (all randomness of an epoch is seeded from the seed and the epoch) unless its
-pre-training checkpoint was re-made since (then it starts over). The
+pre-training checkpoint was re-made since (then it starts over). A task with a ``heldout`` hook
+(detection: Figure 7's losses) has it called after every epoch on the test split, its values
+recorded as ``heldout_<name>``. The
 fine-tuned model is then scored on the test split, beside the task's trivial predictor.
 """
 
@@ -148,6 +150,9 @@ def finetune_seed(config: DownstreamConfig, task: Task, train, test, seed: int, 
         record = {"epoch": epoch + 1}
         record.update(train_one_epoch(objective, batches, optimizer, scheduler, epoch, device, config.grad_clip,
                                       config.bf16, progress))
+        if task.heldout is not None:  # losses on held-out images (Figure 7), seeded per epoch
+            record.update({f"heldout_{name}": value for name, value in
+                           task.heldout(objective, test, device, epoch_seed(seed, epoch)).items()})
         history.append(record)
         save_checkpoint({"config": config.to_dict(), "source": source, "epoch": epoch + 1, "model": objective.state_dict(),
                          "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -205,8 +210,9 @@ def choose_lr(config: DownstreamConfig, task: Task, train, order: list[int], dev
 
 def downstream_dataset(config: DownstreamConfig, task: Task, runs: dict[int, SeedRun], trivial: dict[str, float],
                        test, order: list[int], data_seconds: float, identity: dict) -> xr.Dataset:
-    """Metrics ``(seed)``, the trivial predictor's metrics, training curves ``(seed, epoch)`` and
-    ``num_examples`` test inputs with targets and the first seed's predictions.
+    """Metrics ``(seed)``, the trivial predictor's metrics (every key it returns, as ``trivial_<key>``),
+    curves ``(seed, epoch)`` (``train_loss``, throughput, seconds and every ``train_*`` and ``heldout_*``
+    key of the history) and ``num_examples`` test inputs with targets and the first seed's predictions.
 
     Scalar coords name the run: ``model`` (run id), ``task``, ``init`` (pretrained / random),
     ``pretrain_run``, the pre-training ``objective`` (``random`` for random weights) and ``arch``,
@@ -215,8 +221,9 @@ def downstream_dataset(config: DownstreamConfig, task: Task, runs: dict[int, See
     seeds = sorted(runs)
     epochs = np.arange(1, max(len(r.history) for r in runs.values()) + 1)
     data = {name: ("seed", [runs[s].metrics[name] for s in seeds]) for name in task.metrics}
-    data.update({f"trivial_{name}": ((), trivial[name]) for name in task.metrics})
-    for key in ("train_loss", "images_per_s", "seconds"):
+    data.update({f"trivial_{name}": ((), value) for name, value in trivial.items()})
+    curves = {key for s in seeds for record in runs[s].history for key in record if key.startswith(("train_", "heldout_"))}
+    for key in ["train_loss", "images_per_s", "seconds", *sorted(curves - {"train_loss"})]:
         data[key] = (("seed", "epoch"), [[r.get(key, np.nan) for r in runs[s].history] +
                                           [np.nan] * (len(epochs) - len(runs[s].history)) for s in seeds])
     n = min(config.num_examples, len(test))

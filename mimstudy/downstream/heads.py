@@ -46,7 +46,7 @@ class DeconvHead(nn.Module):
 
 
 class DenseObjective(nn.Module):
-    """The body every dense task shares (pose heatmaps, depth, segmentation): the backbone on inputs
+    """The body the dense tasks share (pose heatmaps, depth): the backbone on inputs
     standardised with its pre-training dataset's pixel mean and std, and a :class:`DeconvHead` with
     ``out_channels`` outputs over its last feature map (``head`` : the head's keyword arguments)."""
 

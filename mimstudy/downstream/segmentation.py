@@ -1,10 +1,12 @@
-"""Semantic segmentation (Appendix D's ADE20K analog): GarmentScenes with per-pixel classes, a light head, mIoU.
+"""Semantic segmentation (Appendix D's ADE20K analog): GarmentScenes with per-pixel classes, UPerNet-lite, mIoU.
 
-**GarmentScenes-Seg.** A 32x32 crop of a photograph (contrast-normalised as the pre-training
+**GarmentScenes.** A 32x32 crop of a photograph (contrast-normalised as the pre-training
 backgrounds) with 1-3 Fashion-MNIST *test* garments (longer side 12-22 px, possibly overlapping,
-painted in order so later ones occlude), labelled per pixel: 0 background, 1-10 the garment's class
-(where its silhouette covers more than half the pixel). Sprites, photos and seeds are split as
-:mod:`mimstudy.downstream.concepts` (item ``i`` of split ``s``: ``np.random.default_rng([seed,
+painted in order so later ones occlude). Each garment's instance is its visible silhouette (alpha
+> 0.5, less the pixels of garments painted after it; a garment covered away entirely is dropped),
+with its class 1-10; the semantic map (0 background) is painted from the instances. The same scenes
+serve detection (:mod:`mimstudy.downstream.detection`, COCO layout). Sprites, photos and seeds are
+split as :mod:`mimstudy.downstream.concepts` (item ``i`` of split ``s``: ``np.random.default_rng([seed,
 TASK_ID, split_id, i])``).
 
 **Layout** (ADE20K's, as mmseg's ``ADE20KDataset`` reads it)::
@@ -12,13 +14,14 @@ TASK_ID, split_id, i])``).
     <root>/images/<split>/<name>.png|jpg        the image (read as grey)
     <root>/annotations/<split>/<name>.png       uint8 class indices (255: ignored)
 
-**Head**: the backbone's last feature map upsampled to the input by the deconvolution head of
-:mod:`mimstudy.downstream.heads` (kernel 2, 32 filters, a 1x1 convolution to one logit per class);
-cross-entropy over labelled pixels, random horizontal flips. **Metric** as mmseg's
-``IoUMetric``: one confusion matrix over every test pixel, per-class IoU = TP / (TP + FP + FN), mIoU
-the mean over the classes with a non-empty union (``nanmean``), also without the background class
-(``miou_fg``, as ``reduce_zero_label`` scores ADE20K), and the overall pixel accuracy (``aAcc``). The
-trivial predictor labels every pixel background.
+**Head** (App. D's UPerNet, scaled down): the simple feature pyramid of
+:mod:`mimstudy.downstream.pyramid` (strides 4, 8, 16; 64 channels) and the UPerNet-lite head of
+:mod:`mimstudy.downstream.upernet` (pyramid pooling 1, 2, 4 + FPN), its stride-4 logits upsampled
+bilinearly to the input; cross-entropy over labelled pixels, random horizontal flips. **Metric** as
+mmseg's ``IoUMetric``: one confusion matrix over every test pixel, per-class IoU = TP / (TP + FP +
+FN), mIoU the mean over the classes with a non-empty union (``nanmean``), also without the
+background class (``miou_fg``, as ``reduce_zero_label`` scores ADE20K), and the overall pixel
+accuracy (``aAcc``). The trivial predictor labels every pixel background.
 """
 
 from __future__ import annotations
@@ -39,10 +42,13 @@ from mimstudy.data.photo_composites import background_crop
 from mimstudy.downstream.classification import predict_argmax
 from mimstudy.downstream.concepts import SPLIT_IDS, photos_for, sprite_range, normalised
 from mimstudy.downstream.garment_track import _garment
-from mimstudy.downstream.heads import DenseObjective, paired_hflip
+from mimstudy.downstream.heads import paired_hflip
 from mimstudy.downstream.imagefolder import IMAGE_EXTENSIONS, write_dataset
 from mimstudy.downstream.images import open_image, read_grey, write_grey
+from mimstudy.downstream.inputs import Standardise
+from mimstudy.downstream.pyramid import SimpleFeaturePyramid
 from mimstudy.downstream.scenes import garment_labels
+from mimstudy.downstream.upernet import UPerHead
 
 GENERATOR_VERSION = 1
 TASK_ID = 11  # concept sets 4-10
@@ -57,15 +63,39 @@ GARMENT_SIDE = (12, 22)
 class SegScene:
     image: np.ndarray  # [32, 32] grey in [0, 1]
     mask: np.ndarray  # [32, 32] uint8 class indices
+    instance_masks: np.ndarray  # [K, 32, 32] bool: each garment's visible pixels (after occlusion)
+    classes: np.ndarray  # [K] int64 class indices 1-10 (instances covered away entirely are dropped)
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """``[K, 4]`` float ``x0, y0, x1, y1`` of each instance's visible pixels (pixel ``i`` spans ``[i, i + 1)``)."""
+        return np.array([mask_box(m) for m in self.instance_masks], np.float32).reshape(-1, 4)
+
+
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """The ``x0, y0, x1, y1`` box of a non-empty boolean mask's pixels (as COCO's ``toBbox``, ``x1 = x0 + w``)."""
+    rows, cols = np.nonzero(mask)
+    return int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1
+
+
+def semantic_map(instance_masks: np.ndarray, classes: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """``[size, size]`` uint8 class indices from disjoint instance masks (0 where none lies)."""
+    mask = np.zeros((size, size), np.uint8)
+    for instance, cls in zip(instance_masks, classes):
+        mask[instance] = cls
+    return mask
 
 
 def draw_scene(split: str, index: int, seed: int = 0) -> SegScene:
-    """Scene ``index`` of ``split`` (train / val / test): deterministic, see the module docstring."""
+    """Scene ``index`` of ``split`` (train / val / test): deterministic, see the module docstring.
+
+    Each garment's silhouette (alpha > 0.5) loses the pixels of the garments painted after it; the
+    semantic map is painted from what remains."""
     if split not in SPLIT_IDS:
         raise ValueError(f"split must be one of {sorted(SPLIT_IDS)}, got {split!r}")
     rng = np.random.default_rng([seed, TASK_ID, SPLIT_IDS[split], index])
     image = normalised(background_crop(rng, photos_for(split)), rng).astype(np.float64)
-    mask = np.zeros((SIZE, SIZE), np.uint8)
+    silhouettes, classes = [], []
     lo, hi = sprite_range(split)
     for _ in range(rng.integers(GARMENTS[0], GARMENTS[1] + 1)):
         sprite_index = int(rng.integers(lo, hi))
@@ -76,8 +106,16 @@ def draw_scene(split: str, index: int, seed: int = 0) -> SegScene:
         y, x = rng.integers(0, SIZE - shape[0] + 1), rng.integers(0, SIZE - shape[1] + 1)
         window = (slice(y, y + shape[0]), slice(x, x + shape[1]))
         image[window] = alpha * g + (1 - alpha) * image[window]
-        mask[window][alpha > 0.5] = garment_labels()[sprite_index] + 1
-    return SegScene(np.clip(image, 0, 1).astype(np.float32), mask)
+        silhouette = np.zeros((SIZE, SIZE), bool)
+        silhouette[window] = alpha > 0.5
+        for earlier in silhouettes:
+            earlier &= ~silhouette
+        silhouettes.append(silhouette)
+        classes.append(int(garment_labels()[sprite_index]) + 1)
+    keep = [i for i, s in enumerate(silhouettes) if s.any()]
+    instance_masks = np.array([silhouettes[i] for i in keep], bool).reshape(-1, SIZE, SIZE)
+    labels = np.array([classes[i] for i in keep], np.int64)
+    return SegScene(np.clip(image, 0, 1).astype(np.float32), semantic_map(instance_masks, labels), instance_masks, labels)
 
 
 def write_split(root: str | Path, split: str, scenes: list[SegScene]) -> None:
@@ -169,16 +207,26 @@ def score(predicted: np.ndarray, labels: np.ndarray, num_classes: int = NUM_CLAS
     return iou_metrics(confusion_matrix(predicted, labels, num_classes))
 
 
-class SegmentationObjective(DenseObjective):
-    """Backbone + deconvolution head; ``forward(images, masks) -> (loss, {"loss": loss})``."""
+class SegmentationObjective(nn.Module):
+    """Backbone + simple feature pyramid + UPerNet-lite head; ``forward(images, masks) -> (loss, {"loss": loss})``."""
 
     def __init__(self, backbone: nn.Module, img_size: int, stats: tuple[float, float], augment: bool = True,
                  num_classes: int = NUM_CLASSES):
-        super().__init__(backbone, img_size, stats, num_classes, width=32, kernel=2, final_kernel=1)
+        super().__init__()
+        self.standardise = Standardise(*stats)
+        self.pyramid = SimpleFeaturePyramid(backbone, img_size)
+        self.head = UPerHead(self.pyramid.out_channels, len(self.pyramid.strides), num_classes)
         self.augment = augment
 
+    @property
+    def backbone(self) -> nn.Module:
+        """The timm backbone (for layer-wise lr decay and block counts), held once inside the pyramid."""
+        return self.pyramid.backbone
+
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        return self.dense(images)
+        """``[B, num_classes, H, W]``: the head's logits (at the finest pyramid stride) upsampled bilinearly."""
+        logits = self.head(self.pyramid(self.standardise(images)))
+        return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
 
     def forward(self, images: torch.Tensor, masks: torch.Tensor):
         if self.training and self.augment:

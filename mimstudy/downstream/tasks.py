@@ -8,7 +8,9 @@ pre-training dataset, :mod:`mimstudy.downstream.inputs`), ``evaluate(objective, 
 objective takes beside the images), ``examples(test, predictions, n) -> (data vars, coords)`` (a few
 inputs, targets and predictions for the book: ``example_image`` and ``example_<target>`` /
 ``example_predicted_<target>``, named per kind of target so runs of different tasks concatenate),
-the name of its primary metric and whether higher is better.
+the name of its primary metric and whether higher is better; optionally ``heldout(objective, test,
+device, seed) -> {name: value}``, losses on held-out images recorded after every epoch as
+``heldout_<name>``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Callable
 
 import numpy as np
 
-from mimstudy.downstream import classification, concepts, depth, got10k, imagefolder, pose, segmentation, tracking
+from mimstudy.downstream import (classification, concepts, depth, detection, got10k, imagefolder, pose, segmentation,
+                                 tracking)
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class Task:
     primary: str
     higher_is_better: bool = True
     trivial_name: str = ""
+    heldout: Callable | None = None
 
 
 def _pose_load(config):
@@ -151,21 +155,38 @@ SEMANTIC_TASKS: dict[str, Task] = {
 }
 
 
-def _segmentation_load(config):
-    root = Path(config.data_dir) if config.data_dir else segmentation.generated_dataset(
-        Path(config.runs_dir) / "data", config.train_size, config.test_size, config.seed)
-    return segmentation.load_splits(root, config.img_size, config.train_split, config.test_split,
-                                    config.train_size, config.test_size)
+def _scenes_load(module):
+    """``load`` of a task reading ``config.data_dir`` or ``module.generated_dataset`` with ``module.load_splits``."""
+
+    def load(config):
+        root = Path(config.data_dir) if config.data_dir else module.generated_dataset(
+            Path(config.runs_dir) / "data", config.train_size, config.test_size, config.seed)
+        return module.load_splits(root, config.img_size, config.train_split, config.test_split,
+                                  config.train_size, config.test_size)
+
+    return load
 
 
 # Appendix D: semantic segmentation (ADE20K's role)
 SEGMENTATION_TASKS: dict[str, Task] = {
     "segmentation": Task("segmentation", "GarmentScenes-Seg (ADE20K analog): garments on photos labelled per pixel, "
-                         "mIoU", _segmentation_load,
+                         "mIoU", _scenes_load(segmentation),
                          lambda backbone, train, config, stats: segmentation.SegmentationObjective(
                              backbone, config.img_size, stats, config.augment),
                          segmentation.evaluate, segmentation.trivial, lambda data: data.masks, segmentation.examples,
                          ("miou", "miou_fg", "aacc"), "miou", True, "all background"),
+}
+
+
+# Table 6 and Figure 7: object detection and instance segmentation (COCO's role)
+DETECTION_TASKS: dict[str, Task] = {
+    "detection": Task("detection", "GarmentScenes-Det (COCO analog): garments on photos, Mask R-CNN, box and mask AP",
+                      _scenes_load(detection),
+                      lambda backbone, train, config, stats: detection.DetectionObjective(backbone, config.img_size,
+                                                                                          stats),
+                      detection.evaluate, detection.trivial, lambda data: data.targets, detection.examples,
+                      ("box_ap", "box_ap50", "box_ap75", "mask_ap", "mask_ap50", "mask_ap75"), "box_ap", True,
+                      "one whole-image box of the majority class", detection.heldout_losses),
 }
 
 
@@ -185,6 +206,7 @@ TASKS: dict[str, Task] = {
                      ("ao", "sr50", "sr75", "auc"), "ao", True, "first frame's box kept"),
     **SEMANTIC_TASKS,
     **SEGMENTATION_TASKS,
+    **DETECTION_TASKS,
 }
 
 

@@ -1,0 +1,245 @@
+"""COCO instances: the detection benchmark's file format, its fixed-shape tensor form and its AP.
+
+**Layout** (COCO's)::
+
+    <root>/images/<split>/<file_name>                 the image (read as grey)
+    <root>/annotations/instances_<split>.json         images, annotations, categories
+
+An annotation has ``bbox [x, y, w, h]`` (pixels, pixel ``i`` spanning ``[i, i + 1)``), its
+``segmentation`` as an uncompressed-string RLE (``pycocotools.mask.encode``), ``area`` (mask pixels),
+``iscrowd`` 0 and a ``category_id`` among the file's ``categories``. Images with no annotation are
+allowed. Reading checks what COCO's tools would trip over later and raises
+:class:`~mimstudy.data.fashion_mnist.DatasetError` naming the file: malformed JSON or missing
+fields, a missing or unreadable image, an unknown category, a box outside its image.
+
+**Packed targets.** One image's instances travel as one row of a fixed-shape tensor
+``[K, 5 + S * S]`` (``K``: the most instances of any image of the split): the class index
+(-1 for padding), the box ``x0, y0, x1, y1`` and the mask flattened, so a split's targets are one
+``[N, K, 5 + S * S]`` tensor for the shared fine-tuning loop's ``TensorDataset``; :func:`unpack`
+gives torchvision's list of target dicts back.
+
+**Scoring**: pycocotools' ``COCOeval`` for ``bbox`` and ``segm`` (AP over IoU 0.50:0.95, AP50, AP75,
+100 detections per image) against ground truth built from the packed targets. A set without any
+detection scores 0 (pycocotools cannot load an empty result list).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mimstudy.atomic import atomic_path
+from mimstudy.data.fashion_mnist import DatasetError
+from mimstudy.downstream.coco_keypoints import load_coco_json
+from mimstudy.downstream.images import read_grey
+
+PAD = -1
+
+
+def annotation_path(root: str | Path, split: str) -> Path:
+    return Path(root) / "annotations" / f"instances_{split}.json"
+
+
+def rle(mask: np.ndarray) -> dict:
+    """A boolean ``[H, W]`` mask as COCO's RLE with a string ``counts`` (JSON-ready)."""
+    from pycocotools import mask as mask_utils
+
+    encoded = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(s) for s in encoded["size"]], "counts": encoded["counts"].decode("ascii")}
+
+
+def decode(segmentation: dict) -> np.ndarray:
+    from pycocotools import mask as mask_utils
+
+    counts = segmentation["counts"]
+    return mask_utils.decode({"size": segmentation["size"],
+                              "counts": counts.encode("ascii") if isinstance(counts, str) else counts}).astype(bool)
+
+
+def annotation(ann_id: int, image_id: int, category_id: int, mask: np.ndarray, **extra) -> dict:
+    """A COCO annotation of one instance mask; ``bbox`` and ``area`` are the mask's (``toBbox``, ``area``)."""
+    from pycocotools import mask as mask_utils
+
+    encoded = rle(mask)
+    raw = {"size": encoded["size"], "counts": encoded["counts"].encode("ascii")}
+    return {"id": ann_id, "image_id": image_id, "category_id": int(category_id), "segmentation": encoded,
+            "bbox": [float(v) for v in mask_utils.toBbox(raw)], "area": float(mask_utils.area(raw)), "iscrowd": 0,
+            **extra}
+
+
+def instances_json(images: list[dict], masks: list[np.ndarray], classes: list[np.ndarray],
+                   categories: tuple[str, ...]) -> dict:
+    """A COCO instances dict: ``images`` (``id``, ``file_name``, ``height``, ``width``), per image its
+    ``[k, H, W]`` masks and ``[k]`` category ids (1-based indices into ``categories``)."""
+    annotations = []
+    for image, image_masks, image_classes in zip(images, masks, classes):
+        for mask, cls in zip(image_masks, image_classes):
+            annotations.append(annotation(len(annotations) + 1, image["id"], int(cls), mask))
+    return {"images": images, "annotations": annotations,
+            "categories": [{"id": i, "name": name} for i, name in enumerate(categories, start=1)]}
+
+
+def write_json(path: str | Path, content: dict) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(content))
+    return path
+
+
+def pack(classes: list[torch.Tensor], boxes: list[torch.Tensor], masks: list[torch.Tensor], size: int,
+         max_instances: int | None = None) -> torch.Tensor:
+    """Per image ``[k]`` classes, ``[k, 4]`` boxes and ``[k, S, S]`` masks -> ``[N, K, 5 + S * S]`` (class -1: padding)."""
+    k_max = max([len(c) for c in classes] + [1]) if max_instances is None else max_instances
+    packed = torch.zeros(len(classes), k_max, 5 + size * size)
+    packed[:, :, 0] = PAD
+    for i, (c, b, m) in enumerate(zip(classes, boxes, masks)):
+        if len(c) > k_max:
+            raise ValueError(f"image {i} has {len(c)} instances, more than {k_max}")
+        k = len(c)
+        packed[i, :k, 0] = c.float()
+        packed[i, :k, 1:5] = b.float()
+        packed[i, :k, 5:] = m.reshape(k, size * size).float()
+    return packed
+
+
+def unpack(packed: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+    """``[N, K, 5 + S * S]`` -> torchvision's targets: per image ``labels [k]`` (int64), ``boxes [k, 4]``,
+    ``masks [k, S, S]`` (uint8), padding dropped."""
+    size = round((packed.shape[-1] - 5) ** 0.5)
+    targets = []
+    for rows in packed:
+        rows = rows[rows[:, 0] != PAD]
+        targets.append({"labels": rows[:, 0].long(), "boxes": rows[:, 1:5],
+                        "masks": rows[:, 5:].reshape(-1, size, size).to(torch.uint8)})
+    return targets
+
+
+@dataclass
+class InstanceImages:
+    """A split: ``images [N, 1, S, S]`` in [0, 1] and ``targets [N, K, 5 + S * S]`` (:func:`pack`)."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    categories: tuple[str, ...]
+    source: Path
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def read_split(root: str | Path, split: str, img_size: int, limit: int | None = None) -> InstanceImages:
+    """The images of ``instances_<split>.json`` (sorted by file name; the first ``limit``) with their
+    instances, resized to ``img_size``; problems raise :class:`DatasetError` naming the file."""
+    root = Path(root)
+    path = annotation_path(root, split)
+    content = load_coco_json(path, "a COCO instances dataset needs annotations/instances_<split>.json")
+    try:
+        categories = {int(c["id"]): str(c["name"]) for c in content["categories"]}
+        images = sorted(content["images"], key=lambda im: im["file_name"])[:limit]
+        by_image: dict[int, list[dict]] = {int(im["id"]): [] for im in images}
+        for ann in content["annotations"]:
+            if int(ann["image_id"]) in by_image:
+                by_image[int(ann["image_id"])].append(ann)
+    except (KeyError, TypeError, ValueError) as err:
+        raise DatasetError(f"{path} has a malformed entry ({err!r})") from err
+    if sorted(categories) != list(range(1, len(categories) + 1)):
+        raise DatasetError(f"{path}: category ids must be 1..{len(categories)}, got {sorted(categories)}")
+    if not images:
+        raise DatasetError(f"{path} lists no images")
+    pixels, classes, boxes, masks = [], [], [], []
+    for image in images:
+        file = root / "images" / split / image["file_name"]
+        grey = read_grey(file, "image", str(path))
+        h, w = grey.shape
+        c, b, m = [], [], []
+        for ann in by_image[int(image["id"])]:
+            if ann.get("category_id") not in categories:
+                raise DatasetError(f"{path}: annotation {ann.get('id')} of {file.name} has category_id "
+                                   f"{ann.get('category_id')!r}, not one of {sorted(categories)}")
+            x, y, bw, bh = ann["bbox"]
+            if not (x >= 0 and y >= 0 and bw > 0 and bh > 0 and x + bw <= w and y + bh <= h):
+                raise DatasetError(f"{path}: annotation {ann['id']} of {file.name} has bbox {ann['bbox']} outside "
+                                   f"its {w}x{h} image (or empty)")
+            mask = decode(ann["segmentation"])
+            if mask.shape != (h, w):
+                raise DatasetError(f"{path}: annotation {ann['id']}'s mask is {mask.shape}, its image {file.name} {(h, w)}")
+            c.append(ann["category_id"])
+            b.append([x, y, x + bw, y + bh])
+            m.append(mask)
+        grey_t = torch.from_numpy(grey)[None, None]
+        mask_t = torch.from_numpy(np.array(m, bool).reshape(-1, h, w)).float()[None]
+        box_t = torch.tensor(b, dtype=torch.float32).reshape(-1, 4)
+        if (h, w) != (img_size, img_size):
+            grey_t = F.interpolate(grey_t, size=(img_size, img_size), mode="bilinear", align_corners=False, antialias=True)
+            mask_t = F.interpolate(mask_t, size=(img_size, img_size), mode="nearest")
+            box_t = box_t * torch.tensor([img_size / w, img_size / h] * 2)
+        pixels.append(grey_t[0])
+        classes.append(torch.tensor(c, dtype=torch.int64))
+        boxes.append(box_t)
+        masks.append(mask_t[0])
+    names = tuple(categories[i] for i in range(1, len(categories) + 1))
+    return InstanceImages(torch.stack(pixels), pack(classes, boxes, masks, img_size), names, path)
+
+
+def ground_truth(targets: torch.Tensor, num_categories: int):
+    """A pycocotools ``COCO`` index of packed targets (image ``i`` has id ``i + 1``)."""
+    from pycocotools.coco import COCO
+
+    size = round((targets.shape[-1] - 5) ** 0.5)
+    images = [{"id": i + 1, "file_name": f"{i}", "height": size, "width": size} for i in range(len(targets))]
+    unpacked = unpack(targets)
+    content = instances_json(images, [t["masks"].numpy().astype(bool) for t in unpacked],
+                             [t["labels"].numpy() for t in unpacked], tuple(str(i) for i in range(1, num_categories + 1)))
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = content
+        gt.createIndex()
+    return gt
+
+
+def detections(image_index: int, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
+               masks: np.ndarray | None = None) -> list[dict]:
+    """COCO results of one image's ``[d, 4]`` ``x0, y0, x1, y1`` boxes, scores, category ids and boolean masks."""
+    results = []
+    for j, (box, score, label) in enumerate(zip(np.asarray(boxes, np.float64), scores, labels)):
+        result = {"image_id": image_index + 1, "category_id": int(label), "score": float(score),
+                  "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]}
+        if masks is not None:
+            result["segmentation"] = rle(masks[j])
+        results.append(result)
+    return results
+
+
+def average_precision(gt, results: list[dict], iou_type: str) -> dict[str, float]:
+    """AP, AP50 and AP75 of ``results`` against ``gt`` (``iou_type``: ``bbox`` or ``segm``); 0 without results."""
+    from pycocotools.cocoeval import COCOeval
+
+    if not results:
+        return {"ap": 0.0, "ap50": 0.0, "ap75": 0.0}
+    with contextlib.redirect_stdout(io.StringIO()):
+        dt = gt.loadRes([dict(r) for r in results])
+        evaluator = COCOeval(gt, dt, iouType=iou_type)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    stats = [max(float(s), 0.0) for s in evaluator.stats[:3]]  # -1: no ground truth at all
+    return {"ap": stats[0], "ap50": stats[1], "ap75": stats[2]}
+
+
+def score(targets: torch.Tensor, results: list[dict], num_categories: int) -> dict[str, float]:
+    """Box and mask AP (``box_ap``, ``box_ap50``, ..., ``mask_ap75``) of COCO ``results`` on packed targets."""
+    gt = ground_truth(targets, num_categories)
+    metrics = {}
+    for prefix, iou_type, other in (("box", "bbox", "segmentation"), ("mask", "segm", "bbox")):
+        if iou_type == "segm" and not all("segmentation" in r for r in results):
+            continue
+        without = [{k: v for k, v in r.items() if k != other} for r in results]  # pycocotools derives the rest
+        metrics.update({f"{prefix}_{k}": v for k, v in average_precision(gt, without, iou_type).items()})
+    return metrics
