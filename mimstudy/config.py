@@ -379,9 +379,9 @@ class PaperProbeConfig(RunConfig):
 
 
 # mimstudy.downstream.tasks.TASKS, kept in step by tests: Section 4.2's pose, depth and tracking, 4.1's
-# concept-generalization ladder and K12-like set, Appendix D's segmentation
+# concept-generalization ladder, K12-like set and iNat-lite, Appendix D's segmentation and 4.3's detection
 DOWNSTREAM_TASKS = ("pose", "crowdpose", "depth", "tracking", "cog_l1", "cog_l2", "cog_l3", "cog_l4", "cog_l5",
-                    "k12_garments", "k12_digits", "k12_materials", "k12_fine", "inat_lite", "segmentation")
+                    "k12_garments", "k12_digits", "k12_materials", "k12_fine", "inat_lite", "segmentation", "detection")
 
 
 DOWNSTREAM_PROTOCOLS = ("finetune", "frozen")
