@@ -86,3 +86,31 @@ def test_without_runs_or_curves_they_are_not_run():
         assert claim(key).judge(preset(None)).verdict == "not run"
     no_curves = runs(rows_for("detection", (0.4, 0.3, 0.2), (0.5, 0.2, 0.25))).drop_vars("heldout_loss_box_reg")
     assert claim("detection-losses").judge(preset(no_curves)).verdict == "not run"
+
+
+def test_the_page_draws_figure7_and_example_scenes(monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mimstudy.book import combined_page
+
+    shown = []
+    from mimstudy.book import geometric_page
+
+    for page in (combined_page, geometric_page):  # show_figure lives with the 4.2 page
+        monkeypatch.setattr(page, "display", lambda obj: shown.append(getattr(obj, "data", obj)))
+    monkeypatch.setattr(combined_page.plt, "show", lambda: shown.append("figure"))
+    ds = runs(rows_for("detection", (0.4, 0.3, 0.2), (0.5, 0.2, 0.25)))
+    n = ds.sizes["model"]
+    truth = np.full((n, 2, 3, 5), -1.0)
+    truth[:, :, 0] = [3, 4, 6, 20, 18]  # one garment of class 3 per scene (label, box)
+    found = np.full((n, 2, 2, 6), np.nan)
+    found[:, :, 0] = [5, 6, 20, 18, 0.9, 3]  # box, score, label
+    ds = ds.assign(example_image=(("model", "example", "y", "x"), np.zeros((n, 2, 32, 32))),
+                   example_instances=(("model", "example", "instance", "instance_field"), truth),
+                   example_predicted_instances=(("model", "example", "detection", "detection_field"), found))
+    combined_page.show_figure7(ds, "vit")
+    combined_page.show_scene_examples(ds, list(ds["model"].values[:2]))
+    assert shown.count("figure") == 2 and "Figure 7's analog" in shown[1] and "true boxes green" in shown[3]
+    axes = combined_page.plt.gcf().axes
+    assert len(axes[0].patches) == 2  # the true box and the one confident prediction
