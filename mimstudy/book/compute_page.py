@@ -65,3 +65,26 @@ def probe_throughput() -> None:
             f"`{str(probe.attrs.get('git_commit'))[:10]}` on {probe.attrs.get('cpu_count', '?')} CPU cores.\n\n"
             f"Peak memory of a fresh process probing {probe.attrs.get('memory_model')} (MiB): it does not grow with the number of images.\n\n"
             "| images | RSS before | peak while probing |\n|---|---|---|\n" + memory))
+
+
+def downstream_throughput() -> None:
+    """The stored downstream benchmark (``results/benchmarks/downstream_throughput.nc``), when there is one."""
+    path = results_root() / "benchmarks" / "downstream_throughput.nc"
+    if not path.is_file():
+        display(Markdown("No downstream benchmark stored: run `python benchmarks/downstream_throughput.py`."))
+        return
+    ds = load_dataset(path)
+    rows = ["| task | backbone | ours (img/s) | bare step (img/s) | ratio | data: draw + write, read (ms/item, once) |",
+            "|---|---|---|---|---|---|"]
+    for t in ds.task.values:
+        for a in ds.arch.values:
+            c = ds.sel(task=t, arch=a)
+            rows.append(f"| {t} | {a} | {c.ours_images_per_s.item():.1f} | {c.bare_images_per_s.item():.1f} | "
+                        f"{c.ratio.item():.2f} | {c.draw_ms_per_item.item():.1f}, {c.read_ms_per_item.item():.2f} |")
+    params = json.loads(ds.attrs.get("parameters", "{}"))
+    display(Markdown(f"**Downstream fine-tuning throughput on {hardware(ds)}** (`{path.name}`, best of "
+                     f"{params.get('repeats', '?')} alternating runs of {params.get('steps', '?')} steps at batch "
+                     f"{params.get('batch_size', '?')}; made {ds.attrs.get('created', '?')} at commit "
+                     f"`{str(ds.attrs.get('git_commit', '?'))[:10]}`). *Ours*: the task's objective through the "
+                     "shared fine-tuning loop; *bare*: the same network in a plain loop on a ready batch (detection: "
+                     "torchvision's Mask R-CNN on ready target dicts).\n\n" + "\n".join(rows)))
