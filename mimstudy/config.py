@@ -67,7 +67,7 @@ class RunConfig:
         return asdict(self)
 
     def required_runs(self) -> list[str]:
-        """Pre-training runs (run ids) whose checkpoints this run reads."""
+        """Runs (run ids) this run reads: pre-training checkpoints, or another run's stored result."""
         return []
 
     def differences(self, stored: dict[str, Any], ignore: frozenset[str] | set[str] = frozenset()) -> list[str]:
@@ -411,7 +411,10 @@ class DownstreamConfig(RunConfig):
     pre-training objective in the presets: 0.75 MIM, 0.85 supervised). With ``lr_grid``
     (``'2.5e-4,5e-4,1e-3'``) each rate is fine-tuned with the first seed on the training split and
     scored on ``val_split`` by the task's primary metric, and the best trains every seed (``lr``
-    is then unused); the test split is never used to choose.
+    is then unused); the test split is never used to choose. ``lr_from`` names another downstream
+    run of the preset whose chosen rate this run trains with (Appendix E: the rate searched on CoG
+    L1's validation split, per pre-training, reused on L2-L5); it must have run, from the same
+    ``init_from``.
     """
 
     notebook: ClassVar[str] = "downstream"
@@ -447,6 +450,7 @@ class DownstreamConfig(RunConfig):
     head_lr_scale: float = 1.0  # the head's learning rate over lr (Appendix E's recipe: 10)
     lr_grid: str = ""  # "": train with lr; else comma-separated rates chosen among on val_split
     val_split: str = "val"  # the split lr_grid is chosen on (never the test split)
+    lr_from: str = ""  # "": lr / lr_grid; else the downstream run id whose chosen rate is reused
 
     @property
     def random_weights(self) -> bool:
@@ -505,6 +509,10 @@ class DownstreamConfig(RunConfig):
         _require(self.protocol in DOWNSTREAM_PROTOCOLS,
                  f"protocol must be one of {list(DOWNSTREAM_PROTOCOLS)}, got {self.protocol!r}")
         _require(self.head_lr_scale > 0, f"head_lr_scale must be > 0, got {self.head_lr_scale}")
+        _require(not (self.lr_from and self.learning_rates()),
+                 f"give lr_grid (choose a rate here) or lr_from (reuse run {self.lr_from!r}'s rate), not both")
+        _require(self.lr_from != self.run_id and "/" not in self.lr_from,
+                 f"lr_from must name another downstream run of the preset, got {self.lr_from!r}")
         if self.learning_rates():
             _require(bool(self.val_split) and self.val_split not in (self.test_split, self.train_split),
                      f"lr_grid is chosen on val_split, which must name a split other than train_split "
@@ -512,7 +520,8 @@ class DownstreamConfig(RunConfig):
         _check_device(self.device)
 
     def required_runs(self) -> list[str]:
-        return [] if self.random_weights else [self.init_from]
+        """The pre-training run read (``init_from``) and the downstream run whose rate is reused (``lr_from``)."""
+        return ([] if self.random_weights else [self.init_from]) + ([self.lr_from] if self.lr_from else [])
 
 
 # Execution order of a preset's sections: pre-training first, then what reads its checkpoints.

@@ -8,11 +8,13 @@ import torch
 from mimstudy.config import ConfigError, DownstreamConfig
 from mimstudy.downstream.backbone import build_backbone
 from mimstudy.downstream.classification import ClassifierObjective
-from mimstudy.downstream.finetune import choose_lr, finetune_seed, freeze, run_downstream, scale_head_lr, seed_checkpoint
+from mimstudy.downstream.finetune import choose_lr, reused_lr, finetune_seed, freeze, run_downstream, scale_head_lr, seed_checkpoint
 from mimstudy.downstream.tasks import get_task
+from mimstudy.results import save_result
+from mimstudy.study.runner import plan, rerun_reasons, select_runs
 from mimstudy.training.optim import build_optimizer
 
-TINY = dict(task="k12_materials", init_from="random", arch="vit_micro_32", train_size=64, test_size=32, epochs=1,
+TINY = dict(run_id="tiny", task="k12_materials", init_from="random", arch="vit_micro_32", train_size=64, test_size=32, epochs=1,
             batch_size=32, warmup_epochs=0.0, layer_decay=0.75, drop_path=0.1, num_examples=0)
 
 
@@ -23,6 +25,8 @@ TINY = dict(task="k12_materials", init_from="random", arch="vit_micro_32", train
     (dict(lr_grid="1e-3,1e-3"), "distinct positive"),
     (dict(lr_grid="1e-3,2e-3", val_split="test"), "never|other than"),
     (dict(lr_grid="1e-3,2e-3", val_split=""), "val_split"),
+    (dict(lr_grid="1e-3,2e-3", lr_from="cog1_sup"), "not both"),
+    (dict(lr_from="tiny"), "another downstream run"),
 ])
 def test_bad_recipes_say_what_to_change(bad, message):
     with pytest.raises(ConfigError, match=message):
@@ -116,3 +120,60 @@ def test_a_run_records_its_choice_and_trains_every_seed_with_it(tmp_path, one_th
     np.testing.assert_array_equal(again.top1.values, ds.top1.values)
     plain = run_downstream(DownstreamConfig(**TINY, runs_dir=str(tmp_path), preset="plain", max_steps=2), progress=False)
     assert float(plain.finetune_lr) == DownstreamConfig().lr and "lr_candidate" not in plain.dims
+
+
+def test_a_reused_rate_is_the_one_its_source_chose(tmp_path, one_thread):
+    source = DownstreamConfig(**{**TINY, "run_id": "l1"}, runs_dir=str(tmp_path), results_dir=str(tmp_path / "r"),
+                              lr_grid="1e-4,3e-3", max_steps=2)
+    reuse = DownstreamConfig(**{**TINY, "run_id": "l2", "task": "k12_digits"}, runs_dir=str(tmp_path),
+                             results_dir=str(tmp_path / "r"), lr_from="l1", max_steps=2)
+    with pytest.raises(FileNotFoundError, match="run 'l1' first"):
+        reused_lr(reuse)
+    chosen = run_downstream(source, progress=False)
+    save_result(chosen, source)
+    assert reused_lr(reuse) == float(chosen.finetune_lr) and reused_lr(source) is None
+    ds = run_downstream(reuse, progress=False)
+    assert float(ds.finetune_lr) == float(chosen.finetune_lr) and ds.finetune_lr.attrs["chosen_by"] == "run l1"
+    assert "lr_candidate" not in ds.dims
+    other = DownstreamConfig(**{**TINY, "run_id": "l2", "init_from": "vit_sup", "arch": ""}, runs_dir=str(tmp_path),
+                             results_dir=str(tmp_path / "r"), lr_from="l1")
+    with pytest.raises(ValueError, match="same pre-training"):
+        reused_lr(other)
+
+
+PRESET = """name: reuse
+pretrain:
+  defaults: {{dataset: fashion_mnist_photos, arch: vit_micro_32_sincos, train_size: 256, val_size: 64, epochs: 1,
+             batch_size: 64}}
+  runs: {{vit_sup: {{objective: supervised}}, vit_simmim: {{objective: simmim}}}}
+downstream:
+  defaults: {{arch: vit_micro_32_sincos, train_size: 64, test_size: 32, epochs: 1, warmup_epochs: 0, batch_size: 32}}
+  runs:
+{runs}
+"""
+
+
+def write_preset(tmp_path, runs: str, seeds: str = ""):
+    path = tmp_path / "reuse.yaml"
+    path.write_text(PRESET.format(runs=runs) + seeds)
+    return path
+
+
+def test_presets_list_a_rate_source_first_and_from_the_same_pre_training(tmp_path):
+    ok = write_preset(tmp_path, "    cog1_sup: {task: cog_l1, init_from: vit_sup, lr_grid: '1e-4,1e-3'}\n"
+                                "    cog2_sup: {task: cog_l2, init_from: vit_sup, lr_from: cog1_sup}\n", "seeds: [0, 1]\n")
+    steps = plan(ok, results_dir=str(tmp_path / "r"), runs_dir=str(tmp_path / "runs"))
+    reuse = {s.config.run_id: s.config for s in steps}
+    assert reuse["cog2_sup-s1"].lr_from == "cog1_sup-s1"  # references follow the seed
+    chosen = {s.name for s in select_runs(steps, ["cog2_sup-s0"])}
+    assert chosen == {"pretrain/vit_sup-s0", "downstream/cog1_sup-s0", "downstream/cog2_sup-s0"}
+    reasons = rerun_reasons(steps, checkpoints=False)
+    assert reasons["downstream/cog2_sup-s0"] == "missing"
+    late = write_preset(tmp_path, "    cog2_sup: {task: cog_l2, init_from: vit_sup, lr_from: cog1_sup}\n"
+                                  "    cog1_sup: {task: cog_l1, init_from: vit_sup, lr_grid: '1e-4,1e-3'}\n")
+    with pytest.raises(ConfigError, match="listed before it"):
+        plan(late)
+    crossed = write_preset(tmp_path, "    cog1_sup: {task: cog_l1, init_from: vit_sup, lr_grid: '1e-4,1e-3'}\n"
+                                     "    cog2_mim: {task: cog_l2, init_from: vit_simmim, lr_from: cog1_sup}\n")
+    with pytest.raises(ConfigError, match="chosen per pre-training"):
+        plan(crossed)

@@ -1,7 +1,7 @@
 import pytest
 
 from mimstudy.study.cli import main
-from mimstudy.config import ProbeConfig, ConfigError, PretrainConfig
+from mimstudy.config import ProbeConfig, ConfigError, PretrainConfig, DownstreamConfig
 from mimstudy.training.pretrain import checkpoint_path
 from mimstudy.results import save_result
 from mimstudy.study.runner import PRESET_DIR, independent_groups, plan, run_preset, select_runs, steps_to_run
@@ -217,5 +217,5 @@ def test_ci_preset_end_to_end_then_skips(ci_results):
 def test_every_preset_validates(preset):
     steps = plan(preset)
     assert steps and len({s.name for s in steps}) == len(steps)
-    produced = {s.config.run_id for s in steps if isinstance(s.config, PretrainConfig)}
+    produced = {s.config.run_id for s in steps if isinstance(s.config, (PretrainConfig, DownstreamConfig))}
     assert all(run in produced for s in steps for run in s.config.required_runs())

@@ -35,6 +35,7 @@ from mimstudy.downstream.tasks import Task, get_task
 from mimstudy.models.backbones import create_backbone
 from mimstudy.models.checkpoints.state import CheckpointError, load_checkpoint, save_checkpoint
 from mimstudy.objectives.factory import CHECKPOINT_NAME
+from mimstudy.results import load_dataset, result_path
 from mimstudy.training.engine import train_one_epoch
 from mimstudy.training.optim import build_optimizer
 from mimstudy.training.pretrain import epoch_seed
@@ -178,7 +179,7 @@ def run_downstream(config: DownstreamConfig, progress: bool = True, random_datas
     train, test = task.load(config)
     data_seconds = time.perf_counter() - start
     scores = choose_lr(config, task, train, order, device, progress, random_dataset)
-    lr = (max if task.higher_is_better else min)(scores, key=scores.get) if scores else None
+    lr = (max if task.higher_is_better else min)(scores, key=scores.get) if scores else reused_lr(config)
     runs = {seed: finetune_seed(config, task, train, test, seed, order, device, progress, random_dataset, lr)
             for seed in config.seeds()}
     trivial = task.trivial(train, test)
@@ -189,10 +190,28 @@ def run_downstream(config: DownstreamConfig, progress: bool = True, random_datas
                 "total_blocks": len(flat_blocks(create_backbone(pretrained.get("arch", config.arch))))}
     ds = downstream_dataset(config, task, runs, trivial, test, order, data_seconds, identity)
     ds["finetune_lr"] = ((), config.lr if lr is None else lr)  # the rate every seed trained with
+    ds["finetune_lr"].attrs["chosen_by"] = (f"lr_grid on {config.val_split}" if scores else
+                                            f"run {config.lr_from}" if config.lr_from else "lr")
     if scores:
         ds[f"val_{task.primary}"] = xr.DataArray(list(scores.values()), coords={"lr_candidate": list(scores)},
                                                  dims="lr_candidate")
     return ds.assign_coords(protocol=config.protocol)
+
+
+def reused_lr(config: DownstreamConfig) -> float | None:
+    """The rate run ``lr_from`` trained with (its stored ``finetune_lr``); ``None`` without ``lr_from``."""
+    if not config.lr_from:
+        return None
+    path = result_path(replace(config, run_id=config.lr_from))
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run {config.lr_from!r} first (its chosen learning rate is "
+                                f"reused by {config.run_id!r}; mimstudy run --preset {config.preset} --runs "
+                                f"{config.lr_from})")
+    with load_dataset(path) as source:
+        if str(source["pretrain_run"].item()) != config.init_from:
+            raise ValueError(f"{path} was fine-tuned from {source['pretrain_run'].item()!r}, not {config.init_from!r}: "
+                             "lr_from must name a run of the same pre-training")
+        return float(source["finetune_lr"].item())
 
 
 def choose_lr(config: DownstreamConfig, task: Task, train, order: list[int], device: torch.device,

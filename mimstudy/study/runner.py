@@ -81,7 +81,7 @@ class Step:
 
 
 # Parameters whose value names another run of the same preset (and so follows it across seeds).
-RUN_REFERENCES = ("init_from",)
+RUN_REFERENCES = ("init_from", "lr_from")
 
 
 def seeded_run_id(run_id: str, seed: int, seeds: list[int]) -> str:
@@ -125,25 +125,47 @@ def plan(preset: str | Path, results_dir: str = "results", runs_dir: str = "runs
                     steps.append(Step(config_cls.from_dict(seeded)))
                 except (ConfigError, TypeError) as err:
                     raise ConfigError(f"{path}: {notebook} run {run_id!r}: {err}") from err
+    check_rate_sources(path, steps)
     return steps
 
 
-def pretraining_by_run_id(steps: list[Step]) -> dict[str, Step]:
-    return {s.config.run_id: s for s in steps if isinstance(s.config, PretrainConfig)}
+def check_rate_sources(path: Path, steps: list[Step]) -> None:
+    """Each ``lr_from`` names a downstream run listed before it (it runs first) from the same ``init_from``."""
+    earlier: dict[str, DownstreamConfig] = {}
+    for step in steps:
+        config = step.config
+        if not isinstance(config, DownstreamConfig):
+            continue
+        source = earlier.get(config.lr_from)
+        if config.lr_from and source is None:
+            raise ConfigError(f"{path}: downstream run {config.run_id!r}: lr_from {config.lr_from!r} is not a "
+                              f"downstream run listed before it; list the run that chooses the rate first")
+        if source is not None and source.init_from != config.init_from:
+            raise ConfigError(f"{path}: downstream run {config.run_id!r} reuses the rate of {config.lr_from!r}, "
+                              f"fine-tuned from {source.init_from!r}, not {config.init_from!r}: a rate is "
+                              "chosen per pre-training")
+        earlier[config.run_id] = config
 
 
-def producers(step: Step, pretraining: dict[str, Step]) -> list[Step]:
-    """The pre-training steps (of ``pretraining``, by run id) whose checkpoints ``step`` reads."""
-    return [pretraining[r] for r in step.config.required_runs() if r in pretraining]
+def readable_by_run_id(steps: list[Step]) -> dict[str, Step]:
+    """The steps other steps may read, by run id: pre-training (checkpoints) and downstream runs
+    (a chosen learning rate, ``lr_from``); a downstream run id never names a pre-training run."""
+    return {s.config.run_id: s for s in steps if isinstance(s.config, (PretrainConfig, DownstreamConfig))}
+
+
+def producers(step: Step, readable: dict[str, Step]) -> list[Step]:
+    """The steps (of ``readable``, by run id) whose checkpoints or results ``step`` reads."""
+    return [readable[r] for r in step.config.required_runs() if r in readable]
 
 
 def select_runs(steps: list[Step], run_ids: list[str] | None) -> list[Step]:
-    """The steps of ``run_ids`` (every notebook of each) plus the pre-training runs they read.
+    """The steps of ``run_ids`` (every notebook of each) plus the runs they read (pre-training; the
+    downstream run whose learning rate an ``lr_from`` reuses).
 
     ``None`` keeps every step. A run id may be a shell-style pattern: ``*-s0`` picks every run of seed
     0 (one piece of a long preset), ``vit_*`` every ViT run. Dependencies are followed transitively (a
-    fine-tune's probe needs the fine-tune, which needs its SimMIM run), but only their pre-training
-    steps are added.
+    fine-tune's probe needs the fine-tune, which needs its SimMIM run), but only the producing step
+    of each (pre-training or downstream) is added.
     """
     if run_ids is None:
         return steps
@@ -152,11 +174,11 @@ def select_runs(steps: list[Step], run_ids: list[str] | None) -> list[Step]:
     if unknown:
         raise ConfigError(f"unknown run id(s) {unknown}; this preset's runs are {known}")
     run_ids = [k for k in known if any(fnmatch.fnmatchcase(k, r) for r in run_ids)]
-    pretraining = pretraining_by_run_id(steps)
+    readable = readable_by_run_id(steps)
     chosen = {s.name for s in steps if s.config.run_id in run_ids}
     pending = [s for s in steps if s.name in chosen]
     while pending:
-        for producer in producers(pending.pop(), pretraining):
+        for producer in producers(pending.pop(), readable):
             if producer.name not in chosen:
                 chosen.add(producer.name)
                 pending.append(producer)
@@ -217,14 +239,14 @@ def rerun_reasons(steps: list[Step], force: bool = False, checkpoints: bool = Tr
         reason = "--force" if force else step.stale_reason(attrs(step), code)
         if reason:
             todo[step.name] = reason
-    pretraining = pretraining_by_run_id(steps)
+    readable = readable_by_run_id(steps)
     changed = True
     while changed:  # until no consumer of a re-run or newer producer is left out (chains: SimMIM -> FT -> probes)
         changed = False
         for step in steps:
             if step.name in todo:
                 continue
-            for p in producers(step, pretraining):
+            for p in producers(step, readable):
                 if p.name in todo or made_at(p) > made_at(step):
                     todo[step.name] = f"{p.name} re-runs" if p.name in todo else f"{p.name} was re-made after it"
                     changed = True
@@ -232,8 +254,9 @@ def rerun_reasons(steps: list[Step], force: bool = False, checkpoints: bool = Tr
     if checkpoints:
         for step in reversed(steps):  # consumers come after producers: one backward pass suffices
             if step.name in todo:
-                for p in producers(step, pretraining):
-                    if p.name not in todo and not checkpoint_path(p.config).exists():
+                for p in producers(step, readable):
+                    if (isinstance(p.config, PretrainConfig) and p.name not in todo
+                            and not checkpoint_path(p.config).exists()):
                         todo[p.name] = f"{CHECKPOINT_NEEDED}{step.name} ({checkpoint_path(p.config)} is missing)"
     return {step.name: todo[step.name] for step in steps if step.name in todo}
 
