@@ -95,9 +95,9 @@ def test_the_page_draws_figure7_and_example_scenes(monkeypatch):
     from mimstudy.book import combined_page
 
     shown = []
-    from mimstudy.book import geometric_page
+    from mimstudy.book import examples, geometric_page
 
-    for page in (combined_page, geometric_page):  # show_figure lives with the 4.2 page
+    for page in (combined_page, geometric_page, examples):  # show_figure lives with the 4.2 page
         monkeypatch.setattr(page, "display", lambda obj: shown.append(getattr(obj, "data", obj)))
     monkeypatch.setattr(combined_page.plt, "show", lambda: shown.append("figure"))
     ds = runs(rows_for("detection", (0.4, 0.3, 0.2), (0.5, 0.2, 0.25)))
@@ -110,7 +110,7 @@ def test_the_page_draws_figure7_and_example_scenes(monkeypatch):
                    example_instances=(("model", "example", "instance", "instance_field"), truth),
                    example_predicted_instances=(("model", "example", "detection", "detection_field"), found))
     combined_page.show_figure7(ds, "vit")
-    combined_page.show_scene_examples(ds, list(ds["model"].values[:2]))
+    examples.show_examples(ds, list(ds["model"].values[:2]))
     assert shown.count("figure") == 2 and "Figure 7's analog" in shown[1] and "true boxes green" in shown[3]
     axes = combined_page.plt.gcf().axes
     assert len(axes[0].patches) == 2  # the true box and the one confident prediction

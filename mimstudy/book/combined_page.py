@@ -10,6 +10,7 @@ import xarray as xr
 from IPython.display import HTML, Markdown, display
 
 from mimstudy.book.evidence import PresetResults
+from mimstudy.book.examples import show_examples
 from mimstudy.book.geometric_claims import full_models
 from mimstudy.book.geometric_page import show_figure, show_verdicts
 from mimstudy.book.pages import PAPER_LABELS, provenance_markdown, results_root
@@ -41,48 +42,6 @@ def show_figure7(runs: xr.Dataset, arch: str) -> None:
                 "(dashed), mean over fine-tuning seeds, one line per pre-training run; axes from 0.")
 
 
-SCORE_SHOWN = 0.5  # predicted boxes drawn from this score up
-
-
-def _boxes(ax, rows, color: str) -> None:
-    for x0, y0, x1, y1 in rows:
-        ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color=color, lw=1))
-
-
-def show_scene_examples(runs: xr.Dataset, models: list[str]) -> None:
-    """Test scenes of each model (one row each): detection with true (green) and predicted (red) boxes,
-    segmentation as image / true map / predicted map."""
-    models = [m for m in models if m and "example_image" in runs and np.isfinite(runs["example_image"].sel(model=m)).all()]
-    if not models:
-        return
-    detection = str(runs["task"].sel(model=models[0]).item()) == "detection"
-    n = min(4, runs.sizes["example"])
-    per = 1 if detection else 3
-    fig, axes = plt.subplots(len(models), per * n, figsize=(1.5 * per * n, 1.7 * len(models)), squeeze=False)
-    for row, model in zip(axes, models):
-        one = runs.sel(model=model)
-        for i in range(n):
-            if detection:
-                row[i].imshow(one.example_image[i], cmap="gray", vmin=0, vmax=1)
-                truth = one.example_instances[i].values
-                _boxes(row[i], truth[truth[:, 0] > 0, 1:5], "lime")
-                found = one.example_predicted_instances[i].values
-                _boxes(row[i], found[np.nan_to_num(found[:, 4]) >= SCORE_SHOWN, :4], "red")
-                continue
-            for j, (picture, cmap, vmax) in enumerate(((one.example_image[i], "gray", 1), (one.example_mask[i], "tab20", 19),
-                                                       (one.example_predicted_mask[i], "tab20", 19))):
-                row[per * i + j].imshow(picture, cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest")
-        for ax in row:
-            ax.set_xticks([])
-            ax.set_yticks([])
-        row[0].set_ylabel(model, fontsize=7)
-    fig.tight_layout()
-    plt.show()
-    display(Markdown(f"*Test scenes, first fine-tuning seed: true boxes green, predicted boxes (score ≥ {SCORE_SHOWN}) red.*"
-                     if detection else "*Test scenes, first fine-tuning seed: image, true classes, predicted classes "
-                                       "(one colour per class, background dark blue).*"))
-
-
 def show_combined(results: PresetResults) -> list[Judged]:
     judged = show_verdicts(results, ("detection", "detection-losses", "segmentation"))
     runs = results.downstream
@@ -93,7 +52,7 @@ def show_combined(results: PresetResults) -> list[Judged]:
     for arch in sorted({str(a) for a in runs["arch"].values}):
         show_figure7(runs, arch)
         for task in ("detection", "segmentation"):
-            show_scene_examples(runs, [next(iter(full_models(runs, task, o, arch, protocol="finetune")), None)
+            show_examples(runs, [next(iter(full_models(runs, task, o, arch, protocol="finetune")), None)
                                        for o in ("supervised", "simmim", "random")])
     display(Markdown("**Provenance.**\n\n" + provenance_markdown(runs)))
     return judged

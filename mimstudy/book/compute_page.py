@@ -20,13 +20,21 @@ def hardware(ds) -> str:
     return f"{name}" + (f", {threads} thread{'' if str(threads) == '1' else 's'}" if threads else "")
 
 
-def throughput(name: str) -> None:
-    """The table of one stored training benchmark (``results/benchmarks/<name>.nc``)."""
+def stored_benchmark(name: str, how: str):
+    """``(path, dataset)`` of ``results/benchmarks/<name>.nc``, or ``(path, None)`` after saying what to
+    run (``how``) when it is not stored."""
     path = results_root() / "benchmarks" / f"{name}.nc"
     if not path.is_file():
-        display(Markdown(f"No training benchmark stored at `{path.relative_to(results_root().parent)}`: run `make benchmark`."))
+        display(Markdown(f"No benchmark stored at `{path.relative_to(results_root().parent)}`: run `{how}`."))
+        return path, None
+    return path, load_dataset(path)
+
+
+def throughput(name: str) -> None:
+    """The table of one stored training benchmark (``results/benchmarks/<name>.nc``)."""
+    path, ds = stored_benchmark(name, "make benchmark")
+    if ds is None:
         return
-    ds = load_dataset(path)
     rows = ["| objective | backbone | precision | ours (img/s) | bare timm (img/s) | ratio | GFLOP/step | GFLOP/s | % of best matmul rate |",
             "|---|---|---|---|---|---|---|---|---|"]
     for o in ds.objective.values:
@@ -69,11 +77,9 @@ def probe_throughput() -> None:
 
 def downstream_throughput() -> None:
     """The stored downstream benchmark (``results/benchmarks/downstream_throughput.nc``), when there is one."""
-    path = results_root() / "benchmarks" / "downstream_throughput.nc"
-    if not path.is_file():
-        display(Markdown("No downstream benchmark stored: run `python benchmarks/downstream_throughput.py`."))
+    path, ds = stored_benchmark("downstream_throughput", "python benchmarks/downstream_throughput.py")
+    if ds is None:
         return
-    ds = load_dataset(path)
     rows = ["| task | backbone | ours (img/s) | bare step (img/s) | ratio | data: draw + write, read (ms/item, once) |",
             "|---|---|---|---|---|---|"]
     for t in ds.task.values:

@@ -11,6 +11,7 @@ import xarray as xr
 from IPython.display import Markdown, display
 
 from mimstudy.book.evidence import PresetResults
+from mimstudy.book.examples import show_examples
 from mimstudy.book.geometric_claims import (TASKS, coord, dropped_runs, find_runs, full_model, full_models,
                                             sampled_pairs, scores)
 from mimstudy.book.pages import PAPER_LABELS, REPO_ROOT, preset_heading, provenance_markdown
@@ -67,43 +68,6 @@ def table2_markdown(runs: xr.Dataset) -> str:
     return "\n".join(rows)
 
 
-def show_examples(runs: xr.Dataset, models: list[str]) -> None:
-    """Test inputs with targets and the first fine-tuning seed's predictions, one row per model."""
-    models = [m for m in models if m and "example_image" in runs and np.isfinite(runs["example_image"].sel(model=m)).all()]
-    if not models:
-        return
-    depth = coord(runs, models[0], "task") == "depth"
-    n = min(4, runs.sizes["example"])
-    columns = 3 * n if depth else n
-    fig, axes = plt.subplots(len(models), columns, figsize=(1.5 * columns, 1.8 * len(models)), squeeze=False)
-    for row, model in zip(axes, models):
-        one = runs.sel(model=model)
-        for i in range(n):
-            if depth:
-                for ax, picture, cmap, vmax in ((row[3 * i], one.example_image[i], "gray", 1),
-                                                (row[3 * i + 1], one.example_depth[i], "viridis", 10),
-                                                (row[3 * i + 2], one.example_predicted_depth[i], "viridis", 10)):
-                    ax.imshow(picture, cmap=cmap, vmin=0, vmax=vmax)
-                continue
-            ax = row[i]
-            ax.imshow(one.example_image[i], cmap="gray", vmin=0, vmax=1, extent=(0, 32, 32, 0))
-            target = one.example_keypoints[i].values
-            shown = target[:, 2] > 0
-            ax.plot(target[shown, 0], target[shown, 1], "o", ms=3, color="lime")
-            ax.plot(one.example_predicted_keypoints[i, :, 0], one.example_predicted_keypoints[i, :, 1], "x", ms=4,
-                    color="red")
-        for ax in row:
-            ax.set_xticks([])
-            ax.set_yticks([])
-        row[0].set_ylabel(f"{model}", fontsize=7)
-    fig.tight_layout()
-    plt.show()
-    display(Markdown("*Test scenes: input, true depth and the first fine-tuning seed's predicted depth (0–10 m, dark is "
-                     "near), three panels per scene, one row per model.*" if depth else
-                     "*Test crops (input), the annotated joints (green dots: target, visible or covered) and the first "
-                     "fine-tuning seed's predictions (red crosses), one row per model.*"))
-
-
 def show_verdicts(results: PresetResults, keys: tuple[str, ...]) -> list[Judged]:
     """A preset's heading, then the verdict of each claim ``keys`` on its results."""
     display(Markdown(preset_heading(results.preset)))
@@ -136,7 +100,7 @@ def show_table2(results: PresetResults) -> list[Judged]:
         return judged
     display(Markdown(f"**Our Table 2 on the `{results.preset}` results** (pose: OKS AP × 100; depth: RMSE in metres; "
                      "mean over seeds ± half-width of the 95% t interval; n = seeds):\n\n" + table2_markdown(runs)))
-    for task in ("pose", "crowdpose", "depth"):  # tracking's examples are sequences: its table row only
+    for task in ("pose", "crowdpose", "depth", "tracking"):
         for prefix in ("vit", "swinv2"):
             show_examples(runs, [full_model(runs, task, o, prefix) for o in ("supervised", "simmim", "random")])
     display(Markdown("**Provenance.**\n\n" + provenance_markdown(runs)))
