@@ -98,6 +98,19 @@ def _pad_missing_coords(datasets: list[xr.Dataset]) -> list[xr.Dataset]:
     return padded
 
 
+def _index_ragged_dims(datasets: list[xr.Dataset]) -> list[xr.Dataset]:
+    """Give a dimension without a coordinate whose size differs between runs (a detector's detections per
+    image) the positions 0, 1, ... as its index, so the outer join pads the shorter runs with NaN."""
+    sizes: dict[str, set[int]] = {}
+    for ds in datasets:
+        for d, n in ds.sizes.items():
+            if d not in ds.indexes:
+                sizes.setdefault(d, set()).add(n)
+    ragged = [d for d, ns in sizes.items() if len(ns) > 1]
+    return [ds.assign_coords({d: np.arange(ds.sizes[d]) for d in ragged if d in ds.dims and d not in ds.indexes})
+            for ds in datasets]
+
+
 def load_runs(folder: str | Path, dim: str = "model") -> xr.Dataset:
     """Concatenate every run of one notebook (``*.nc`` in ``folder``) along ``dim``, sorted by name."""
     paths = sorted(Path(folder).glob("*.nc"))
@@ -110,6 +123,6 @@ def combine_runs(datasets: list[xr.Dataset], dim: str = "model") -> xr.Dataset:
     """Concatenate runs (each with a scalar ``dim`` coord and its provenance attrs) as :func:`load_runs` does."""
     # each run's provenance survives the concatenation as a JSON string coord along ``dim``
     datasets = [ds.assign_coords(provenance=json.dumps(ds.attrs, sort_keys=True, default=_plain)) for ds in datasets]
-    datasets = _pad_missing_coords(datasets)
+    datasets = _index_ragged_dims(_pad_missing_coords(datasets))
     # coords="all": identity coords (objective, arch) always get the ``dim`` axis, even when equal
     return xr.concat(datasets, dim=dim, coords="all", compat="equals", join="outer", combine_attrs="drop_conflicts")

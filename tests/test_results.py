@@ -110,3 +110,18 @@ def test_load_runs_pads_coords_only_some_runs_have(tmp_path):
     assert both["stage"].dims == ("model", "layer")
     assert both["stage"].sel(model="vit").isnull().all()
     np.testing.assert_array_equal(both["stage"].sel(model="swin"), np.arange(swin.sizes["layer"]))
+
+
+def test_load_runs_pads_dimensions_whose_size_differs_between_runs(tmp_path):
+    """Detections per image differ between detection runs (no coordinate on that axis): shorter runs are NaN-padded."""
+    for name, d in (("det_a", 3), ("det_b", 5)):
+        found = np.arange(2 * d * 6, dtype=np.float32).reshape(2, d, 6)
+        ds = xr.Dataset({"example_predicted_instances": (("example", "detection", "detection_field"), found)},
+                        coords={"model": name, "detection_field": list("abcdef")})
+        save_dataset(ds, tmp_path / f"{name}.nc", {}, "ci", 0)
+    both = load_runs(tmp_path)
+    assert both.sizes["detection"] == 5
+    a = both["example_predicted_instances"].sel(model="det_a").values
+    np.testing.assert_array_equal(a[:, :3], np.arange(36, dtype=np.float32).reshape(2, 3, 6))
+    assert np.isnan(a[:, 3:]).all()
+    assert not np.isnan(both["example_predicted_instances"].sel(model="det_b").values).any()
