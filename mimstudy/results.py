@@ -49,9 +49,11 @@ def stored_attrs(path: str | Path) -> dict | None:
     path = Path(path)
     if not path.is_file():
         return None
+    import h5netcdf  # xarray's engine (ENGINE), read directly
+
     try:
-        with xr.open_dataset(path, engine=ENGINE) as ds:  # lazily: the attributes only
-            return dict(ds.attrs)
+        with h5netcdf.File(path, "r") as f:  # the root attributes only (xarray would build every variable)
+            return {k: v.decode() if isinstance(v, bytes) else v for k, v in f.attrs.items()}
     except (OSError, ValueError):
         return None
 

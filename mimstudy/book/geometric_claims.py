@@ -50,14 +50,16 @@ def coord(runs: xr.Dataset, model: str, name: str):
 
 
 def find_runs(runs: xr.Dataset, task: str, **match) -> list[str]:
-    """Run ids of ``task`` whose scalar coords equal ``match`` (e.g. ``objective="simmim"``)."""
-    found = []
-    for model in runs["model"].values:
-        if coord(runs, model, "task") != task:
-            continue
-        if all(str(coord(runs, model, k)) == str(v) for k, v in match.items()):
-            found.append(str(model))
-    return found
+    """Run ids of ``task`` whose scalar coords equal ``match`` (e.g. ``objective="simmim"``), compared as
+    :func:`coord` values are (``None`` for a coord no run has)."""
+    models = runs["model"].values
+    if "task" not in runs.variables:
+        return []
+    keep = np.array([value == task for value in runs["task"].values], dtype=bool)
+    for name, wanted in match.items():
+        values = runs[name].values if name in runs.variables else [None] * len(models)
+        keep &= np.array([str(value) == str(wanted) for value in values], dtype=bool)
+    return [str(m) for m in models[keep]]
 
 
 def full_models(runs: xr.Dataset, task: str, objective: str, arch_prefix: str, **match) -> list[str]:

@@ -40,7 +40,7 @@ def ladder_markdown() -> str:
 
 def scores_markdown(runs: xr.Dataset, arch: str, protocol: str) -> str:
     """Per task and pre-training: the primary metric (×100, mean ± t half-width over seeds, n) and the majority class."""
-    tasks = [t for t in TASK_LABELS if find_runs(runs, t, protocol=protocol)]
+    tasks = [t for t in TASK_LABELS if any(full_models(runs, t, o, arch, protocol=protocol) for o in OBJECTIVES)]
     if not tasks:
         return ""
     rows = ["| pre-training | " + " | ".join(TASK_LABELS[t] for t in tasks) + " |", "|---|" + "---|" * len(tasks)]
@@ -84,7 +84,7 @@ def show_semantic(results: PresetResults) -> list[Judged]:
             if table:
                 display(Markdown(f"**`{arch}`, {what}** (×100; mean ± half-width of the 95% t interval; n = "
                                  f"fine-tunings):\n\n{table}"))
-        if any(find_runs(runs, level, protocol="finetune") for level in LEVELS):
+        if any(full_models(runs, level, o, arch, protocol="finetune") for level in LEVELS for o in OBJECTIVES):
             show_ladder_figure(runs, arch)
     display(Markdown("**Provenance.**\n\n" + provenance_markdown(runs)))
     return judged
