@@ -49,7 +49,9 @@ def stored_attrs(path: str | Path) -> dict | None:
     path = Path(path)
     if not path.is_file():
         return None
-    import h5netcdf  # xarray's engine (ENGINE), read directly
+    # xarray's engine (ENGINE), read directly; imported here, not at the top: every notebook reaches this
+    # module's top-level statements, so a new import there would mark every stored result stale
+    import h5netcdf
 
     try:
         with h5netcdf.File(path, "r") as f:  # the root attributes only (xarray would build every variable)

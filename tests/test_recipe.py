@@ -177,3 +177,6 @@ def test_presets_list_a_rate_source_first_and_from_the_same_pre_training(tmp_pat
                                      "    cog2_mim: {task: cog_l2, init_from: vit_simmim, lr_from: cog1_sup}\n")
     with pytest.raises(ConfigError, match="chosen per pre-training"):
         plan(crossed)
+    shadowing = write_preset(tmp_path, "    vit_sup: {task: cog_l1, init_from: vit_sup}\n")
+    with pytest.raises(ConfigError, match="has the id of a pre-training run"):
+        plan(shadowing)

@@ -125,17 +125,23 @@ def plan(preset: str | Path, results_dir: str = "results", runs_dir: str = "runs
                     steps.append(Step(config_cls.from_dict(seeded)))
                 except (ConfigError, TypeError) as err:
                     raise ConfigError(f"{path}: {notebook} run {run_id!r}: {err}") from err
-    check_rate_sources(path, steps)
+    check_run_references(path, steps)
     return steps
 
 
-def check_rate_sources(path: Path, steps: list[Step]) -> None:
-    """Each ``lr_from`` names a downstream run listed before it (it runs first) from the same ``init_from``."""
+def check_run_references(path: Path, steps: list[Step]) -> None:
+    """Run references resolve to one step each (:func:`readable_by_run_id`): no downstream run takes a
+    pre-training run's id, and each ``lr_from`` names a downstream run listed before it (it runs first)
+    from the same ``init_from``."""
+    pretraining = {s.config.run_id for s in steps if isinstance(s.config, PretrainConfig)}
     earlier: dict[str, DownstreamConfig] = {}
     for step in steps:
         config = step.config
         if not isinstance(config, DownstreamConfig):
             continue
+        if config.run_id in pretraining:
+            raise ConfigError(f"{path}: downstream run {config.run_id!r} has the id of a pre-training run; "
+                              "rename it (references such as init_from name runs by id)")
         source = earlier.get(config.lr_from)
         if config.lr_from and source is None:
             raise ConfigError(f"{path}: downstream run {config.run_id!r}: lr_from {config.lr_from!r} is not a "
@@ -149,7 +155,7 @@ def check_rate_sources(path: Path, steps: list[Step]) -> None:
 
 def readable_by_run_id(steps: list[Step]) -> dict[str, Step]:
     """The steps other steps may read, by run id: pre-training (checkpoints) and downstream runs
-    (a chosen learning rate, ``lr_from``); a downstream run id never names a pre-training run."""
+    (a chosen learning rate, ``lr_from``); :func:`check_run_references` keeps their ids apart."""
     return {s.config.run_id: s for s in steps if isinstance(s.config, (PretrainConfig, DownstreamConfig))}
 
 
