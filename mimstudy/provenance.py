@@ -77,11 +77,43 @@ def package_versions() -> dict[str, str]:
 
 def notebook_source(path: str | Path) -> str:
     """The code cells of a notebook, joined, without IPython magics and shell lines (``%``, ``!``)."""
-    cells = json.loads(Path(path).read_text())["cells"]
-    code = ["".join(c["source"]) if isinstance(c["source"], list) else c["source"]
-            for c in cells if c.get("cell_type") == "code"]
-    lines = "\n".join(code).splitlines()
-    return "\n".join(line for line in lines if not line.lstrip().startswith(("%", "!")))
+    return notebook_code(Path(path).read_text())
+
+
+SAVING_CALLS = frozenset({"save_result", "save_dataset"})  # a step notebook writes its result with these
+
+
+def _code_cells(text: str) -> list[str]:
+    """The code cells of a notebook's JSON ``text``, each without IPython magics and shell lines."""
+    cells = json.loads(text)["cells"]
+    sources = ["".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+               for c in cells if c.get("cell_type") == "code"]
+    return ["\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+            for source in sources]
+
+
+def notebook_code(text: str) -> str:
+    """:func:`notebook_source` of a notebook's JSON ``text``."""
+    return "\n".join(_code_cells(text))
+
+
+def _saves(source: str) -> bool:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    return any(isinstance(n, ast.Call) and (getattr(n.func, "id", None) or getattr(n.func, "attr", None)) in SAVING_CALLS
+               for n in ast.walk(tree))
+
+
+def result_code(text: str) -> str:
+    """The code of a notebook's JSON ``text`` that can change its stored result: its code cells up to
+    and including the last one that saves it (:data:`SAVING_CALLS`). The cells after it run once the
+    result is written (figures, printouts): they cannot change a stored number. A notebook that saves
+    nothing counts whole."""
+    cells = _code_cells(text)
+    last = max((i for i, cell in enumerate(cells) if _saves(cell)), default=len(cells) - 1)
+    return "\n".join(cells[:last + 1])
 
 
 def imported_modules(source: str, package: str = "mimstudy") -> set[str]:
@@ -181,8 +213,11 @@ def provenance_attrs(parameters: dict, preset: str, seed: int, notebook: str | N
     if notebook:
         hashes = code_hashes(notebook)
         code = {"code_hashes": json.dumps(hashes, sort_keys=True), "code_digest": code_digest(hashes)}
+    from mimstudy.numerics import cpu_facts
+
     return {
         **code,
+        **cpu_facts(),
         "parameters": json.dumps(parameters, sort_keys=True),
         "preset": preset,
         "seed": int(seed),

@@ -294,24 +294,38 @@ def test_depth_scenes_are_deterministic_and_round_trip_through_the_nyu_layout(tm
 def test_a_run_from_a_checkpoint_starts_over_when_its_pretraining_is_remade(tmp_path):
     import os
 
-    from mimstudy.downstream.finetune import pretrain_checkpoint, run_downstream, seed_checkpoint
-    from mimstudy.models.checkpoints.state import load_checkpoint, save_checkpoint
+    from mimstudy.downstream.finetune import pretrained_weights, run_downstream, seed_checkpoint
+    from mimstudy.models.checkpoints.state import load_checkpoint
 
-    config = DownstreamConfig(preset="t", run_id="from_src", runs_dir=str(tmp_path), init_from="src", train_size=16,
-                              test_size=8, epochs=1, batch_size=16, warmup_epochs=0.0, num_examples=0)
-    source = pretrain_checkpoint(config)
+    config = DownstreamConfig(preset="t", run_id="from_src", runs_dir=str(tmp_path), results_dir=str(tmp_path),
+                              init_from="src", train_size=16, test_size=8, epochs=1, batch_size=16, warmup_epochs=0.0,
+                              num_examples=0)
+    source = pretrained_weights(config)
+    assert source == tmp_path / "t" / "weights" / "src.safetensors"
     torch.manual_seed(0)
-    state = {"config": {"arch": "vit_micro_32", "img_size": 32, "objective": "simmim", "run_id": "src"},
-             "backbone": create_backbone("vit_micro_32").state_dict()}
-    save_checkpoint(state, source)
+    parameters = {"arch": "vit_micro_32", "img_size": 32, "objective": "simmim", "run_id": "src"}
+    write_source(config, create_backbone("vit_micro_32").state_dict(), parameters)
     ds = run_downstream(config, progress=False)
     assert ds.objective.item() == "simmim" and ds.arch.item() == "vit_micro_32" and ds.blocks.item() == 4
     assert ds.input_dataset.item() == "fashion_mnist"  # a config stored without 'dataset': its default
     first = load_checkpoint(seed_checkpoint(config, 0))["source"]
-    save_checkpoint(state, source)  # the pre-training is re-made
-    os.utime(source, ns=(1, 1))  # a different stamp even on coarse clocks
+    os.utime(source, ns=(1, 1))  # the same weights, a fresh clone's file: the same source
+    run_downstream(config, progress=False)
+    assert load_checkpoint(seed_checkpoint(config, 0))["source"] == first
+    torch.manual_seed(1)
+    write_source(config, create_backbone("vit_micro_32").state_dict(), parameters)  # the pre-training is re-made
     run_downstream(config, progress=False)
     assert load_checkpoint(seed_checkpoint(config, 0))["source"] not in (first, None)
+
+
+def write_source(config, backbone_state, parameters):
+    """The committed final weights of ``config``'s pre-training run ``init_from``."""
+    from mimstudy.downstream.finetune import pretrained_weights
+    from mimstudy.models.checkpoints.weights import save_weights
+
+    return save_weights(backbone_state, pretrained_weights(config),
+                        {"arch": parameters["arch"], "img_size": 32, "num_classes": 10, "run_id": config.init_from,
+                         "parameters": parameters})
 
 
 COCO_NAMES = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
@@ -357,10 +371,9 @@ def test_inputs_are_standardised_with_the_pretraining_datasets_statistics(tmp_pa
     """Every task's objective standardises with the checkpoint's dataset (random weights: a parameter)."""
     from mimstudy.data.fashion_mnist import PIXEL_MEAN, PIXEL_STD
     from mimstudy.downstream import tracking
-    from mimstudy.downstream.finetune import finetune_seed, pretrain_checkpoint
+    from mimstudy.downstream.finetune import finetune_seed
     from mimstudy.downstream.got10k import Sequence
     from mimstudy.downstream.inputs import RANDOM_INIT_DATASET, Standardise, dataset_stats, pretraining_dataset
-    from mimstudy.models.checkpoints.state import save_checkpoint
 
     monkeypatch.setattr("mimstudy.data.photo_composites.pixel_stats", lambda folder=None: (0.6, 0.2))
     assert RANDOM_INIT_DATASET == "fashion_mnist_photos"
@@ -385,16 +398,17 @@ def test_inputs_are_standardised_with_the_pretraining_datasets_statistics(tmp_pa
     pairs = tracking.TrackingPairs(torch.rand(8, 2, 32, 32), torch.tensor([[12.0, 12.0, 8.0, 8.0]]).repeat(8, 1))
     boxes = np.array([[28.0, 28.0, 8.0, 8.0]] * 3)
     test = tracking.TrackingSequences([Sequence("s", np.zeros((3, 64, 64), np.float32), boxes)], 32)
-    config = DownstreamConfig(task="tracking", preset="t", runs_dir=str(tmp_path), init_from="src", train_size=8,
-                              test_size=1, epochs=1, batch_size=8, warmup_epochs=0.0, resume=False)
+    config = DownstreamConfig(task="tracking", preset="t", runs_dir=str(tmp_path), results_dir=str(tmp_path),
+                              init_from="src", train_size=8, test_size=1, epochs=1, batch_size=8, warmup_epochs=0.0,
+                              resume=False)
     state = {"config": {"arch": "vit_micro_32", "img_size": 32, "objective": "simmim", "run_id": "src",
                         "dataset": "fashion_mnist"}, "backbone": create_backbone("vit_micro_32").state_dict()}
-    save_checkpoint(state, pretrain_checkpoint(config))
+    write_source(config, state["backbone"], state["config"])
     task, device = get_task("tracking"), torch.device("cpu")
     run = finetune_seed(config, task, pairs, test, 0, [], device, progress=False)
     assert (run.objective.standardise.mean, run.objective.standardise.std) == (PIXEL_MEAN, PIXEL_STD)
     state["config"]["dataset"] = "fashion_mnist_photos"
-    save_checkpoint(state, pretrain_checkpoint(config))
+    write_source(config, state["backbone"], state["config"])
     run = finetune_seed(config, task, pairs, test, 0, [], device, progress=False)
     assert (run.objective.standardise.mean, run.objective.standardise.std) == (0.6, 0.2)
     random = DownstreamConfig(**{**config.to_dict(), "init_from": "random", "arch": "vit_micro_32"})

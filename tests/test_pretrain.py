@@ -9,7 +9,8 @@ from mimstudy.models.checkpoints.state import CheckpointError, load_checkpoint, 
 from mimstudy.config import ConfigError, PretrainConfig
 from mimstudy.training.engine import TrainingDiverged
 from mimstudy.objectives import Supervised
-from mimstudy.training.pretrain import checkpoint_path, history_dataset, load_pretrained_backbone, pretrain
+from mimstudy.models.checkpoints.weights import file_sha256
+from mimstudy.training.pretrain import checkpoint_path, history_dataset, load_pretrained_backbone, pretrain, weights_path
 
 
 def config(tmp_path, **overrides) -> PretrainConfig:
@@ -23,11 +24,19 @@ def config(tmp_path, **overrides) -> PretrainConfig:
 def test_resume_reaches_bitwise_the_same_weights(tmp_path, fashion_dir, objective):
     straight = pretrain(config(tmp_path / "a", objective=objective), progress=False)
     interrupted = config(tmp_path / "b", objective=objective)
-    pretrain(interrupted, progress=False, stop_after_epoch=1)
+    stopped = pretrain(interrupted, progress=False, stop_after_epoch=1)
     assert load_checkpoint(checkpoint_path(interrupted))["epoch"] == 1
+    assert stopped.weights is None and not weights_path(interrupted).exists()  # not the run's end: no final weights
     resumed = pretrain(interrupted, progress=False)
     for (name, a), b in zip(straight.objective.state_dict().items(), resumed.objective.state_dict().values()):
         assert torch.equal(a, b), name
+    # the committed final weights: the same bytes, named with their digest in the run's curves
+    assert resumed.weights == weights_path(interrupted) and resumed.weights_sha256 == straight.weights_sha256
+    curves = resumed.curves(interrupted)
+    assert curves.attrs["weights_sha256"] == resumed.weights_sha256 == file_sha256(resumed.weights)
+    backbone, params = load_pretrained_backbone(resumed.weights)
+    assert params["run_id"] == "r" and all(torch.equal(v, resumed.objective.backbone.state_dict()[k])
+                                           for k, v in backbone.state_dict().items())
     assert [h["train_loss"] for h in straight.history] == [h["train_loss"] for h in resumed.history]
 
 

@@ -144,11 +144,69 @@ def test_without_the_recorded_code_in_git_the_file_rule_decides(repository):
     assert not same_reach("pretrain", dirty, commit, scratch)
     notebook = scratch / "notebooks" / "pretrain.ipynb"
     cells = json.loads(notebook.read_text())
-    cells["cells"].append({"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
-                           "source": ["x = 1\n"]})
+    saving = next(i for i, c in enumerate(cells["cells"]) if "save_result(" in "".join(c["source"]))
+    cells["cells"].insert(saving, {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+                                   "source": ["x = 1\n"]})
     notebook.write_text(json.dumps(cells))
-    assert notebook_source(notebook).endswith("x = 1")
+    assert "x = 1" in notebook_source(notebook)
     assert not same_reach("pretrain", recorded, commit, scratch)  # the notebook's own cells changed
+
+
+def _append_cell(notebook, source):
+    cells = json.loads(notebook.read_text())
+    cells["cells"].append({"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+                           "source": [source]})
+    notebook.write_text(json.dumps(cells))
+
+
+def test_what_cannot_change_a_number_keeps_results_current(repository):
+    """Docstrings, comments, formatting, and the figures a notebook draws after saving its result."""
+    scratch, commit = repository
+    recorded = code_hashes("pretrain", scratch)
+    config = scratch / "mimstudy" / "config.py"
+    text = config.read_text()
+    assert '    def required_runs(self) -> list[str]:\n        """' in text
+    config.write_text(text.replace('    def required_runs(self) -> list[str]:\n        """',
+                                   '    def required_runs(self) -> list[str]:\n        """Reworded. ')
+                      .replace("class PretrainConfig(RunConfig):", "class PretrainConfig(RunConfig):  # a comment"))
+    assert code_hashes("pretrain", scratch) != recorded  # the file's digest changed ...
+    assert same_reach("pretrain", recorded, commit, scratch)  # ... but nothing a number depends on
+    notebook = scratch / "notebooks" / "pretrain.ipynb"
+    _append_cell(notebook, "from mimstudy.atomic import atomic_path\nprint(atomic_path, 'a figure after saving')\n")
+    assert same_reach("pretrain", recorded, commit, scratch)
+    # a definition's body still counts, docstring or not
+    config.write_text(text.replace("class PretrainConfig(RunConfig):", "class PretrainConfig(RunConfig):\n    EXTRA = 1"))
+    assert not same_reach("pretrain", recorded, commit, scratch)
+
+
+def test_a_name_imported_for_figures_only_is_not_reached():
+    notebook = "from mimstudy.config import Pretrain, Downstream\nPretrain().validate()\n"
+    edit = CONFIG.replace('        _require(self.task in TASKS', '        _require(self.task not in TASKS')
+    assert reach(notebook) == reach(notebook, config=edit)  # Downstream imported, never used
+    assert reach(notebook + "Downstream().validate()\n") != reach(notebook + "Downstream().validate()\n", config=edit)
+
+
+@pytest.mark.parametrize("old, new", [
+    ("def _require(ok):\n", 'def _require(ok):\n    """Checks."""\n'),
+    ('class Pretrain:\n', 'class Pretrain:\n    """A config."""\n'),
+])
+def test_docstrings_are_not_code(old, new):
+    assert old in CONFIG
+    assert reach() == reach(config=CONFIG.replace(old, new))
+
+
+def test_a_notebook_counts_up_to_the_cell_that_saves_its_result():
+    from mimstudy.provenance import result_code
+
+    def notebook(*cells):
+        return json.dumps({"cells": [{"cell_type": "code", "source": c} for c in cells]})
+
+    assert result_code(notebook("a = 1", "save_result(a, c)", "plot(a)")) == "a = 1\nsave_result(a, c)"
+    assert result_code(notebook("a = 1", "print(save_dataset(a, p, {}, 'x', 0))", "b")) == \
+        "a = 1\nprint(save_dataset(a, p, {}, 'x', 0))"
+    assert result_code(notebook("a = 1", "b = 2")) == "a = 1\nb = 2"  # saves nothing: all of it
+    # statements reordered before saving are another computation
+    assert reach("x = 1\ny = x\n") != reach("y = x\nx = 1\n")
 
 
 def test_the_runner_keeps_unreached_edits_current(repository, tmp_path, monkeypatch):

@@ -2,7 +2,7 @@ import pytest
 
 from mimstudy.study.cli import main
 from mimstudy.config import ProbeConfig, ConfigError, PretrainConfig, DownstreamConfig
-from mimstudy.training.pretrain import checkpoint_path
+from mimstudy.training.pretrain import checkpoint_path, weights_path
 from mimstudy.results import save_result
 from mimstudy.study.runner import PRESET_DIR, independent_groups, plan, run_preset, select_runs, steps_to_run
 
@@ -75,10 +75,23 @@ def test_runs_may_be_listed_with_parameters(tmp_path):
     assert all(c.required_runs() == [] for c in probes[3:])
 
 
+def fake_weights(config) -> str:
+    """A tiny weights file where pre-training run ``config`` keeps its final weights; its SHA-256."""
+    import torch
+
+    from mimstudy.models.checkpoints.weights import save_weights
+
+    return save_weights({"w": torch.ones(2)}, weights_path(config),
+                        {"arch": "vit_micro_32", "num_classes": 10, "run_id": config.run_id, "parameters": {}})
+
+
 def fake_results(steps, skip=(), checkpoints=True):
     for step in steps:
         if step.name not in skip:
-            save_result(small_dataset(step.config.run_id), step.config)
+            ds = small_dataset(step.config.run_id)
+            if isinstance(step.config, PretrainConfig):
+                ds.attrs["weights_sha256"] = fake_weights(step.config)
+            save_result(ds, step.config)
         if checkpoints and isinstance(step.config, PretrainConfig):
             checkpoint_path(step.config).parent.mkdir(parents=True, exist_ok=True)
             checkpoint_path(step.config).write_bytes(b"")
@@ -124,17 +137,34 @@ def test_a_rerun_model_takes_its_consumers_along(tmp_path):
     assert [s.name for s in steps_to_run(steps)] == ["pretrain/vit_moco", "evaluate/vit_moco", "probes/vit_moco"]
 
 
-def test_probe_rerun_needs_missing_checkpoint_retrained(tmp_path):
+def test_a_rerun_reads_the_committed_weights_without_training_state(tmp_path):
     steps = plan("ci", results_dir=str(tmp_path / "res"), runs_dir=str(tmp_path / "runs"))
-    fake_results(steps, skip={"probes/vit_sup"}, checkpoints=False)
-    assert [s.name for s in steps_to_run(steps)] == ["pretrain/vit_sup", "probes/vit_sup"]
+    fake_results(steps, skip={"probes/vit_sup", "probes/swin_simmim_ft"}, checkpoints=False)
+    assert [s.name for s in steps_to_run(steps)] == ["probes/vit_sup", "probes/swin_simmim_ft"]
 
 
-def test_finetune_rerun_needs_its_source_checkpoint(tmp_path):
+def test_a_trajectory_rerun_needs_the_epoch_snapshots_retrained(tmp_path):
     steps = plan("ci", results_dir=str(tmp_path / "res"), runs_dir=str(tmp_path / "runs"))
-    fake_results(steps, skip={"probes/swin_simmim_ft"}, checkpoints=False)
-    assert [s.name for s in steps_to_run(steps)] == [
-        "pretrain/swin_simmim", "pretrain/swin_simmim_ft", "probes/swin_simmim_ft"]
+    fake_results(steps, skip={"trajectory/vit_sup"}, checkpoints=False)
+    assert [s.name for s in steps_to_run(steps)] == ["pretrain/vit_sup", "trajectory/vit_sup"]
+
+
+def test_a_pretraining_is_current_only_with_the_weights_it_recorded(tmp_path):
+    from mimstudy.study.runner import rerun_reasons
+    from mimstudy.study.staleness import WEIGHTS_NOT_RECORDED
+
+    steps = plan("ci", results_dir=str(tmp_path / "res"), runs_dir=str(tmp_path / "runs"))
+    fake_results(steps)
+    by_name = {s.name: s for s in steps}
+    vit, moco, simmim = by_name["pretrain/vit_sup"], by_name["pretrain/vit_moco"], by_name["pretrain/vit_simmim"]
+    weights_path(vit.config).unlink()
+    weights_path(moco.config).write_bytes(weights_path(moco.config).read_bytes() + b" ")
+    save_result(small_dataset("x"), simmim.config)  # no weights_sha256 recorded
+    reasons = rerun_reasons(steps)
+    assert reasons["pretrain/vit_sup"] == f"final weights missing: {weights_path(vit.config)}"
+    assert reasons["pretrain/vit_moco"] == f"final weights differ from those recorded: {weights_path(moco.config)}"
+    assert reasons["pretrain/vit_simmim"] == WEIGHTS_NOT_RECORDED
+    assert reasons["probes/vit_sup"] == "pretrain/vit_sup re-runs"  # its consumers follow
 
 
 def test_selected_runs_bring_the_pretraining_they_read():

@@ -94,3 +94,47 @@ def downstream_throughput() -> None:
                      f"`{str(ds.attrs.get('git_commit', '?'))[:10]}`). *Ours*: the task's objective through the "
                      "shared fine-tuning loop; *bare*: the same network in a plain loop on a ready batch (detection: "
                      "torchvision's Mask R-CNN on ready target dicts).\n\n" + "\n".join(rows)))
+
+
+def campaign_ledger(preset: str = "cpu") -> None:
+    """The preset's pieces (:mod:`mimstudy.study.ledger`): measured or estimated wall time, and whether
+    each is committed and current."""
+    from mimstudy.study.ledger import ledger, ledger_markdown, preset_pieces
+
+    if not preset_pieces(preset):
+        return
+    rows = ledger(preset, str(results_root()))
+    display(Markdown(f"**The `{preset}` campaign's ledger** (`mimstudy ledger --preset {preset}`; wall times logged "
+                     f"in `results/{preset}/run_log.csv` by the run that made each piece).\n\n"
+                     + ledger_markdown(rows, preset)))
+
+
+MACHINE_FIELDS = ("cpu_model", "torch_cpu_capability", "numerics", "hardware")
+
+
+def machines_by_seed(preset: str = "cpu") -> None:
+    """Which machine made which stored results of ``preset``, by seed: the processor, the CPU code path
+    torch dispatched to and whether the numerics were pinned (:mod:`mimstudy.numerics`)."""
+    from collections import Counter
+
+    from mimstudy.results import stored_attrs
+
+    folder = results_root() / preset
+    made: dict[tuple, Counter] = {}
+    for path in sorted(folder.glob("*/*.nc")):
+        attrs = stored_attrs(path) or {}
+        key = (int(attrs.get("seed", 0)),) + tuple(str(attrs.get(f, "not recorded")) for f in MACHINE_FIELDS)
+        made.setdefault(key, Counter())[path.parent.name] += 1
+    if not made:
+        return
+    rows = ["| seed | processor | torch CPU capability | numerics | hardware | results |", "|---|---|---|---|---|---|"]
+    rows += [f"| {k[0]} | {k[1]} | {k[2]} | {k[3]} | {k[4]} | "
+             + ", ".join(f"{n} {c}" for n, c in sorted(v.items())) + " |" for k, v in sorted(made.items())]
+    display(Markdown(
+        f"**Which machine made which `{preset}` result.** On the CPU a result is bitwise reproducible on "
+        "another machine only with the same numeric code paths: the runner pins ATen, oneDNN and MKL to a "
+        "common x86-64 AVX2 baseline (`mimstudy.numerics`; `numerics` below says whether a result was made "
+        "so), with the same package versions and one torch thread per job (`--jobs 2` on 2 cores). "
+        f"`mimstudy verify --preset {preset} --runs <run id>` re-makes a stored run in a scratch folder and "
+        "reports, per variable, bitwise equal or the largest difference. Results made unpinned on different "
+        "processors differ as much as different training seeds do.\n\n" + "\n".join(rows)))

@@ -33,8 +33,8 @@ from mimstudy.downstream.backbone import block_indices, build_backbone, flat_blo
 from mimstudy.downstream.inputs import RANDOM_INIT_DATASET, dataset_stats, pretraining_dataset
 from mimstudy.downstream.tasks import Task, get_task
 from mimstudy.models.backbones import create_backbone
-from mimstudy.models.checkpoints.state import CheckpointError, load_checkpoint, save_checkpoint
-from mimstudy.objectives.factory import CHECKPOINT_NAME
+from mimstudy.models.checkpoints.state import CheckpointError, load_checkpoint, load_pretrain_checkpoint, save_checkpoint
+from mimstudy.models.checkpoints.weights import file_sha256, weights_file
 from mimstudy.results import load_dataset, result_path
 from mimstudy.training.engine import train_one_epoch
 from mimstudy.training.optim import build_optimizer
@@ -43,11 +43,11 @@ from mimstudy.training.pretrain import epoch_seed
 RESUME_NEUTRAL = {"resume", "results_dir", "runs_dir", "device", "finetune_seeds", "num_examples"}
 
 
-def pretrain_checkpoint(config: DownstreamConfig) -> Path | None:
-    """The checkpoint of the pre-training run ``init_from`` (``None`` for random weights)."""
+def pretrained_weights(config: DownstreamConfig) -> Path | None:
+    """The committed final weights of the pre-training run ``init_from`` (``None`` for random weights)."""
     if config.random_weights:
         return None
-    return Path(config.runs_dir) / config.preset / config.init_from / CHECKPOINT_NAME
+    return weights_file(config.results_dir, config.preset, config.init_from)
 
 
 def run_folder(config: DownstreamConfig) -> Path:
@@ -82,19 +82,17 @@ def scale_head_lr(optimizer: torch.optim.Optimizer, scheduler, backbone: nn.Modu
             scheduler.base_lrs[i] *= scale
 
 
-def source_stamp(checkpoint: Path | None) -> str:
-    """Identifies the pre-training checkpoint a fine-tuning started from (size and modification time)."""
-    if checkpoint is None:
-        return "random"
-    stat = checkpoint.stat()
-    return f"{stat.st_size}:{stat.st_mtime_ns}"
+def source_stamp(weights: Path | None) -> str:
+    """Identifies the pre-trained weights a fine-tuning started from (their SHA-256: a fresh clone's
+    file, with a new modification time, is the same source)."""
+    return "random" if weights is None else file_sha256(weights)
 
 
 def block_count(config: DownstreamConfig, checkpoint: Path | None) -> int:
     """The blocks ``block_order`` may name: every ViT block, a Swin's first stage."""
     arch = config.arch
     if checkpoint is not None:
-        arch = load_checkpoint(checkpoint)["config"]["arch"]
+        arch = load_pretrain_checkpoint(checkpoint)["config"]["arch"]
     return orderable_blocks(create_backbone(arch))
 
 
@@ -116,7 +114,7 @@ def finetune_seed(config: DownstreamConfig, task: Task, train, test, seed: int, 
     ``lr``: a rate of ``lr_grid`` being scored (its own checkpoint); ``None``: ``config.lr``."""
     torch.manual_seed(seed * 7919 + 17)  # head and, for random weights, backbone initialisation
     frozen = config.protocol == "frozen"
-    backbone, pretrained = build_backbone(config.arch, None if config.random_weights else str(pretrain_checkpoint(config)),
+    backbone, pretrained = build_backbone(config.arch, None if config.random_weights else str(pretrained_weights(config)),
                                           config.keep_blocks, order, 0.0 if frozen else config.drop_path)
     if frozen:
         freeze(backbone)
@@ -130,7 +128,7 @@ def finetune_seed(config: DownstreamConfig, task: Task, train, test, seed: int, 
     scale_head_lr(optimizer, scheduler, objective.backbone, config.head_lr_scale)
     path = seed_checkpoint(config, seed, lr)
     history, start = [], 0
-    source = source_stamp(pretrain_checkpoint(config))
+    source = source_stamp(pretrained_weights(config))
     state = load_checkpoint(path) if config.resume and path.is_file() else None
     if state is not None and state.get("source") != source:
         state = None  # the pre-training was re-made since: fine-tune its new weights from the start
@@ -169,9 +167,9 @@ def run_downstream(config: DownstreamConfig, progress: bool = True, random_datas
     backbone's come from its checkpoint); the dataset used is recorded as the coord ``input_dataset``."""
     config.validate()
     task = get_task(config.task)
-    checkpoint = pretrain_checkpoint(config)
+    checkpoint = pretrained_weights(config)
     if checkpoint is not None and not checkpoint.is_file():
-        raise CheckpointError(f"no checkpoint at {checkpoint}: run the pre-training run {config.init_from!r} first "
+        raise CheckpointError(f"no weights at {checkpoint}: run the pre-training run {config.init_from!r} first "
                               f"(mimstudy run --preset {config.preset} --runs {config.run_id})")
     order = block_indices(config.block_order_spec(), block_count(config, checkpoint))
     device = resolve_device(config.device)
@@ -183,7 +181,7 @@ def run_downstream(config: DownstreamConfig, progress: bool = True, random_datas
     runs = {seed: finetune_seed(config, task, train, test, seed, order, device, progress, random_dataset, lr)
             for seed in config.seeds()}
     trivial = task.trivial(train, test)
-    pretrained = {} if checkpoint is None else load_checkpoint(checkpoint)["config"]
+    pretrained = {} if checkpoint is None else load_pretrain_checkpoint(checkpoint)["config"]
     identity = {"objective": pretrained.get("objective", "random"), "arch": pretrained.get("arch", config.arch),
                 "input_dataset": pretraining_dataset(pretrained, random_dataset),
                 "blocks": len(flat_blocks(runs[config.seeds()[0]].objective.backbone)),

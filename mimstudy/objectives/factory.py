@@ -12,6 +12,7 @@ from mimstudy.config import ConfigError, PretrainConfig
 from mimstudy.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from mimstudy.objectives.masking import MaskGenerator
 from mimstudy.models.backbones import create_backbone, in_chans_of, patch_size_of
+from mimstudy.models.checkpoints.weights import weights_file
 from mimstudy.objectives.finetune import classifier_from_checkpoint
 from mimstudy.objectives.moco import MoCoConfig, MoCoV3
 from mimstudy.objectives.simmim import SimMIM
@@ -22,8 +23,9 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 
 def init_checkpoint(config: PretrainConfig) -> Path:
-    """The checkpoint a fine-tuning run starts from: run ``init_from`` of the same preset."""
-    return Path(config.runs_dir) / config.preset / config.init_from / CHECKPOINT_NAME
+    """The weights a fine-tuning run starts from: the committed final weights of run ``init_from`` of
+    the same preset (:func:`mimstudy.models.checkpoints.weights.weights_file`)."""
+    return weights_file(config.results_dir, config.preset, config.init_from)
 
 
 def supervised_augment(config: PretrainConfig, num_classes: int = NUM_CLASSES) -> SupervisedAugment | None:

@@ -19,21 +19,32 @@ whether the edits since a result was made lie wholly outside what its notebook r
   relative import, or a recorded file that git cannot give back as recorded, is not analysed: the
   result then stays stale, as the file-level rule says.
 
+What cannot change a number does not count:
+
+* docstrings (of functions, classes and modules) are left out of the syntax trees compared, and the
+  syntax trees carry no comments, formatting or line numbers;
+* a notebook counts only up to the cell that saves its result
+  (:func:`mimstudy.provenance.result_code`): the figures drawn after it, and what they import, do not;
+* a name a notebook imports counts only where its own statements use it (importing a module still
+  runs, and counts, its statements with effects).
+
 Two versions of the code are the same for a notebook when the set of (file, syntax tree) of the
-statements it reaches is the same in both. The old version is read from git at the commit the
-result records, and each file is checked against the digest recorded for it.
+statements it reaches is the same in both, and the notebook's own statements are the same in the
+same order. The old version is read from git at the commit the result records, and each file
+(the notebook too) is checked against the digest recorded for it.
 """
 
 from __future__ import annotations
 
 import ast
+import copy
 import subprocess
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from mimstudy.provenance import PACKAGE_DIR, _syntax_digest, notebook_source
+from mimstudy.provenance import PACKAGE_DIR, _syntax_digest, notebook_code, result_code
 
 # Decorators that only wrap or describe what they decorate: a definition under them runs nothing at import.
 PURE_DECORATORS = frozenset({
@@ -50,6 +61,21 @@ NOTEBOOK = "<notebook>"
 
 class Unanalysable(Exception):
     """The code cannot be compared at the grain of definitions; the file-level rule decides."""
+
+
+def _is_docstring(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
+
+
+def _dump(node: ast.AST) -> str:
+    """``ast.dump`` of ``node`` without its docstrings (nor those of the definitions inside it)."""
+    if not any(isinstance(n, (*DEFINITIONS, ast.Module)) for n in ast.walk(node)):
+        return ast.dump(node)
+    node = copy.deepcopy(node)
+    for n in ast.walk(node):
+        if isinstance(n, (*DEFINITIONS, ast.Module)) and n.body and _is_docstring(n.body[0]):
+            n.body = n.body[1:] or [ast.Pass()]
+    return ast.dump(node)
 
 
 def _dotted(node: ast.AST) -> str | None:
@@ -77,7 +103,7 @@ def _has_effects(stmt: ast.stmt) -> bool:
     """Does the statement do anything on import beyond binding a name (imports: see :func:`_imports`)?"""
     if isinstance(stmt, (ast.Import, ast.ImportFrom)):
         return False
-    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+    if _is_docstring(stmt):
         return False  # a docstring
     if isinstance(stmt, DEFINITIONS):
         if stmt.name in DYNAMIC_HOOKS:  # a module's own __getattr__ answers names no statement binds
@@ -152,8 +178,22 @@ class _Reach:
         self._pending: deque[tuple[str, int]] = deque()
 
     def run(self, notebook: str) -> frozenset[tuple[str, str]]:
-        for stmt in ast.parse(notebook).body:
+        tree = ast.parse(notebook)
+        self.statements.add((NOTEBOOK, _dump(tree)))  # its statements in their order
+        imported: dict[str, tuple[str, str]] = {}  # a name the notebook imports -> (module, name)
+        for stmt in tree.body:  # imports load their modules; the names they bind count where used
+            if isinstance(stmt, ast.ImportFrom) and stmt.module and stmt.module.split(".")[0] == self.tree.package:
+                self.statements.add((NOTEBOOK, _dump(stmt)))
+                for target in self._targets(NOTEBOOK, stmt):
+                    self._load(target)
+                imported.update({a.asname or a.name: (stmt.module, a.name) for a in stmt.names})
+        for stmt in tree.body:
+            if isinstance(stmt, ast.ImportFrom) and stmt.module and stmt.module.split(".")[0] == self.tree.package:
+                continue
             self._reach(NOTEBOOK, None, stmt)
+            for node in ast.walk(stmt):
+                if isinstance(node, ast.Name) and node.id in imported:
+                    self._name(*imported[node.id])
         while self._pending:
             module, index = self._pending.popleft()
             if (module, index) not in self._reached:
@@ -175,7 +215,7 @@ class _Reach:
                 continue
             for index, stmt in enumerate(parsed.statements):
                 if isinstance(stmt, (ast.Import, ast.ImportFrom)):
-                    self.statements.add((parsed.path, ast.dump(stmt)))
+                    self.statements.add((parsed.path, _dump(stmt)))
                     for target in self._targets(parsed.path, stmt):
                         self._load(target)
                 elif _has_effects(stmt):
@@ -217,7 +257,7 @@ class _Reach:
 
     def _reach(self, module: str, parsed: _Module | None, stmt: ast.stmt) -> None:
         """A statement that runs, or a definition that is used: it and all it names and imports."""
-        self.statements.add((parsed.path if parsed else NOTEBOOK, ast.dump(stmt)))
+        self.statements.add((parsed.path if parsed else NOTEBOOK, _dump(stmt)))
         for node in ast.walk(stmt):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 self._import(parsed.path if parsed else NOTEBOOK, node)
@@ -236,7 +276,8 @@ class _Reach:
 
 
 def reached_statements(notebook: str, tree: CodeTree) -> frozenset[tuple[str, str]]:
-    """``{(file, ast dump)}`` of every statement that running ``notebook`` (source) reaches in ``tree``."""
+    """``{(file, ast dump)}`` of every statement that running ``notebook`` (source: the code that
+    makes its result, :func:`mimstudy.provenance.result_code`) reaches in ``tree``, docstrings left out."""
     return _Reach(tree).run(notebook)
 
 
@@ -279,16 +320,17 @@ def same_reach(notebook: str, recorded: dict[str, str], commit: str, root: str |
     :func:`~mimstudy.provenance.code_hashes`, made at git ``commit``) as in today's code at ``root``?
 
     ``False`` whenever that cannot be shown: the notebook's own cells changed, git lacks the commit,
-    a file differs from its recorded digest, or the code uses a construct this analysis does not follow."""
+    a file (the notebook included) differs from its recorded digest, or the code uses a construct this
+    analysis does not follow."""
     root = Path(root)
     path = f"notebooks/{notebook}.ipynb"
-    if not (root / path).is_file() or path not in recorded:
+    if not (root / path).is_file() or path not in recorded or not commit or commit == "unknown":
         return False
-    source = notebook_source(root / path)
-    if recorded[path] != _syntax_digest(source) or not commit or commit == "unknown":
-        return False
+    old = _git_show(root, commit, path)
     try:
-        return reached_statements(source, recorded_tree(recorded, commit, root)) == \
-            reached_statements(source, current_tree(root))
-    except (Unanalysable, SyntaxError):
+        if old is None or _syntax_digest(notebook_code(old)) != recorded[path]:
+            return False
+        return reached_statements(result_code(old), recorded_tree(recorded, commit, root)) == \
+            reached_statements(result_code((root / path).read_text()), current_tree(root))
+    except (Unanalysable, SyntaxError, ValueError, KeyError):
         return False

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import yaml
 
+from mimstudy import numerics
 from mimstudy.data.fashion_mnist import check_available
-from mimstudy.config import CONFIGS, RANDOM_WEIGHTS, ConfigError, DownstreamConfig, PretrainConfig, RunConfig
+from mimstudy.config import CONFIGS, RANDOM_WEIGHTS, ConfigError, DownstreamConfig, PretrainConfig, RunConfig, TrajectoryConfig
 from mimstudy.downstream.finetune import run_folder
 from mimstudy.models.checkpoints.state import load_checkpoint
 from mimstudy.training.pretrain import checkpoint_path, run_dir, stale_checkpoint_fields
@@ -100,10 +101,12 @@ def plan(preset: str | Path, results_dir: str = "results", runs_dir: str = "runs
     name = spec.pop("name", path.stem)
     spec.pop("description", None)
     spec.pop("executor", None)  # job resources for --executor slurm (mimstudy.study.executor)
+    spec.pop("pieces", None)  # the campaign's ledger (mimstudy.study.ledger)
     seeds = spec.pop("seeds", None)
     unknown = sorted(set(spec) - set(CONFIGS))
     if unknown:
-        raise ConfigError(f"{path}: unknown section(s) {unknown}; sections are notebook names, 'seeds' and 'executor'")
+        raise ConfigError(f"{path}: unknown section(s) {unknown}; sections are notebook names, 'seeds', 'executor' "
+                          "and 'pieces'")
     steps = []
     for notebook, config_cls in CONFIGS.items():
         section = spec.get(notebook) or {}
@@ -226,8 +229,10 @@ def rerun_reasons(steps: list[Step], force: bool = False, checkpoints: bool = Tr
     A result is stale when it is missing, its parameters changed or the code it depends on changed
     (:func:`mimstudy.study.staleness.result_change`), and also when a pre-training run it reads is
     re-run now or was re-made after it (its stored ``created`` time is later): probes of a model
-    that was trained again describe the old model. With ``checkpoints``, a pre-training whose
-    checkpoint is missing runs too when a step that reads it runs.
+    that was trained again describe the old model. A pre-training result is current only with its
+    final weights, as recorded, beside it (:func:`mimstudy.study.staleness.weights_change`). With
+    ``checkpoints``, a pre-training whose checkpoint is missing runs too when a trajectory that reads
+    its epoch snapshots runs (they stay in ``runs/``, not committed).
     """
     code = code or CodeVersions()
     stored: dict[str, dict | None] = {}
@@ -257,9 +262,9 @@ def rerun_reasons(steps: list[Step], force: bool = False, checkpoints: bool = Tr
                     todo[step.name] = f"{p.name} re-runs" if p.name in todo else f"{p.name} was re-made after it"
                     changed = True
                     break
-    if checkpoints:
+    if checkpoints:  # the final weights are results (checked above); the epoch snapshots are not
         for step in reversed(steps):  # consumers come after producers: one backward pass suffices
-            if step.name in todo:
+            if step.name in todo and isinstance(step.config, TrajectoryConfig):
                 for p in producers(step, readable):
                     if (isinstance(p.config, PretrainConfig) and p.name not in todo
                             and not checkpoint_path(p.config).exists()):
@@ -315,6 +320,10 @@ def run_preset(preset: str | Path, force: bool = False, results_dir: str = "resu
     if jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs}")
     steps = select_runs(plan(preset, results_dir, runs_dir), runs)
+    pinned = numerics.pin()  # every notebook kernel started from here on computes on the common baseline
+    if pinned and not dry_run:
+        log("numerics pinned to " + numerics.BASELINE + ": " + ", ".join(f"{k}={v}" for k, v in pinned.items())
+            + f" ({numerics.SWITCH}=native turns this off)")
     reasons = rerun_reasons(steps, force)
     todo = [step for step in steps if step.name in reasons]
     for step in steps:
@@ -373,6 +382,7 @@ def run_in_parallel(preset: str | Path, groups: list[list[str]], jobs: int, forc
     env.setdefault("OMP_NUM_THREADS", threads)
     env.setdefault("MKL_NUM_THREADS", env["OMP_NUM_THREADS"])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["MIMSTUDY_NESTED_RUN"] = "1"  # the outer run logs the piece (mimstudy.study.ledger), not each group
     lock = threading.Lock()
     log(f"running {len(groups)} independent group(s) in {min(jobs, len(groups))} processes "
         f"of {env['OMP_NUM_THREADS']} thread(s) each")

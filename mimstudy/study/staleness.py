@@ -15,7 +15,8 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from mimstudy.config import RunConfig
+from mimstudy.config import PretrainConfig, RunConfig
+from mimstudy.models.checkpoints.weights import file_sha256, weights_file
 from mimstudy import provenance
 from mimstudy.provenance import code_changes, code_hashes
 from mimstudy.study.reachable_code import same_reach
@@ -84,6 +85,23 @@ def code_change(recorded: dict[str, str] | None, current: dict[str, str],
     return "code changed: " + ", ".join(files[:SHOWN_FILES]) + more
 
 
+WEIGHTS_NOT_RECORDED = "final weights not recorded (made before weights were results)"
+
+
+def weights_change(config: PretrainConfig, attrs: dict) -> str | None:
+    """Why a pre-training result's final weights are not those it recorded (missing, not recorded,
+    other bytes), or ``None``: every later step reads them (:mod:`mimstudy.models.checkpoints.weights`)."""
+    recorded = attrs.get("weights_sha256")
+    if not recorded:
+        return WEIGHTS_NOT_RECORDED
+    path = weights_file(config.results_dir, config.preset, config.run_id)
+    if not path.is_file():
+        return f"final weights missing: {path}"
+    if file_sha256(path) != recorded:
+        return f"final weights differ from those recorded: {path}"
+    return None
+
+
 def result_change(config: RunConfig, attrs: dict | None, code: CodeVersions) -> str | None:
     """Why the result stored with ``attrs`` (``None``: no readable result) is not current for
     ``config`` under today's code, or ``None`` when it is current."""
@@ -95,4 +113,5 @@ def result_change(config: RunConfig, attrs: dict | None, code: CodeVersions) -> 
     recorded = code_in(attrs)
     return parameter_change(config, stored) or code_change(
         recorded, code(config.notebook),
-        lambda: code.same_reach(config.notebook, recorded, str(attrs.get("git_commit", ""))))
+        lambda: code.same_reach(config.notebook, recorded, str(attrs.get("git_commit", "")))) or (
+        weights_change(config, attrs) if isinstance(config, PretrainConfig) else None)

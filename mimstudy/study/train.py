@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     device = distributed.setup(config.device)
     main_process = distributed.is_main_process()
 
-    from mimstudy.training.pretrain import history_dataset, pretrain, run_dir
+    from mimstudy.training.pretrain import pretrain, run_dir
     from mimstudy.results import save_result
 
     try:
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             print("checkpoint:", result.checkpoint)
             finished = bool(result.history) and result.history[-1]["epoch"] == config.epochs
             if finished and not no_results:
-                print("saved:", save_result(history_dataset(result.history, config), config))
+                print("saved:", save_result(result.curves(config), config))
     finally:
         distributed.cleanup()
     return 0

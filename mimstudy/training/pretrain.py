@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader
 
 from mimstudy import distributed
 from mimstudy.models.checkpoints.state import CheckpointError, load_checkpoint, load_pretrain_checkpoint, save_checkpoint
+from mimstudy.models.checkpoints.weights import save_weights, weights_file
 from mimstudy.config import ConfigError, PretrainConfig
 from mimstudy.data import MEMORY_DATASETS, memory_splits
 from mimstudy.data.fashion_mnist import DatasetError
@@ -55,6 +56,13 @@ def run_dir(config: PretrainConfig) -> Path:
 
 def checkpoint_path(config: PretrainConfig) -> Path:
     return run_dir(config) / CHECKPOINT_NAME
+
+
+def weights_path(config) -> Path:
+    """The run's committed final weights: ``<results_dir>/<preset>/weights/<run_id>.safetensors``.
+
+    ``config``: any run config naming the run (``results_dir``, ``preset``, ``run_id``)."""
+    return weights_file(config.results_dir, config.preset, config.run_id)
 
 
 def epoch_checkpoint_path(config: PretrainConfig, epoch: int) -> Path:
@@ -128,6 +136,15 @@ class PretrainResult:
     objective: nn.Module
     history: list[dict[str, float]]
     checkpoint: Path
+    weights: Path | None = None  # the final weights (None: the run stopped before its end)
+    weights_sha256: str = ""
+
+    def curves(self, config: PretrainConfig) -> xr.Dataset:
+        """:func:`history_dataset`, naming the final weights and their SHA-256 in its attributes."""
+        ds = history_dataset(self.history, config)
+        if self.weights is not None:
+            ds.attrs.update(weights_file=self.weights.as_posix(), weights_sha256=self.weights_sha256)
+        return ds
 
 
 def stale_checkpoint_fields(config: PretrainConfig, state: dict) -> list[str]:
@@ -228,7 +245,17 @@ def pretrain(config: PretrainConfig, device: str | torch.device | None = None, p
                 checkpoint_path(config),
             )
         distributed.barrier()  # the checkpoint of this epoch is complete before any process goes on
-    return PretrainResult(objective, history, checkpoint_path(config))
+    if stop_after_epoch is not None and len(history) < config.epochs and not cap:
+        return PretrainResult(objective, history, checkpoint_path(config))  # not the run's end: no final weights
+    digest = ""
+    if distributed.is_main_process():
+        info = {"arch": config.arch, "img_size": config.img_size, "run_id": config.run_id,
+                "num_classes": int(data.num_classes),
+                # not where it ran or was written: the same weights are the same bytes wherever made
+                "parameters": {k: v for k, v in config.to_dict().items() if k not in RESUME_NEUTRAL}}
+        digest = save_weights(objective.backbone.state_dict(), weights_path(config), info)
+    distributed.barrier()
+    return PretrainResult(objective, history, checkpoint_path(config), weights_path(config), digest)
 
 
 def kept_snapshots(config) -> list[tuple[int, Path]]:

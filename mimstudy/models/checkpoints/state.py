@@ -43,7 +43,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def load_pretrain_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint written by :func:`mimstudy.training.pretrain.pretrain`: it must hold 'backbone' and 'config'."""
+    """A checkpoint written by :func:`mimstudy.training.pretrain.pretrain`: it must hold 'backbone' and
+    'config'. A ``.safetensors`` path is a run's committed final weights
+    (:func:`mimstudy.models.checkpoints.weights.as_pretrain_checkpoint`), read in the same shape."""
+    if Path(path).suffix == ".safetensors":
+        from mimstudy.models.checkpoints.weights import as_pretrain_checkpoint
+
+        return as_pretrain_checkpoint(path)
     state = load_checkpoint(path)
     if "backbone" not in state or "config" not in state:
         raise CheckpointError(f"{path} is not a mimstudy pre-training checkpoint (no 'backbone'/'config' entries)")

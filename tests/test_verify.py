@@ -1,0 +1,51 @@
+"""mimstudy verify: stored results re-made in a scratch folder and compared value by value."""
+
+import numpy as np
+import pytest
+
+from mimstudy.study.verify import compare_arrays
+
+
+@pytest.mark.parametrize("a, b, equal, max_abs, differing", [
+    ([1.0, np.nan], [1.0, np.nan], True, 0.0, 0),  # NaN where NaN is equal
+    ([1.0, 2.0], [1.0, 2.5], False, 0.5, 1),
+    ([0.0], [-0.0], False, 0.0, 1),  # the same number, other bits
+    ([1.0, np.nan], [1.0, 3.0], False, 0.0, 1),  # NaN against a number: differs, no finite gap
+    (["a", "b"], ["a", "c"], False, float("nan"), 1),
+    ([1, 2], [1, 2], True, 0.0, 0),
+])
+def test_arrays_compare_bitwise(a, b, equal, max_abs, differing):
+    found = compare_arrays("x", np.array(a), np.array(b))
+    assert found.equal is equal and found.differing == differing
+    assert (np.isnan(found.max_abs) and np.isnan(max_abs)) or found.max_abs == max_abs
+    assert ("bitwise equal" in found.line()) is equal
+
+
+def test_arrays_of_other_shapes_or_types_are_not_comparable():
+    for a, b in ((np.zeros(2), np.zeros(3)), (np.zeros(2, np.float32), np.zeros(2)), (np.zeros(2), None)):
+        found = compare_arrays("x", a, b)
+        assert not found.equal and np.isinf(found.max_abs) and "not comparable" in found.line()
+
+
+def test_a_stored_run_remade_is_bitwise_equal(ci_results, tmp_path, capsys):
+    """The ci preset's results (made by the runner, pinned) re-made from nothing: every value, and the
+    final weights, bitwise the same. A changed stored value is found and reported."""
+    from mimstudy.results import load_dataset
+    from mimstudy.study.cli import main
+
+    import shutil
+
+    results = str(tmp_path / "stored")
+    shutil.copytree(ci_results[0], results)  # the session's ci results stay untouched
+    assert main(["verify", "--preset", "ci", "--runs", "sweep_r40_p4", "--results-dir", results,
+                 "--scratch", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "weights/sweep_r40_p4.safetensors: blocks.0.attn.qkv.weight" in out and " differ" not in out
+    stored = f"{results}/ci/probes/sweep_r40_p4.nc"
+    ds = load_dataset(stored)
+    name = next(n for n in ds.data_vars if ds[n].dtype.kind == "f")
+    ds[name].values.flat[0] += 1.0
+    ds.to_netcdf(stored, engine="h5netcdf")
+    assert main(["verify", "--preset", "ci", "--runs", "sweep_r40_p4", "--results-dir", results,
+                 "--scratch", str(tmp_path / "b")]) == 1
+    assert f"differs         {stored}: {name}: max |diff| 1 in 1 of" in capsys.readouterr().out
