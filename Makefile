@@ -12,7 +12,7 @@ PRESET ?= quick
 JOBS   ?= 2
 STAMP  := $(VENV)/.installed
 
-.PHONY: study test install data browser book plan benchmark clean-book
+.PHONY: study test test-fast install data browser book plan benchmark clean-book
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,8 @@ browser:  # headless Chromium for the book's browser check (tests/test_browser.p
 
 study: install data
 	$(BIN)/mimstudy run --preset $(PRESET) --jobs $(JOBS)
-	$(BIN)/python -m mimstudy.study.regime --pilot $(PRESET)  # per seed: the SimMIM gates' hand baselines
+	$(BIN)/python -m mimstudy.study.regime --pilot $(PRESET)  # per seed: the SimMIM gates' hand baselines (skipped when current)
+	$(BIN)/python -m mimstudy.study.concept_ladder  # Section 4.1's measured ladder (skipped when current)
 	$(MAKE) book
 
 plan: install
@@ -41,6 +42,9 @@ book: install
 
 test: install data browser
 	$(BIN)/python -m pytest
+
+test-fast: install data  # the unit tests, for the edit-test loop (not the ci preset, the book or the browser)
+	$(BIN)/python -m pytest -m "not slow" -q
 
 benchmark: install data
 	$(BIN)/python benchmarks/train_throughput.py

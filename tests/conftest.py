@@ -71,19 +71,65 @@ requires_real_data = pytest.mark.skipif(
 )
 
 
+SLOW_FIXTURES = {"ci_results", "committed_book"}  # each runs the ci preset or builds the book
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that run the ci preset, build the book or open it in a browser are ``slow``
+    (``make test-fast`` leaves them out; ``make test`` and CI run everything)."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+def nbval_preset(preset: str, root: Path, jobs: int = 2) -> list[subprocess.CompletedProcess]:
+    """Every step of ``preset`` executed under nbval (``pytest --nbval-lax``), as CI validates notebooks:
+    each notebook prepared by papermill with its step's parameters, the independent groups of runs
+    (:func:`~mimstudy.study.runner.independent_groups`) split over ``jobs`` pytest processes of one torch
+    thread each, each group in the runner's order, with the runner's pinned numerics. Results go to
+    ``root/results`` and ``root/runs`` exactly as ``mimstudy run`` would write them."""
+    import papermill
+
+    from mimstudy.numerics import pinned_environment
+    from mimstudy.study.runner import NOTEBOOK_DIR, independent_groups, plan
+
+    steps = plan(preset, results_dir=str(root / "results"), runs_dir=str(root / "runs"))
+    shares: list[list[str]] = [[] for _ in range(jobs)]
+    for i, group in enumerate(independent_groups(steps)):
+        shares[i % jobs].extend(group)
+    prepared = root / "prepared"
+    prepared.mkdir()
+    commands = []
+    for j, share in enumerate(shares):
+        paths = []
+        for i, step in enumerate(s for s in steps if s.config.run_id in share):
+            out = prepared / f"{j}_{i:03d}_{step.notebook}_{step.config.run_id}.ipynb"
+            papermill.execute_notebook(str(NOTEBOOK_DIR / f"{step.notebook}.ipynb"), str(out),
+                                       parameters=step.config.to_dict(), prepare_only=True)
+            paths.append(str(out))
+        if paths:
+            commands.append([sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",
+                             "-c", str(prepared / "pytest.ini"), *paths])
+    (prepared / "pytest.ini").write_text("[pytest]\n")
+    env = {**os.environ, **pinned_environment(), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    processes = [subprocess.Popen(c, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for c in commands]
+    return [subprocess.CompletedProcess(p.args, p.wait(timeout=1800), p.stdout.read(), "") for p in processes]
+
+
 @pytest.fixture(scope="session")
 def ci_results(tmp_path_factory):
-    """The ``ci`` preset executed once through the runner (papermill), in two parallel ``mimstudy run``
-    processes as ``make study`` runs presets: ``(results_dir, runs_dir)``."""
-    from mimstudy.study.runner import run_preset
-
+    """The ``ci`` preset executed once, every notebook under nbval (:func:`nbval_preset`), in two
+    processes as ``make study`` runs presets: ``(results_dir, runs_dir)``. The runner's own execution
+    (papermill) is tested by ``mimstudy verify`` re-making a run (tests/test_verify.py) and its skipping
+    of current results by tests/test_runner.py, on these results."""
     if not real_data_available():
         pytest.skip("Fashion-MNIST not installed (make data, or set MIMSTUDY_DATA)")
     root = tmp_path_factory.mktemp("ci-preset")
-    results, runs = str(root / "results"), str(root / "runs")
-    executed = run_preset("ci", results_dir=results, runs_dir=runs, log=lambda *_: None, jobs=2)
-    assert executed, "a fresh results folder must execute every step"
-    return results, runs
+    for run in nbval_preset("ci", root):
+        assert run.returncode == 0, "nbval failed on the ci preset:\n" + run.stdout[-6000:]
+    return str(root / "results"), str(root / "runs")
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,10 +147,24 @@ def build_book(out: Path, **env) -> Path:
     return out / "_build" / "html"
 
 
+BOOK_PRESETS = ("cpu", "quick", "gpu")  # the committed presets the book shows
+
+
 @pytest.fixture(scope="session")
-def committed_book(tmp_path_factory) -> Path:
-    """The book built once per session from the committed results (``cpu``, ``quick``, ``gpu``, those present): its html folder."""
+def committed_book(tmp_path_factory, request) -> Path:
+    """The book built once per session: from the committed results (``cpu``, ``quick``, ``gpu``, those
+    present) and, where Fashion-MNIST is installed, the fresh ``ci`` run (:func:`ci_results`) beside
+    them, so that one build serves the committed-results test, the fresh-run test and the browser
+    check: its html folder."""
     if not (ROOT / "results" / "quick" / "probes").is_dir():
         pytest.skip("no committed quick results")
-    return build_book(tmp_path_factory.mktemp("book"), MIMSTUDY_RESULTS_DIR=str(ROOT / "results"),
-                      MIMSTUDY_BOOK_PRESET="cpu,quick,gpu")
+    folder = tmp_path_factory.mktemp("book-results")
+    for entry in (ROOT / "results").iterdir():
+        (folder / entry.name).symlink_to(entry)
+    presets = list(BOOK_PRESETS)
+    if real_data_available():
+        results, _ = request.getfixturevalue("ci_results")
+        (folder / "ci").symlink_to(Path(results) / "ci")
+        presets.append("ci")
+    return build_book(tmp_path_factory.mktemp("book"), MIMSTUDY_RESULTS_DIR=str(folder),
+                      MIMSTUDY_BOOK_PRESET=",".join(presets))

@@ -3,17 +3,9 @@
 import re
 from pathlib import Path
 
-from .conftest import build_book
+from .conftest import BOOK_PRESETS, real_data_available
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def build(out: Path, **env) -> str:
-    return (build_book(out, **env) / "book" / "attention_distance.html").read_text()
-
-
-def verdict_of(page: str) -> str:
-    return verdicts_of(page)[0]
 
 
 def verdicts_of(page: str) -> list[str]:
@@ -28,8 +20,9 @@ def headings_of(page: str) -> list[str]:
 
 def test_book_builds_from_committed_results(committed_book):
     page = (committed_book / "book" / "attention_distance.html").read_text()
-    shown = [p for p in ("cpu", "quick", "gpu") if (ROOT / "results" / p / "probes").is_dir()]
-    assert headings_of(page) == shown and verdicts_of(page) == shown
+    shown = [p for p in BOOK_PRESETS if (ROOT / "results" / p / "probes").is_dir()]
+    fresh = ["ci"] if real_data_available() else []  # the fresh ci run, built into the same book
+    assert headings_of(page) == shown + fresh and verdicts_of(page) == shown + fresh
     assert "Traceback" not in page
     # wide tables scroll inside the column (book/_ext/static/tables.css), never clipped at its edge
     assert "_static/tables.css" in page and (committed_book / "_static" / "tables.css").is_file()
@@ -39,12 +32,16 @@ def test_book_builds_from_committed_results(committed_book):
     assert "not run" in scorecard and "undetermined" in scorecard and "attention_distance.html" in scorecard
     assert "<table" in page and "data:image/png" in page or "<img" in page
     # compact provenance (one line, the record collapsed) and the commands that re-make the chapter
-    assert page.count("<strong>Provenance.</strong>") == len(shown) and page.count("<details>") >= len(shown)
+    assert page.count("<strong>Provenance.</strong>") == len(shown + fresh) and page.count("<details>") >= len(shown)
     assert "Re-make these results" in page and "papermill" in page
 
 
-def test_book_builds_from_a_fresh_ci_run(tmp_path, ci_results):
-    results, _ = ci_results
-    # gpu has no results in this folder: the book leaves it out
-    page = build(tmp_path, MIMSTUDY_RESULTS_DIR=results, MIMSTUDY_BOOK_PRESET="ci,gpu")
-    assert verdict_of(page) == "ci" and headings_of(page) == ["ci"]
+def test_the_book_shows_only_presets_with_results(tmp_path, monkeypatch):
+    from mimstudy.book.pages import book_presets
+
+    (tmp_path / "ci").mkdir()
+    monkeypatch.setenv("MIMSTUDY_RESULTS_DIR", str(tmp_path))
+    monkeypatch.setenv("MIMSTUDY_BOOK_PRESET", "ci,gpu")
+    assert book_presets() == ["ci"]  # gpu has no results in this folder: the book leaves it out
+    monkeypatch.setenv("MIMSTUDY_BOOK_PRESET", "gpu,quick")
+    assert book_presets() == ["gpu"]  # none has: the first listed, so that loading it says what is missing

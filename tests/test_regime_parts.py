@@ -209,7 +209,7 @@ def test_pilot_summarises_one_seed_of_a_preset(tmp_path):
     torch.manual_seed(0)
     images = torch.randn(4, 1, 32, 32)
     params = dict(epochs=2, train_size=256, batch_size=128, arch="vit_micro_32_sincos", dataset="fashion_mnist_photos",
-                  val_size=32, seed=0, mask_ratio=0.6, mask_patch_size=8)
+                  val_size=32, seed=0, mask_ratio=0.6, mask_patch_size=8, img_size=32)
 
     def curves(objective, accuracy):
         data = {"seconds": ("epoch", [10.0, 12.0]), "images_per_s": ("epoch", [25.0, 21.0]),
@@ -232,7 +232,13 @@ def test_pilot_summarises_one_seed_of_a_preset(tmp_path):
     _store(tmp_path, "evaluate", "sup-s0", evaluation, params)
     _store(tmp_path, "probes", "sup-s0", probes("supervised"), params)
     _store(tmp_path, "probes", "random-s0", probes("random"), params)
-    ds = xr.open_dataset(pilot("pilot", 0, str(tmp_path)))
+    path, made = pilot("pilot", 0, str(tmp_path))
+    assert made and pilot("pilot", 0, str(tmp_path)) == (path, False)  # current: kept, not re-written
+    created = xr.open_dataset(path).attrs["created"]
+    assert pilot("pilot", 0, str(tmp_path), force=True) == (path, True)
+    _store(tmp_path, "probes", "random-s0", probes("random"), params)  # an input re-made: the pilot follows
+    assert pilot("pilot", 0, str(tmp_path))[1] and created
+    ds = xr.open_dataset(path)
     assert sorted(ds["model"].values) == ["mim-s0", "sup-s0"]  # seed 1 is not this pilot's
     sup, mim = ds.sel(model="sup-s0"), ds.sel(model="mim-s0")
     assert int(sup["steps"]) == 4 and int(sup["images_seen"]) == 512 and float(sup["train_seconds"]) == 22.0
@@ -274,3 +280,28 @@ def test_the_data_rationale_is_measured_stored_and_rendered(tmp_path):
     assert float(photos.position_mean_l1.mean()) > float(photos.nearest_visible_l1.mean())
     text = rationale_markdown(ds)
     assert "200 training and 200 test images" in text and "of 40 random raw crops" in text
+
+
+def test_the_simmim_gates_baselines_see_the_models_own_validation_masks(tmp_path, fashion_dir):
+    """The hand predictors are scored on the pixels the model's validation l1 was: the model's l1 on
+    the replayed images and masks equals the validation loss its run recorded (other masks would not)."""
+    from mimstudy.config import PretrainConfig
+    from mimstudy.study.regime import masked_pixel_baselines, validation_masks
+    from mimstudy.training.pretrain import pretrain
+
+    config = PretrainConfig.from_dict(dict(preset="t", run_id="mim", objective="simmim", arch="vit_micro_32",
+                                           runs_dir=str(tmp_path), results_dir=str(tmp_path), seed=3, train_size=128,
+                                           val_size=80, epochs=1, batch_size=32, warmup_epochs=0.0))
+    result = pretrain(config, progress=False)
+    params = config.to_dict()
+    images, masks, train = validation_masks(params)
+    assert images.shape[0] == masks.shape[0] == 80 and train.shape[0] == 128
+    objective = result.objective.eval()
+    with torch.no_grad():
+        replayed = objective(images, mask=masks)[0].item()
+        other = objective(images, mask=torch.roll(masks, 1, dims=0))[0].item()
+    recorded = result.history[-1]["val_loss"]
+    assert replayed == pytest.approx(recorded, rel=1e-5) and other != pytest.approx(recorded, rel=1e-5)
+    baselines = masked_pixel_baselines(params)
+    assert set(baselines) == {"nearest_visible_l1", "visible_mean_l1", "position_mean_l1"}
+    assert baselines == masked_pixel_baselines({**params, "run_id": "again"})  # deterministic

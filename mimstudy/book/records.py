@@ -25,11 +25,10 @@ def run_records(ds: xr.Dataset) -> dict[str, dict]:
 @lru_cache(maxsize=None)
 def _preset_currency(preset: str, results_dir: str) -> tuple[frozenset[str], dict[str, str]]:
     """The step names of ``preset`` and the reasons its stale results are stale (computed once)."""
-    from mimstudy.study.runner import plan, rerun_reasons  # imports torch: only when a page asks
+    from mimstudy.study.runner import currency  # imports torch: only when a page asks
 
-    steps = plan(preset, results_dir=results_dir)
     # stale results only: the checkpoints needed to re-make them are no concern of the book
-    return frozenset(step.name for step in steps), rerun_reasons(steps, checkpoints=False)
+    return currency(preset, results_dir)
 
 
 def stale_reasons(ds: xr.Dataset, notebook: str, results_dir: str | Path) -> dict[str, str]:

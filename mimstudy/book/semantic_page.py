@@ -12,7 +12,7 @@ from IPython.display import Markdown, display
 from mimstudy.book.evidence import PresetResults
 from mimstudy.book.geometric_claims import find_runs, full_models, scores
 from mimstudy.book.geometric_page import cell, show_figure, show_verdicts
-from mimstudy.book.pages import PAPER_LABELS, provenance_markdown
+from mimstudy.book.pages import PAPER_LABELS, provenance_markdown, results_root
 from mimstudy.book.rendering import Judged
 from mimstudy.book.semantic_claims import LEVELS, METRICS
 
@@ -23,10 +23,16 @@ TASK_LABELS = {**{level: f"CoG L{i}" for i, level in enumerate(LEVELS, start=1)}
 
 
 def ladder_markdown() -> str:
-    """The ladder's order measured now (:func:`mimstudy.downstream.concepts.concept_separability`)."""
-    from mimstudy.downstream.concepts import CONCEPT_SETS, LADDER, concept_separability, measured_ladder
+    """The ladder's measured order, as stored (:mod:`mimstudy.study.concept_ladder`)."""
+    from mimstudy.downstream.concepts import CONCEPT_SETS, LADDER, measured_ladder
+    from mimstudy.study.concept_ladder import stored_ladder
 
-    measured = concept_separability((*LADDER, "garments"))
+    ds, current = stored_ladder(results_root())
+    if ds is None:
+        return ("The ladder's measured order is not stored: run `python -m mimstudy.study.concept_ladder` "
+                "(it writes `results/concepts/ladder.nc`).")
+    measured = {str(n): {"probe": float(ds["probe"].sel(concept_set=n)), "nmi": float(ds["nmi"].sel(concept_set=n))}
+                for n in ds["concept_set"].values}
     rows = ["| level | concept set | what | probe accuracy on the seen-class logits | NMI with the predicted seen class |",
             "|---|---|---|---|---|"]
     for name in measured_ladder(measured):
@@ -34,8 +40,10 @@ def ladder_markdown() -> str:
         rows.append(f"| {level} | {name} | {CONCEPT_SETS[name].what} | {measured[name]['probe']:.2f} | "
                     f"{measured[name]['nmi']:.2f} |")
     agrees = measured_ladder({k: v for k, v in measured.items() if k in LADDER}) == LADDER
+    stale = "" if current else ("\n\n**Stale**: the code that measures the ladder changed since it was stored; "
+                                "re-make it with `python -m mimstudy.study.concept_ladder`.")
     return "\n".join(rows) + ("\n\nThe levels L1–L5 follow this measured order." if agrees else
-                              "\n\n**The levels L1–L5 do not follow this order today**: the ladder must be re-cut.")
+                              "\n\n**The levels L1–L5 do not follow this order today**: the ladder must be re-cut.") + stale
 
 
 def scores_markdown(runs: xr.Dataset, arch: str, protocol: str) -> str:

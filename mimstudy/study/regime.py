@@ -26,6 +26,7 @@ set's mean image at that position). Seed 0 of the claim-carrying preset is the p
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import sys
 import tempfile
@@ -37,7 +38,10 @@ import xarray as xr
 
 from mimstudy.config import RANDOM_WEIGHTS, PretrainConfig
 from mimstudy.data import memory_splits, photo_composites
+from mimstudy.data.sampling import ShardedBatches
+from mimstudy.distributed import sample_rows
 from mimstudy.models.backbones import create_backbone, patch_size_of
+from mimstudy.models.checkpoints.weights import file_sha256
 from mimstudy.objectives.masking import MaskGenerator
 from mimstudy.objectives.simmim import SimMIM
 from mimstudy.probes import probe_model
@@ -130,18 +134,32 @@ WEIGHTS = ("pretrained", "random_init", "raw_pixels")
 POOLS = ("head", "patch_mean")
 
 
-def masked_pixel_baselines(params: dict, images: int = 2000) -> dict[str, float]:
-    """The hand-made predictors' masked-pixel l1 on the first ``images`` validation images of a
-    SimMIM run (``params``: its stored parameters), masked as its validation was (same generator,
-    same mask ratio and patch): nearest visible pixel, visible mean, and the position prior (the mean
-    training image, 5,000 images)."""
-    patch = patch_size_of(create_backbone(params["arch"]))
-    splits = memory_splits(params["dataset"], min(int(params["train_size"]), 5000), int(params["val_size"]), 1,
+def validation_masks(params: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(images, masks, training images)`` of a SimMIM run's validation pass (``params``: its stored
+    parameters), replayed: the same validation split, batches and mask draws as
+    :func:`mimstudy.training.engine.evaluate` made them (its random stream seeded by the run's seed,
+    one mask draw per batch, nothing else drawing in eval mode), so a hand-made predictor scored on
+    them is scored on exactly the pixels the model's validation l1 was."""
+    splits = memory_splits(params["dataset"], int(params["train_size"]), int(params["val_size"]), test_size=None,
                            seed=int(params["seed"]))
-    x = splits.val.tensors[0][:images]
-    generator = MaskGenerator(x.shape[-1], int(params["mask_patch_size"]), patch, float(params["mask_ratio"]))
-    mask = generator(x.shape[0], generator=torch.Generator().manual_seed(0))
-    return baseline_l1(x, mask, patch, prior=splits.train.tensors[0].mean(0, keepdim=True))
+    generator = MaskGenerator(int(params["img_size"]), int(params["mask_patch_size"]),
+                              patch_size_of(create_backbone(params["arch"])), float(params["mask_ratio"]))
+    images, masks = [], []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(params["seed"]))
+        for batch, _ in ShardedBatches(splits.val, int(params["batch_size"]), shuffle=False, drop_last=False):
+            images.append(batch)
+            masks.append(sample_rows(generator, batch.shape[0]))
+    return torch.cat(images), torch.cat(masks), splits.train.tensors[0]
+
+
+def masked_pixel_baselines(params: dict) -> dict[str, float]:
+    """The hand-made predictors' masked-pixel l1 on a SimMIM run's own validation images and masks
+    (:func:`validation_masks`): nearest visible pixel, visible mean, and the position prior (the mean
+    image of the run's training split)."""
+    images, masks, train = validation_masks(params)
+    patch = patch_size_of(create_backbone(params["arch"]))
+    return baseline_l1(images, masks, patch, prior=train.mean(0, keepdim=True))
 
 
 def pilot_row(curves: xr.Dataset, evaluate: xr.Dataset | None, probes: xr.Dataset | None,
@@ -179,8 +197,23 @@ def stored_seeds(preset: str, results_dir: str = "results") -> list[int]:
     return sorted({int((stored_attrs(p) or {}).get("seed", 0)) for p in folder.glob("*.nc")})
 
 
-def pilot(preset: str, seed: int = 0, results_dir: str = "results") -> Path:
-    """The pilot table of ``preset``'s seed ``seed`` (module docstring), saved under ``results/regime``."""
+def pilot_inputs_digest(paths: list[Path]) -> str:
+    """A digest of what a pilot is made from: the stored files it reads (their bytes) and the code that
+    reads them (the syntax of this module and every package module it imports)."""
+    from mimstudy.provenance import _file_facts, code_closure
+
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(path.name.encode() + b"\0" + file_sha256(path).encode())
+    for path in code_closure(Path(__file__).read_text()):
+        digest.update(path.name.encode() + b"\0" + _file_facts(path, "mimstudy")[0].encode())
+    return digest.hexdigest()
+
+
+def pilot(preset: str, seed: int = 0, results_dir: str = "results", force: bool = False) -> tuple[Path, bool]:
+    """The pilot table of ``preset``'s seed ``seed`` (module docstring), saved under ``results/regime``:
+    ``(path, made)``. A stored pilot made from the same stored results and code is current and kept
+    (``made`` false) unless ``force``."""
     root = Path(results_dir) / preset
 
     def of_seed(notebook: str) -> list[Path]:
@@ -191,6 +224,12 @@ def pilot(preset: str, seed: int = 0, results_dir: str = "results") -> Path:
     if not runs:
         raise FileNotFoundError(f"no pre-training results of seed {seed} under {root / 'pretrain'}: "
                                 f"run `mimstudy run --preset {preset} --runs '*-s{seed}'` first")
+
+    out = Path(results_dir) / "regime" / "pilot" / f"{preset}_s{seed}.nc"  # beside, not among, the trials
+    inputs = [p for notebook in ("pretrain", "evaluate", "probes") for p in of_seed(notebook)]
+    digest = pilot_inputs_digest(inputs)
+    if not force and (stored_attrs(out) or {}).get("inputs_digest") == digest:
+        return out, False
 
     def maybe(notebook: str, run: str) -> xr.Dataset | None:
         path = root / notebook / f"{run}.nc"
@@ -220,8 +259,8 @@ def pilot(preset: str, seed: int = 0, results_dir: str = "results") -> Path:
     ds = xr.Dataset(data, coords={"model": runs, "layer": list(range(layers)),
                                   "objective": ("model", [r["objective"] for r in rows]),
                                   "arch": ("model", [r["arch"] for r in rows])})
-    path = Path(results_dir) / "regime" / "pilot" / f"{preset}_s{seed}.nc"  # beside, not among, the trials
-    return save_dataset(ds, path, {"preset": preset, "seed": seed, "runs": ",".join(runs)}, "regime", seed)
+    ds.attrs["inputs_digest"] = digest
+    return save_dataset(ds, out, {"preset": preset, "seed": seed, "runs": ",".join(runs)}, "regime", seed), True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.pilot:
         for seed in [args.seed] if args.seed is not None else stored_seeds(args.pilot, args.results_dir):
-            print(f"pilot: {pilot(args.pilot, seed, args.results_dir)}")
+            path, made = pilot(args.pilot, seed, args.results_dir, force=args.force)
+            print(f"pilot: {path}" + ("" if made else " is current (made from the same stored results and code; "
+                                                     "--force re-makes it)"))
         return 0
     if args.rationale:
         from mimstudy.study.data_rationale import save_rationale

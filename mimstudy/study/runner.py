@@ -10,8 +10,10 @@ missing (checkpoints are not committed).
 
 from __future__ import annotations
 
-import os
 import fnmatch
+import hashlib
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -24,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from mimstudy import numerics
+from mimstudy.atomic import atomic_path
 from mimstudy.data.fashion_mnist import check_available
 from mimstudy.config import CONFIGS, RANDOM_WEIGHTS, ConfigError, DownstreamConfig, PretrainConfig, RunConfig, TrajectoryConfig
 from mimstudy.downstream.finetune import run_folder
@@ -270,6 +273,37 @@ def rerun_reasons(steps: list[Step], force: bool = False, checkpoints: bool = Tr
                             and not checkpoint_path(p.config).exists()):
                         todo[p.name] = f"{CHECKPOINT_NEEDED}{step.name} ({checkpoint_path(p.config)} is missing)"
     return {step.name: todo[step.name] for step in steps if step.name in todo}
+
+
+def currency(preset: str | Path, results_dir: str = "results") -> tuple[frozenset[str], dict[str, str]]:
+    """The step names of ``preset`` and why each of its stale results is stale (:func:`rerun_reasons`,
+    checkpoints aside), kept on disk for other processes (the book's pages each ask it) under a digest
+    of everything the answer depends on: the preset file, the package's and notebooks' sources and
+    every stored file of the preset. Without a cache folder (``$MIMSTUDY_REACH_CACHE=off``) it is computed."""
+    from mimstudy.study.staleness import reach_cache
+
+    steps = plan(preset, results_dir=results_dir)
+    names = frozenset(step.name for step in steps)
+    folder = reach_cache()
+    if folder is None:
+        return names, rerun_reasons(steps, checkpoints=False)
+    digest = hashlib.sha256(str(Path(results_dir).resolve()).encode())
+    stored = Path(results_dir) / (steps[0].config.preset if steps else Path(preset).stem)
+    files = [preset_file(preset)] + sorted(REPO_ROOT.glob("mimstudy/**/*.py")) + sorted(NOTEBOOK_DIR.glob("*.ipynb")) \
+        + sorted(p for p in stored.rglob("*") if p.is_file() and p.suffix != ".ipynb")
+    for path in files:
+        digest.update(str(path).encode() + b"\0" + path.read_bytes())
+    cached = folder / f"currency-{digest.hexdigest()}.json"
+    if cached.is_file():
+        return names, json.loads(cached.read_text())
+    reasons = rerun_reasons(steps, checkpoints=False)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(cached) as tmp:
+            Path(tmp).write_text(json.dumps(reasons))
+    except OSError:
+        pass  # a read-only cache folder only costs time
+    return names, reasons
 
 
 def steps_to_run(steps: list[Step], force: bool = False) -> list[Step]:

@@ -11,13 +11,17 @@ adds the reasons that come from other runs (a pre-training re-run or re-made).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Callable
 
 from mimstudy.config import PretrainConfig, RunConfig
 from mimstudy.models.checkpoints.weights import file_sha256, weights_file
 from mimstudy import provenance
+from mimstudy.atomic import atomic_path
 from mimstudy.provenance import code_changes, code_hashes
 from mimstudy.study.reachable_code import same_reach
 from mimstudy.results import code_in, parameters_in
@@ -44,11 +48,42 @@ class CodeVersions:
         return self._hashes[notebook]
 
     def same_reach(self, notebook: str, recorded: dict[str, str], commit: str) -> bool:
-        """Does ``notebook`` reach the same code today as in ``recorded`` (made at ``commit``)? Computed once each."""
+        """Does ``notebook`` reach the same code today as in ``recorded`` (made at ``commit``)? Computed
+        once each, and kept on disk (:func:`reach_cache`) for other processes: every page of the book
+        asks it of every stored result."""
         key = (notebook, commit, json.dumps(recorded, sort_keys=True))
         if key not in self._reach:
-            self._reach[key] = same_reach(notebook, recorded, commit, self.root or provenance.CODE_ROOT)
+            root = Path(self.root or provenance.CODE_ROOT).resolve()
+            # the answer depends only on these: the old code (commit + digests), today's code (digests), the repository
+            digest = hashlib.sha256(json.dumps([notebook, commit, recorded, self(notebook), str(root)],
+                                               sort_keys=True).encode()).hexdigest()
+            folder = reach_cache()
+            cached = folder / f"{digest}.json" if folder else None
+            if cached is not None and cached.is_file():
+                self._reach[key] = bool(json.loads(cached.read_text()))
+            else:
+                self._reach[key] = same_reach(notebook, recorded, commit, root)
+                if cached is not None:
+                    try:
+                        cached.parent.mkdir(parents=True, exist_ok=True)
+                        with atomic_path(cached) as tmp:
+                            Path(tmp).write_text(json.dumps(self._reach[key]))
+                    except OSError:
+                        pass  # a read-only cache folder only costs time
         return self._reach[key]
+
+
+REACH_CACHE = "MIMSTUDY_REACH_CACHE"  # a folder for the answers of the reach analysis; "off": none
+
+
+def reach_cache() -> Path | None:
+    """Where :meth:`CodeVersions.same_reach` keeps its answers: ``$MIMSTUDY_REACH_CACHE``, by default
+    ``<temp dir>/mimstudy-reach-cache``; ``None`` when set to ``off``. An answer is filed under a digest
+    of everything it depends on, so an entry never goes stale."""
+    value = os.environ.get(REACH_CACHE, "").strip()
+    if value.lower() == "off":
+        return None
+    return Path(value) if value else Path(tempfile.gettempdir()) / "mimstudy-reach-cache"
 
 
 def _value(value) -> str:
