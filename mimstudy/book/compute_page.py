@@ -138,3 +138,28 @@ def machines_by_seed(preset: str = "cpu") -> None:
         f"`mimstudy verify --preset {preset} --runs <run id>` re-makes a stored run in a scratch folder and "
         "reports, per variable, bitwise equal or the largest difference. Results made unpinned on different "
         "processors differ as much as different training seeds do.\n\n" + "\n".join(rows)))
+
+
+def numeric_baseline() -> None:
+    """The stored cost of pinning the numeric code paths and of ``torch.compile``
+    (``results/benchmarks/numeric_baseline*.nc``, ``benchmarks/numeric_baseline.py``)."""
+    for name in ("numeric_baseline", "numeric_baseline_compile"):
+        path, ds = stored_benchmark(name, "python benchmarks/numeric_baseline.py")
+        if ds is None:
+            continue
+        modes = list(ds["mode"].values)
+        rows = ["| objective | " + " | ".join(f"{m}: s/step" for m in modes) + " | same weights twice | digest differs from the first mode |",
+                "|---|" + "---|" * len(modes) + "---|---|"]
+        for o in ds["objective"].values:
+            c = ds.sel(objective=o)
+            times = " | ".join(f"{float(c.seconds_per_step.sel(mode=m).min()):.3f}" for m in modes)
+            same = all(len(set(c.weights_digest.sel(mode=m).values)) == 1 for m in modes)
+            first = str(c.weights_digest.sel(mode=modes[0]).values[0])
+            differs = ", ".join(m for m in modes[1:] if str(c.weights_digest.sel(mode=m).values[0]) != first) or "none"
+            rows.append(f"| {o} | {times} | {'yes' if same else 'NO'} | {differs} |")
+        display(Markdown(
+            f"**Numeric code paths** (`{path.name}`): {ds.attrs.get('arch')} at batch {ds.attrs.get('batch_size')}, one "
+            f"torch thread, best of two fresh processes per cell (median step of each) on {ds.attrs.get('cpu_model', '?')} "
+            f"({ds.attrs.get('matmul_gflops_1thread', float('nan')):.0f} GFLOP/s fp32 matmul per thread), made "
+            f"{ds.attrs.get('created', '?')}. `native`: the processor's own code paths; `pinned`: the study's AVX2 "
+            "baseline; `pinned_compile`: the objective under `torch.compile` too.\n\n" + "\n".join(rows)))
