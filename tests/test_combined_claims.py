@@ -51,7 +51,7 @@ def rows_for(task: str, sup: tuple, mim: tuple, pretraining_seeds: int = 3) -> l
 
 
 def preset(ds) -> PresetResults:
-    return PresetResults("combined", probes=None, evaluate=None, pretrain=None, downstream=ds)
+    return PresetResults("combined", stale={}, probes=None, evaluate=None, pretrain=None, downstream=ds)
 
 
 def test_final_losses_read_the_last_epoch_each_seed_reached():

@@ -64,10 +64,10 @@ def test_locality_not_supported_when_reversed_and_undetermined_below_the_gate():
 
 def test_the_family_judge_counts_seeds_and_reads_every_seeds_gate():
     ds = probes({"replk_sup": 20, "replk_sup_rep": 8, "replk_simmim": 12}, seeds=1)
-    one = PresetResults("conv", probes=ds, evaluate=None, pretrain=None, downstream=None)
+    one = PresetResults("conv", stale={}, probes=ds, evaluate=None, pretrain=None, downstream=None)
     verdict = claim("replknet-locality").judge(one)
     assert verdict.verdict == "undetermined" and {b.tag for b in verdict.blockers} == {"seeds", "gate unknown"}
-    three = PresetResults("conv", probes=probes({"replk_sup": 20, "replk_sup_rep": 8, "replk_simmim": 12}),
+    three = PresetResults("conv", stale={}, probes=probes({"replk_sup": 20, "replk_sup_rep": 8, "replk_simmim": 12}),
                           evaluate=None, pretrain=None, downstream=None)
     verdict = claim("replknet-locality").judge(three)
     assert [b.tag for b in verdict.blockers] == ["gate unknown"]  # no evaluation stored: every seed's gate unknown

@@ -44,7 +44,7 @@ def ladder(gaps: list[float], pretraining_seeds: int = 3, protocol: str = "finet
 
 
 def preset(ds: xr.Dataset) -> PresetResults:
-    return PresetResults("semantic", probes=None, evaluate=None, pretrain=None, downstream=ds)
+    return PresetResults("semantic", stale={}, probes=None, evaluate=None, pretrain=None, downstream=ds)
 
 
 def test_a_growing_gap_supports_the_trend_and_a_flat_one_does_not():
