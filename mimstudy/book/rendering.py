@@ -88,7 +88,7 @@ def short_cell(verdict: ClaimVerdict) -> str:
         return head
     first = checks[0]
     more = f" +{len(verdict.checks) - 1} more" if len(verdict.checks) > 1 else ""
-    return f"{head}<br>{first.estimate.short()} (floor {first.threshold:g}){more}"
+    return f"{head}<br>{first.estimate.short()} (floor {first.threshold:.3g}){more}"
 
 
 PAGE_TITLES = {"attention_distance": "3.1.1", "mask_sweep": "Fig. 2(a)", "attention_entropy": "3.1.2",
