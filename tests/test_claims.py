@@ -374,7 +374,7 @@ def test_a_layer_without_a_local_head_fails_the_every_layer_check():
     assert every_layer.estimate.value == pytest.approx(0.2, abs=0.02)
     assert every_layer.status == "fails — wholly short of its floor"
     assert verdict.verdict == "partly supported"
-    assert verdict.details["layer 8"].value == pytest.approx(0.2, abs=0.02)  # reported per layer
+    assert verdict.details["SimMIM's most local head in layer 8"].value == pytest.approx(0.2, abs=0.02)  # reported per layer
     assert "layers clearing the floor 0.753: 1, 2, 3, 4, 5, 6, 7; the check is decided by layer 8" in verdict.summary()
 
 

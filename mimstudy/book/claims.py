@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import xarray as xr
 
 from mimstudy.book.evidence import PresetResults
-from mimstudy.book.floors import probe_floors
+from mimstudy.book.floors import KINDS, probe_floors
 from mimstudy.book.pages import OBJECTIVE_LABELS
 from mimstudy.book.reductions import (
     alternation_amplitude,
@@ -87,6 +87,7 @@ class Effect:
     control: str = "random"
     no_control: str = ""
     per_layer: Callable[[dict[str, xr.Dataset]], xr.DataArray] | None = None
+    per_layer_label: str = "layer {}"
 
 
 ZERO_BY_CONSTRUCTION = ("zero by construction — on random-init models this difference compares random models of one "
@@ -104,7 +105,7 @@ class ProbeClaim(Claim):
     effects: tuple[Effect, ...] = ()
 
     def floors(self) -> list[str]:
-        return [f"{e.description}: floor of kind *{e.floor}*; null: {e.null}"
+        return [f"{e.description}: floor: {KINDS[e.floor]}; null: {e.null}"
                 + (f"; no random-init control ({e.no_control})" if e.control == "none" else "") for e in self.effects]
 
     def evaluate(self, results: PresetResults) -> ClaimVerdict:
@@ -129,7 +130,8 @@ class ProbeClaim(Claim):
         for effect in self.effects:
             floor = floors[effect.floor]
             threshold = floor.value
-            common = dict(expect=effect.expect, threshold=threshold, floor=floor.words, null=effect.null,
+            words = floor.words if effect.expect == "positive" else floor.words.replace("≥", "<")
+            common = dict(expect=effect.expect, threshold=threshold, floor=words, null=effect.null,
                           derivation=floor.derivation)
             lacking = results.lacking(effect.needs, models)
             if lacking:
@@ -173,7 +175,7 @@ def _per_layer(results: PresetResults, effect: Effect, trained: dict[str, list[s
     note = (f"Per layer ({effect.description.split(':')[0]}): layers clearing the floor {threshold:.3g}: "
             + (", ".join(map(str, clear)) if clear else "none") + f"; the check is decided by layer {weakest} "
             f"({found[weakest].value:.3g}).")
-    return {f"layer {layer}": est for layer, est in found.items()}, note
+    return {effect.per_layer_label.format(layer): est for layer, est in found.items()}, note
 
 
 def _roles_of(*names: str) -> Callable:
@@ -198,7 +200,8 @@ def locality_effects() -> tuple[Effect, ...]:
         Effect("SimMIM has a local head in every layer: the smallest over layers of the largest λ among a layer's heads",
                _sup_mim(lambda r: local_head_everywhere(r["simmim"]["locality"])), "local_head", ("locality",),
                "some SimMIM layer has no head as local as one attending within one grid step",
-               per_layer=_sup_mim(lambda r: r["simmim"]["locality"].max("head"))),
+               per_layer=_sup_mim(lambda r: r["simmim"]["locality"].max("head")),
+               per_layer_label="SimMIM's most local head in layer {}"),
         Effect("supervised attention turns global with depth: supervised λ, first half minus upper half of the layers",
                _sup_mim(lambda r: lower_mean(r["supervised"]["locality"]) - upper_mean(r["supervised"]["locality"])),
                "locality", ("locality",), "the supervised model's upper layers are as local as its first ones"),

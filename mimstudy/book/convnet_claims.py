@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import xarray as xr
@@ -261,6 +262,7 @@ class ConvNetClaim(Claim):
 
     variable: str = "kernel_distance"
     roles: tuple[str, ...] = ("sup", "sup_rep", "simmim")
+    reads: ClassVar[tuple[str, ...]] = ("probes", "pretrain", "evaluate")
 
     def floors(self) -> list[str]:
         unit = UNITS["accuracy" if self.variable == "val_accuracy" else self.variable]

@@ -201,6 +201,11 @@ class PresetResults:
                     found.append((run, twin, notebook))
         return found
 
+    def runs_in(self, notebooks: Sequence[str]) -> list[str]:
+        """Every run id of the preset's ``notebooks`` (names as :meth:`datasets` gives them)."""
+        found = self.datasets()
+        return list(dict.fromkeys(str(m) for name in notebooks if name in found for m in found[name]["model"].values))
+
     def integrity(self, runs: Sequence[str] = ()) -> tuple[list[Blocker], list[str]]:
         """What the stored evidence says about itself for a verdict that read ``runs`` (every run of the
         preset when ``runs`` is empty): blockers for stale runs, copied seeds and runs stored twice, and a

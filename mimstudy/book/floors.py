@@ -109,6 +109,12 @@ def probe_floors(arch: str) -> dict[str, Floor]:
     return {**grid_floors(side, where), **paper_floors()}
 
 
+KINDS = {  # a floor kind in words, for the pages' rules
+    "local_head": "a local head (one grid step)", "locality": "a locality difference (one step of reach)",
+    "entropy": "an entropy difference (one step of reach)", "spread": "a spread over heads (half a step of reach)",
+    "kl": "a head-diversity difference (KL of one step of reach)", "cka_alike": "the paper's MIM CKA range, 0.9",
+    "cka": "a CKA difference (the width of the paper's MIM range, 0.1)",
+}
 FLOOR_RULES = (
     "a local head: λ of a head that attends uniformly within one grid step of its query (Chebyshev, itself "
     "included), on the model's attention grid (a ViT's patch grid, a Swin block's window)",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import xarray as xr
@@ -231,6 +232,7 @@ class DownstreamClaim(Claim):
     kind: str = "table2"
     task: str = "pose"
     arch: str = "vit"
+    reads: ClassVar[tuple[str, ...]] = ("downstream", "pretrain", "evaluate")
 
     def floors(self) -> list[str]:
         if self.kind == "table2":

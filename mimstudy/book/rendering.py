@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mimstudy.book.claims import ProbeClaim
 from mimstudy.book.evidence import PresetResults
+from mimstudy.book.floors import FLOOR_RULES
 from mimstudy.book.registry import CLAIMS, claims_on_page
 from mimstudy.book.verdicts import Claim, ClaimVerdict
 
@@ -66,16 +68,23 @@ def closing_markdown(judged: list[Judged]) -> str:
 
 
 def rules_markdown(page: str) -> str:
-    """How the page's verdicts are made, with every check's floor, generated from the registry."""
+    """How the page's verdicts are made, with every check's floor and null, generated from the registry."""
+    claims = claims_on_page(page)
     lines = ["**How the verdicts are made.** Each check is an effect size on an absolute scale with a floor it "
-             "must clear: its whole 95% interval must lie past the floor and, where the claim has one, past the "
-             "same statistic on random-init models of the same architecture (the control; a missing or NaN "
-             "control blocks the verdict). Intervals are t intervals over ≥ 3 training seeds; with fewer seeds, a "
-             "model whose quality gate fails or is unknown (see the Models page), or a missing value, the verdict "
-             "is *undetermined* and the effect is shown for information. The floors:", ""]
-    for c in claims_on_page(page):
+             "must clear and a null it rejects. It *holds* when its whole 95% interval lies past the floor and, "
+             "where the claim has one, past the same statistic on random-init models of the same architecture (the "
+             "control); it *fails* when the whole interval lies on the wrong side of either, and is *inconclusive* "
+             "when it straddles one. A difference between two models has a random-init control of zero by "
+             "construction, which is said, not counted as a control. Intervals are t intervals over ≥ 3 "
+             "independent training seeds; with fewer seeds, copied seeds, stale results, a model whose quality gate "
+             "fails or is unknown (see the Models page), a missing value or an inconclusive check (and none "
+             "failing), the verdict is *undetermined* and the effect is shown for information. The checks:", ""]
+    for c in claims:
         lines.append(f"- *{c.title}* ({c.where}):")
         lines += [f"    - {floor}" for floor in c.floors()]
+    if any(isinstance(c, ProbeClaim) for c in claims):
+        lines += ["", "The floors' kinds, derived in `mimstudy/book/floors.py` (each verdict shows the value for its "
+                      "architecture and the derivation):", ""] + [f"- {rule}" for rule in FLOOR_RULES]
     return "\n".join(lines)
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import ClassVar
 
 import numpy as np
 import xarray as xr
@@ -546,6 +547,8 @@ class Claim:
     text: str  # the claim in words
     page: str = ""  # the book page (file stem under book/) that shows it; "" when none
     not_built: str = ""  # why its experiment is not in this study yet
+    # the stored results a family reads: their runs are checked (stale, copied) when a verdict names none
+    reads: ClassVar[tuple[str, ...]] = ("probes", "evaluate", "pretrain", "downstream")
 
     def judge(self, results) -> ClaimVerdict:
         """The verdict on ``results`` (a :class:`mimstudy.book.evidence.PresetResults`)."""
@@ -554,7 +557,7 @@ class Claim:
         verdict = self.evaluate(results)
         if verdict.verdict == NOT_RUN or not hasattr(results, "integrity"):
             return verdict
-        return verdict.blocked_by(*results.integrity(verdict.runs))
+        return verdict.blocked_by(*results.integrity(verdict.runs or results.runs_in(self.reads)))
 
     def evaluate(self, results) -> ClaimVerdict:  # pragma: no cover - every family overrides it
         raise NotImplementedError
