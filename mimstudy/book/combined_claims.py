@@ -55,6 +55,9 @@ class CombinedClaim(DownstreamClaim):
     kind: str = "detection"
     arch: str = "vit"
 
+    def floor_keys(self) -> tuple[str, ...]:
+        return () if self.kind == "losses" else ("ap",)
+
     def floors(self) -> list[str]:
         if self.kind == "losses":
             return [f"held-out loss gaps: ≥ {100 * LOSS_FLOOR:g} % of the supervised model's final loss"]

@@ -264,6 +264,9 @@ class ConvNetClaim(Claim):
     roles: tuple[str, ...] = ("sup", "sup_rep", "simmim")
     reads: ClassVar[tuple[str, ...]] = ("probes", "pretrain", "evaluate")
 
+    def floor_keys(self) -> tuple[str, ...]:
+        return ("accuracy" if self.variable == "val_accuracy" else self.variable,)
+
     def floors(self) -> list[str]:
         unit = UNITS["accuracy" if self.variable == "val_accuracy" else self.variable]
         floor = FLOORS["accuracy" if self.variable == "val_accuracy" else self.variable]

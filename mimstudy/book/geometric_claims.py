@@ -234,6 +234,9 @@ class DownstreamClaim(Claim):
     arch: str = "vit"
     reads: ClassVar[tuple[str, ...]] = ("downstream", "pretrain", "evaluate")
 
+    def floor_keys(self) -> tuple[str, ...]:
+        return ("ap", "rmse", "ao") if self.kind == "table2" else ("ap",)
+
     def floors(self) -> list[str]:
         if self.kind == "table2":
             return [f"MIM minus supervised: ≥ {AP_FLOOR:g} AP (pose, crowd pose), ≤ −{RMSE_FLOOR:g} m RMSE (depth), "

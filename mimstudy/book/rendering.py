@@ -14,7 +14,7 @@ from mimstudy.book.claims import ProbeClaim
 from mimstudy.book.evidence import PresetResults
 from mimstudy.book.floors import FLOOR_RULES
 from mimstudy.book.registry import CLAIMS, claims_on_page
-from mimstudy.book.verdicts import Claim, ClaimVerdict
+from mimstudy.book.verdicts import FLOOR_ORIGINS, Claim, ClaimVerdict
 
 COLOURS = {"supported": "#1a7f37", "partly supported": "#9a6700", "not supported": "#cf222e",
            "undetermined": "#57606a", "not run": "#57606a"}
@@ -82,6 +82,10 @@ def rules_markdown(page: str) -> str:
     for c in claims:
         lines.append(f"- *{c.title}* ({c.where}):")
         lines += [f"    - {floor}" for floor in c.floors()]
+    origins = list(dict.fromkeys(key for c in claims for key in c.floor_keys()))
+    if origins:
+        lines += ["", "Where these floors come from (the null of each check: the effect lies short of its floor):", ""]
+        lines += [f"- {FLOOR_ORIGINS[key]}" for key in origins]
     if any(isinstance(c, ProbeClaim) for c in claims):
         lines += ["", "The floors' kinds, derived in `mimstudy/book/floors.py` (each verdict shows the value for its "
                       "architecture and the derivation):", ""] + [f"- {rule}" for rule in FLOOR_RULES]

@@ -50,6 +50,9 @@ class SemanticClaim(DownstreamClaim):
     kind: str = "cog"
     arch: str = "vit"
 
+    def floor_keys(self) -> tuple[str, ...]:
+        return ("top1",)
+
     def floors(self) -> list[str]:
         if self.kind == "cog":
             return [f"MIM − SUP top-1 on CoG L5 minus on L1: ≥ {100 * TOP1_FLOOR:g} point"]

@@ -44,6 +44,17 @@ FLOORS = {  # effect-size floors of the Appendix B and Section 4.2 checks (Secti
     "ao": 0.01,  # 1 point of GOT-10k's average overlap (the paper's tracking gaps: +0.7 to +1.8)
     "rmse": 0.02,  # metres (the paper's NYUv2 gap: 0.048 m of 0.35; our scenes' trivial RMSE is about 1 m)
 }
+FLOOR_ORIGINS = {  # where each of FLOORS comes from, for the pages: a construction, or a convention said to be one
+    "kernel_distance": "1 px: one tap of the kernel at stride 1, the smallest change of where it aggregates (the "
+                       "one-grid-step construction of Section 3's floors)",
+    "kernel_entropy": "0.1 nats: a convention of this study (neither the paper nor a construction gives a number)",
+    "kernel_kl": "0.05 nats: a convention of this study (neither the paper nor a construction gives a number)",
+    "accuracy": "1 point of top-1: a convention; the paper's Table 3 gap is 0.2 points at ImageNet scale ('on par')",
+    "ap": "1 AP point: a convention, below the paper's gaps (Table 2: +2.4 COCO, +4.2 CrowdPose)",
+    "top1": "1 point: a convention, above the paper's CoG gaps (0.2-0.7 points, Table 5)",
+    "ao": "1 AO point: a convention, within the paper's tracking gaps (+0.7 to +1.8, Table 2)",
+    "rmse": "0.02 m: a convention, below the paper's NYUv2 gap (0.048 m of 0.35, Table 2)",
+}
 
 
 @lru_cache(maxsize=16)
@@ -565,6 +576,10 @@ class Claim:
     def floors(self) -> list[str]:
         """Its checks and their floors in words, for the pages' rules."""
         return []
+
+    def floor_keys(self) -> tuple[str, ...]:
+        """The :data:`FLOORS` its checks use (their origins are shown with the page's rules)."""
+        return ()
 
 
 # --- intervals over training seeds ---------------------------------------------------------------
