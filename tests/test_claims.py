@@ -8,13 +8,13 @@ import pytest
 import torch
 import xarray as xr
 
-from mimstudy.book.claims import ProbeClaim
-from mimstudy.book.evidence import PresetResults
-from mimstudy.book.gates import check_gates, gate_table, masked_baselines
-from mimstudy.book.reductions import alternation_amplitude
-from mimstudy.book.registry import CLAIMS, claim
+from mimstudy.book.claims.probes import ProbeClaim
+from mimstudy.book.claims.evidence import PresetResults
+from mimstudy.book.claims.gates import check_gates, gate_table, masked_baselines
+from mimstudy.book.claims.reductions import alternation_amplitude
+from mimstudy.book.claims.registry import CLAIMS, claim
 from mimstudy.book.rendering import judge_page, scorecard_rows, short_cell
-from mimstudy.book.statistics import scale_free
+from mimstudy.book.claims.statistics import scale_free
 from mimstudy.models.backbones import create_backbone
 from mimstudy.probes import probe_model
 from mimstudy.provenance import provenance_attrs

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from mimstudy.book.convnet_claims import (classification_claim, convnet_roles, diversity_claim, locality_claim, mean_all,
+from mimstudy.book.claims.convnet import (classification_claim, convnet_roles, diversity_claim, locality_claim, mean_all,
                                           role_estimate)
-from mimstudy.book.evidence import PresetResults
-from mimstudy.book.gates import GateResult
-from mimstudy.book.registry import claim
-from mimstudy.book.verdicts import blockers
+from mimstudy.book.claims.evidence import PresetResults
+from mimstudy.book.claims.gates import GateResult
+from mimstudy.book.claims.registry import claim
+from mimstudy.book.claims.verdicts import blockers
 
 ROLES = {"replk_sup": ("supervised", "replk_mini_32"), "replk_sup_rep": ("supervised", "replk_mini_32_rep"),
          "replk_simmim": ("simmim", "replk_mini_32")}

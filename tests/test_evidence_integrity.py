@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mimstudy.book.evidence import PresetResults
-from mimstudy.book.pages import REPO_ROOT, load_results
-from mimstudy.book.registry import claim
+from mimstudy.book.claims.evidence import PresetResults
+from mimstudy.book.stored import REPO_ROOT, load_results
+from mimstudy.book.claims.registry import claim
 from mimstudy.book.rendering import short_cell
 from mimstudy.results import ENGINE, load_dataset
 

@@ -5,10 +5,11 @@ import json
 import numpy as np
 import xarray as xr
 
-from mimstudy.book.evidence import PresetResults
-from mimstudy.book.geometric_claims import (AP_FLOOR, drop_last_verdict, dropped_runs, full_model, learnability,
-                                            sampled_pairs, shuffle_verdict, table2_verdict)
-from mimstudy.book.registry import claim
+from mimstudy.book.claims.evidence import PresetResults
+from mimstudy.book.claims.downstream import full_model, learnability
+from mimstudy.book.claims.geometric import (AP_FLOOR, drop_last_verdict, dropped_runs, sampled_pairs, shuffle_verdict,
+                                            table2_verdict)
+from mimstudy.book.claims.registry import claim
 
 
 def runs(spec: dict[str, tuple], trivial: float = 0.1, init: dict[str, str] | None = None) -> xr.Dataset:

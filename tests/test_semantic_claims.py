@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from mimstudy.book.evidence import PresetResults
-from mimstudy.book.registry import claim
-from mimstudy.book.semantic_claims import LEVELS, METRICS
-from mimstudy.book.semantic_page import scores_markdown
+from mimstudy.book.claims.evidence import PresetResults
+from mimstudy.book.claims.registry import claim
+from mimstudy.book.claims.semantic import LEVELS, METRICS
+from mimstudy.book.pages.semantic import scores_markdown
 
 
 def runs(rows: list[tuple], trivial: float = 0.1) -> xr.Dataset:

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from mimstudy.book.convnet_claims import depth_slope_of
-from mimstudy.book.gates import GateResult
-from mimstudy.book.reductions import local_head_everywhere, off_diagonal
-from mimstudy.book.verdicts import (
+from mimstudy.book.claims.convnet import depth_slope_of
+from mimstudy.book.claims.gates import GateResult
+from mimstudy.book.claims.reductions import local_head_everywhere, off_diagonal
+from mimstudy.book.claims.verdicts import (
     Blocker,
     Check,
     ClaimVerdict,
@@ -252,7 +252,7 @@ def test_a_control_zero_by_construction_is_reported_as_such():
 
 @pytest.mark.parametrize("layers", range(2, 25))
 def test_compared_layer_groups_are_disjoint(layers):
-    from mimstudy.book.reductions import first_half, last_layers, upper_half
+    from mimstudy.book.claims.reductions import first_half, last_layers, upper_half
 
     values = xr.DataArray(np.arange(layers, dtype=float), dims="layer", coords={"layer": np.arange(1, layers + 1)})
     first = set(first_half(values)["layer"].values)
@@ -263,7 +263,7 @@ def test_compared_layer_groups_are_disjoint(layers):
 
 
 def test_four_layers_split_into_two_disjoint_pairs():
-    from mimstudy.book.reductions import first_half, last_layers
+    from mimstudy.book.claims.reductions import first_half, last_layers
 
     values = xr.DataArray([1.0, 2.0, 3.0, 4.0], dims="layer", coords={"layer": [1, 2, 3, 4]})
     assert list(first_half(values)["layer"].values) == [1, 2]
@@ -271,7 +271,7 @@ def test_four_layers_split_into_two_disjoint_pairs():
 
 
 def test_moco_closer_statistic_depends_on_moco_beyond_either_model():
-    from mimstudy.book.reductions import closer
+    from mimstudy.book.claims.reductions import closer
 
     statistic = closer(lambda v: v, "simmim", "supervised", "x")
 

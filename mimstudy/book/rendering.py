@@ -1,7 +1,7 @@
 """Verdicts as Markdown: one short coloured line first, the checks behind it; the scorecard; the rules.
 
 Every page and the scorecard render verdicts from :func:`judge_page` / :func:`scorecard_rows`, both of
-which call ``claim.judge(results)`` of :mod:`mimstudy.book.registry`, so they agree by construction.
+which call ``claim.judge(results)`` of :mod:`mimstudy.book.claims.registry`, so they agree by construction.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mimstudy.book.claims import ProbeClaim
-from mimstudy.book.evidence import PresetResults
-from mimstudy.book.floors import FLOOR_RULES
-from mimstudy.book.registry import CLAIMS, claims_on_page
-from mimstudy.book.verdicts import FLOOR_ORIGINS, Claim, ClaimVerdict
+from mimstudy.book.claims.probes import ProbeClaim
+from mimstudy.book.claims.evidence import PresetResults
+from mimstudy.book.claims.floors import FLOOR_RULES
+from mimstudy.book.claims.registry import CLAIMS, claims_on_page
+from mimstudy.book.claims.verdicts import FLOOR_ORIGINS, Claim, ClaimVerdict
 
 COLOURS = {"supported": "#1a7f37", "partly supported": "#9a6700", "not supported": "#cf222e",
            "undetermined": "#57606a", "not run": "#57606a"}
@@ -87,7 +87,7 @@ def rules_markdown(page: str) -> str:
         lines += ["", "Where these floors come from (the null of each check: the effect lies short of its floor):", ""]
         lines += [f"- {FLOOR_ORIGINS[key]}" for key in origins]
     if any(isinstance(c, ProbeClaim) for c in claims):
-        lines += ["", "The floors' kinds, derived in `mimstudy/book/floors.py` (each verdict shows the value for its "
+        lines += ["", "The floors' kinds, derived in `mimstudy/book/claims/floors.py` (each verdict shows the value for its "
                       "architecture and the derivation):", ""] + [f"- {rule}" for rule in FLOOR_RULES]
     return "\n".join(lines)
 

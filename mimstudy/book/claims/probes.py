@@ -2,9 +2,9 @@
 
 Each :class:`ProbeClaim` names the figure or table that shows it, the page of this book that reproduces it,
 the models it compares (``roles``: objectives on one backbone family) and its checks (:class:`Effect`):
-a statistic of the models' scale-free probes (:mod:`mimstudy.book.statistics`), oriented so that larger
-means more support, with an **effect-size floor** (:mod:`mimstudy.book.floors`). :meth:`Claim.judge` applies the same rules to every claim on every preset
-(:class:`mimstudy.book.evidence.PresetResults`):
+a statistic of the models' scale-free probes (:mod:`mimstudy.book.claims.statistics`), oriented so that larger
+means more support, with an **effect-size floor** (:mod:`mimstudy.book.claims.floors`). :meth:`Claim.judge` applies the same rules to every claim on every preset
+(:class:`mimstudy.book.claims.evidence.PresetResults`):
 
 * **intervals over training seeds**: with ≥ 3 seeds of every role (``seeds:`` in the preset, run ids
   ``<run>-s<seed>``), each seed's effect is computed on its models' means over the test images, and
@@ -13,11 +13,11 @@ means more support, with an **effect-size floor** (:mod:`mimstudy.book.floors`).
 * **random-init control**: the same statistic on untrained models of the same architecture (the
   ``*_random`` probe runs, objective ``random``), control seed ``k + i`` in role ``i``; a check holds
   only when the trained effect lies beyond the control (below: when that control is no control);
-* **quality gates** (:mod:`mimstudy.book.gates`): a verdict on a model whose gate fails or is unknown is
+* **quality gates** (:mod:`mimstudy.book.claims.gates`): a verdict on a model whose gate fails or is unknown is
   *undetermined*.
 
 Each check names its **null** (the hypothesis it rejects when it holds) and its **floor**, derived in
-:mod:`mimstudy.book.floors` from the paper's numbers (CKA) or from a construction on the model's own
+:mod:`mimstudy.book.claims.floors` from the paper's numbers (CKA) or from a construction on the model's own
 attention grid (λ, entropy, KL), the derivation shown on the page. Its control is one of three kinds:
 
 * the **random-init control**, for a statistic of one model (SimMIM's least-local layer, the supervised
@@ -43,10 +43,10 @@ from dataclasses import dataclass
 
 import xarray as xr
 
-from mimstudy.book.evidence import PresetResults
-from mimstudy.book.floors import KINDS, probe_floors
-from mimstudy.book.pages import OBJECTIVE_LABELS
-from mimstudy.book.reductions import (
+from mimstudy.book.claims.evidence import PresetResults
+from mimstudy.book.claims.floors import KINDS, probe_floors
+from mimstudy.book.stored import OBJECTIVE_LABELS
+from mimstudy.book.claims.reductions import (
     alternation_amplitude,
     closer,
     head_spread,
@@ -58,7 +58,7 @@ from mimstudy.book.reductions import (
     upper_half,
     upper_mean,
 )
-from mimstudy.book.verdicts import Check, Claim, ClaimVerdict, Estimate, blockers
+from mimstudy.book.claims.verdicts import Check, Claim, ClaimVerdict, Estimate, blockers
 
 WHAT = {  # a statistic -> the stored variable it needs, in words
     "locality": "`attention_distance`",
@@ -72,7 +72,7 @@ WHAT = {  # a statistic -> the stored variable it needs, in words
 @dataclass(frozen=True)
 class Effect:
     """One check of a claim: ``statistic`` of the role models' scale-free probes (a dict role -> Dataset)
-    must lie beyond the floor of kind ``floor`` (:func:`mimstudy.book.floors.probe_floors`: derived for the
+    must lie beyond the floor of kind ``floor`` (:func:`mimstudy.book.claims.floors.probe_floors`: derived for the
     claim's architecture) in the ``expect`` direction, rejecting ``null``. ``control``: ``"random"`` (the
     random-init models' same statistic; detected as zero by construction for a difference between roles)
     or ``"none"`` (``no_control`` says why none applies). ``per_layer``: the statistic with a ``layer``

@@ -10,9 +10,9 @@ import numpy as np
 import xarray as xr
 from scipy.stats import spearmanr
 
-from mimstudy.book.evidence import PresetResults
-from mimstudy.book.gates import role_of
-from mimstudy.book.verdicts import Check, Claim, ClaimVerdict, Estimate, blockers
+from mimstudy.book.claims.evidence import PresetResults
+from mimstudy.book.claims.gates import role_of
+from mimstudy.book.claims.verdicts import Check, Claim, ClaimVerdict, Estimate, blockers
 
 
 def sweep_verdict(table: xr.Dataset) -> ClaimVerdict:

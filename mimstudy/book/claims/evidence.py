@@ -2,11 +2,11 @@
 
 :class:`PresetResults` holds a preset's probes, sanity evaluation, pre-training curves, downstream
 (Section 4.2) results and mask sweep, each ``None`` when the preset has none; the per-model
-scale-free statistics (:mod:`mimstudy.book.statistics`) and their bootstrap resamples are computed
+scale-free statistics (:mod:`mimstudy.book.claims.statistics`) and their bootstrap resamples are computed
 once. Training seeds are the ``seed`` each run stored (its provenance), never assumed.
 
 :meth:`PresetResults.integrity` is what the evidence says about itself, for every claim
-(:meth:`mimstudy.book.verdicts.Claim.judge`): a stale run (made with other parameters or code than
+(:meth:`mimstudy.book.claims.verdicts.Claim.judge`): a stale run (made with other parameters or code than
 today's, :func:`mimstudy.book.records.stale_reasons`) carries no verdict, and neither do seeds that are
 not independent — two seeds of one role whose stored probe arrays, training curves or downstream scores
 are identical, or one run id stored in two files. Seeds made on different machines are pooled (a change
@@ -23,10 +23,10 @@ from functools import cached_property
 import numpy as np
 import xarray as xr
 
-from mimstudy.book.gates import BASELINES, GateResult, check_gates, masked_baselines, role_of
-from mimstudy.book.pages import load_results, restrict, results_root, run_attr
-from mimstudy.book.statistics import scale_free
-from mimstudy.book.verdicts import N_BOOT, Blocker, Control, Estimate, bootstrap_samples, seed_estimate
+from mimstudy.book.claims.gates import BASELINES, GateResult, check_gates, masked_baselines, role_of
+from mimstudy.book.stored import load_results, restrict, results_root, run_attr
+from mimstudy.book.claims.statistics import scale_free
+from mimstudy.book.claims.verdicts import N_BOOT, Blocker, Control, Estimate, bootstrap_samples, seed_estimate
 from mimstudy.results import load_dataset
 
 RANDOM = "random"  # the objective of the random-init control runs
@@ -122,7 +122,7 @@ class PresetResults:
         return {f"role{i}": [runs[(k + i) % len(runs)] for k in range(len(runs))] for i in range(n_roles)}
 
     def control(self, arch: str) -> Control:
-        """The random-init control of ``arch`` as :func:`mimstudy.book.verdicts.blockers` reads it."""
+        """The random-init control of ``arch`` as :func:`mimstudy.book.claims.verdicts.blockers` reads it."""
         return Control(f"{arch} at random init", len(self.runs(RANDOM, "", arch)),
                        f"the random-init control probed (a probes run with `arch: {arch}` and `objective: random`)")
 
@@ -165,7 +165,7 @@ class PresetResults:
 
     @cached_property
     def duplicates(self) -> dict[str, str]:
-        """``{run id: why}`` of run ids that two stored files hold (:func:`mimstudy.book.pages.load_unique_runs`)."""
+        """``{run id: why}`` of run ids that two stored files hold (:func:`mimstudy.book.stored.load_unique_runs`)."""
         found: dict[str, str] = {}
         for ds in self.datasets().values():
             found.update(json.loads(ds.attrs.get("duplicate_runs", "{}")))

@@ -12,20 +12,9 @@ import subprocess
 from pathlib import Path
 
 TAG = "preregistration"
-RULE_FILES = (  # relative to the repository root
-    "mimstudy/book/verdicts.py",  # three outcomes per check, blockers, intervals over seeds
-    "mimstudy/book/floors.py",  # effect-size floors and their derivations
-    "mimstudy/book/gates.py",  # quality gates and their noise bands
-    "mimstudy/book/claims.py",  # Section 3 / Appendix A checks, nulls and controls
-    "mimstudy/book/reductions.py",  # layer groups and summary statistics
-    "mimstudy/book/statistics.py",  # the scale-free statistics
-    "mimstudy/book/evidence.py",  # what a verdict reads: seeds, controls, currency, independence
-    "mimstudy/book/registry.py",  # which claims, on which models
-    "mimstudy/book/geometric_claims.py",
-    "mimstudy/book/semantic_claims.py",
-    "mimstudy/book/combined_claims.py",
-    "mimstudy/book/convnet_claims.py",
-    "mimstudy/book/mask_sweep.py",
+RULE_FILES = (  # relative to the repository root; a folder stands for every file in it
+    "mimstudy/book/claims/",  # verdict rules, floors, gates, statistics, reductions, evidence, registry, claim families
+    "mimstudy/book/stored.py",  # how stored results are read (a run stored twice, ...)
 )
 PREREGISTRATION = (
     "A check holds when its whole 95% interval lies beyond its floor and beyond its random-init control, fails when "
@@ -39,7 +28,7 @@ PREREGISTRATION = (
     "Quality gates test whether a model learned its own objective, against a noise band (the binomial band over "
     "the evaluated images and 1.96 x the spread over seeds): inside the band, unknown.",
     "Floors come from the paper's numbers (CKA) or a stated construction on the model's own attention grid "
-    "(mimstudy/book/floors.py), shown with each check; each check names its null; a random-init control that is "
+    "(mimstudy/book/claims/floors.py), shown with each check; each check names its null; a random-init control that is "
     "zero by construction is reported as such.",
 )
 
@@ -74,7 +63,7 @@ def changes_since(root: Path, tag: str = TAG, files: tuple[str, ...] = RULE_FILE
     for entry in filter(None, log.split("\x00")):
         head, *names = entry.strip().split("\n")
         commit, date, subject = head.split("\t", 2)
-        touched = ", ".join(f"`{n}`" for n in names if n.strip() in files)
+        touched = ", ".join(f"`{n}`" for n in map(str.strip, names) if n and n.startswith(files))
         found.append((commit, date, subject, touched))
     return found
 

@@ -23,7 +23,7 @@ training seeds (``1.96 ×`` the standard deviation of the same margin over the r
 two or more). The gate **passes** when the margin is above the band, **fails** when it is below minus the
 band, and is **unknown** inside the band — or when the band cannot be measured (a margin with no
 per-image values from a single seed) or a number is not stored. A verdict that reads a model whose gate
-fails or is unknown is undetermined (:func:`mimstudy.book.verdicts.blockers`).
+fails or is unknown is undetermined (:func:`mimstudy.book.claims.verdicts.blockers`).
 """
 
 from __future__ import annotations

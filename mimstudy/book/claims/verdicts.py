@@ -16,10 +16,10 @@ blockers from one function, :func:`blockers` (training seeds, quality gates with
 random-init control), and :meth:`ClaimVerdict.of` adds the two that any check can raise: a check whose
 value is missing or NaN, and a controlled check whose control is missing or NaN — neither is ever
 counted as cleared. :meth:`Claim.judge` adds what the evidence itself can raise (stale results, seeds that
-are copies of each other, one run stored twice: :meth:`mimstudy.book.evidence.PresetResults.integrity`).
+are copies of each other, one run stored twice: :meth:`mimstudy.book.claims.evidence.PresetResults.integrity`).
 Every claim is a :class:`Claim` with one ``judge(results) -> ClaimVerdict``; the
-registry is :mod:`mimstudy.book.registry`, the evidence :mod:`mimstudy.book.evidence`, the quality gates
-:mod:`mimstudy.book.gates`.
+registry is :mod:`mimstudy.book.claims.registry`, the evidence :mod:`mimstudy.book.claims.evidence`, the quality gates
+:mod:`mimstudy.book.claims.gates`.
 """
 
 from __future__ import annotations
@@ -369,7 +369,7 @@ def blockers(seeds: Mapping[str, int], gates: Sequence = (), control: Control | 
     """What keeps a claim undetermined, the same for every claim family.
 
     * ``seeds``: training seeds per role (role label -> count): fewer than :data:`MIN_SEEDS` blocks;
-    * ``gates``: the quality gates of every model the claim reads (:class:`mimstudy.book.gates.GateResult`,
+    * ``gates``: the quality gates of every model the claim reads (:class:`mimstudy.book.claims.gates.GateResult`,
       status ``pass`` / ``fail`` / ``unknown``): a failed gate blocks, and so does an unknown one;
     * ``control``: the random-init control (``None`` when the claim's control is inside its checks):
       none found, or fewer control seeds than training seeds (up to :data:`MIN_SEEDS`), blocks.
@@ -562,7 +562,7 @@ class Claim:
     reads: ClassVar[tuple[str, ...]] = ("probes", "evaluate", "pretrain", "downstream")
 
     def judge(self, results) -> ClaimVerdict:
-        """The verdict on ``results`` (a :class:`mimstudy.book.evidence.PresetResults`)."""
+        """The verdict on ``results`` (a :class:`mimstudy.book.claims.evidence.PresetResults`)."""
         if self.not_built:
             return ClaimVerdict.not_run(self.text, self.not_built)
         verdict = self.evaluate(results)
