@@ -66,6 +66,7 @@ class PresetResults:
         self._stats: dict[str, xr.Dataset] = {}
         self._means: dict[str, xr.Dataset] = {}
         self._boots: dict[str, xr.Dataset] = {}
+        self._fingerprints: dict[str, dict[str, str]] = {}
 
     def _dataset(self, notebook: str) -> xr.Dataset | None:
         given = self._given[notebook]
@@ -173,7 +174,9 @@ class PresetResults:
 
     def fingerprint(self, run: str) -> dict[str, str]:
         """``{notebook: hash}`` of the run's stored arrays (probes without the geometry, training losses,
-        downstream scores), for the notebooks that hold it with some finite values."""
+        downstream scores), for the notebooks that hold it with some finite values (computed once a run)."""
+        if run in self._fingerprints:
+            return self._fingerprints[run]
         found = {}
         for notebook, names in FINGERPRINTS.items():
             ds = getattr(self, notebook)
@@ -187,6 +190,7 @@ class PresetResults:
                 for v in chosen:
                     digest.update(v.encode() + np.ascontiguousarray(one[v].values, dtype=np.float64).tobytes())
                 found[notebook] = digest.hexdigest()
+        self._fingerprints[run] = found
         return found
 
     def copies(self, runs: Sequence[str]) -> list[tuple[str, str, str]]:
