@@ -80,13 +80,13 @@ def preregistration_markdown(root: Path) -> str:
     files = ", ".join(f"`{f}`" for f in RULE_FILES)
     tagged = tagged_commit(root)
     if tagged is None:
-        return (f"**Pre-registration.** The rules:\n\n{rules}\n\nThe git tag `{TAG}` that records their commit is not "
+        return (f"The rules:\n\n{rules}\n\nThe git tag `{TAG}` that records their commit is not "
                 "in this repository yet (or git is not available here), so no commit can be named as the "
                 "pre-registration and no later change to the rules can be listed: read every verdict below as "
                 f"judged by the rules of this commit. The rule files: {files}.")
     commit, date = tagged
     changes = changes_since(root) or []
-    lines = [f"**Pre-registration.** The rules below were committed and tagged `{TAG}` at `{commit[:10]}` ({date}), "
+    lines = [f"The rules below were committed and tagged `{TAG}` at `{commit[:10]}` ({date}), "
              "before seeds 1 and 2 of the `cpu` preset were judged:", "", rules, ""]
     if not changes:
         lines.append(f"No commit since has changed a rule file ({files}).")
