@@ -37,7 +37,7 @@ def test_book_builds_from_committed_results(committed_book):
 
 
 def test_the_book_shows_only_presets_with_results(tmp_path, monkeypatch):
-    from mimstudy.book.pages import book_presets
+    from mimstudy.book.stored import book_presets
 
     (tmp_path / "ci").mkdir()
     monkeypatch.setenv("MIMSTUDY_RESULTS_DIR", str(tmp_path))

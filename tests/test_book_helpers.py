@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 import yaml
 
-from mimstudy.book import pages as book
+from mimstudy.book import stored as book
 
 
 def probes(models: dict, layers=4, heads=2, images=5):

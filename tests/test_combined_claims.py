@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from mimstudy.book.combined_claims import final_losses
-from mimstudy.book.evidence import PresetResults
-from mimstudy.book.registry import claim
+from mimstudy.book.claims.combined import final_losses
+from mimstudy.book.claims.evidence import PresetResults
+from mimstudy.book.claims.registry import claim
 
 EPOCHS = 3
 
@@ -51,7 +51,7 @@ def rows_for(task: str, sup: tuple, mim: tuple, pretraining_seeds: int = 3) -> l
 
 
 def preset(ds) -> PresetResults:
-    return PresetResults("combined", probes=None, evaluate=None, pretrain=None, downstream=ds)
+    return PresetResults("combined", stale={}, probes=None, evaluate=None, pretrain=None, downstream=ds)
 
 
 def test_final_losses_read_the_last_epoch_each_seed_reached():
@@ -92,10 +92,11 @@ def test_the_page_draws_figure7_and_example_scenes(monkeypatch):
     import matplotlib
 
     matplotlib.use("Agg")
-    from mimstudy.book import combined_page
+    from mimstudy.book.pages import combined_tasks as combined_page
 
     shown = []
-    from mimstudy.book import examples, geometric_page
+    from mimstudy.book import examples
+    from mimstudy.book.pages import geometric_tasks as geometric_page
 
     for page in (combined_page, geometric_page, examples):  # show_figure lives with the 4.2 page
         monkeypatch.setattr(page, "display", lambda obj: shown.append(getattr(obj, "data", obj)))

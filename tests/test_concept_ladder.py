@@ -26,7 +26,7 @@ def test_the_ladder_is_measured_once_and_kept_while_its_code_is_unchanged(tmp_pa
 
 
 def test_the_committed_ladder_is_current():
-    from mimstudy.book.pages import REPO_ROOT
+    from mimstudy.book.stored import REPO_ROOT
 
     ds, current = concept_ladder.stored_ladder(REPO_ROOT / "results")
     assert ds is not None and current, "re-measure it: python -m mimstudy.study.concept_ladder"

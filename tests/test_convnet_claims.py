@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from mimstudy.book.convnet_claims import (classification_claim, convnet_roles, diversity_claim, locality_claim, mean_all,
+from mimstudy.book.claims.convnet import (classification_claim, convnet_roles, diversity_claim, locality_claim, mean_all,
                                           role_estimate)
-from mimstudy.book.evidence import PresetResults
-from mimstudy.book.gates import GateResult
-from mimstudy.book.registry import claim
-from mimstudy.book.verdicts import blockers
+from mimstudy.book.claims.evidence import PresetResults
+from mimstudy.book.claims.gates import GateResult
+from mimstudy.book.claims.registry import claim
+from mimstudy.book.claims.verdicts import blockers
 
 ROLES = {"replk_sup": ("supervised", "replk_mini_32"), "replk_sup_rep": ("supervised", "replk_mini_32_rep"),
          "replk_simmim": ("simmim", "replk_mini_32")}
@@ -64,10 +64,10 @@ def test_locality_not_supported_when_reversed_and_undetermined_below_the_gate():
 
 def test_the_family_judge_counts_seeds_and_reads_every_seeds_gate():
     ds = probes({"replk_sup": 20, "replk_sup_rep": 8, "replk_simmim": 12}, seeds=1)
-    one = PresetResults("conv", probes=ds, evaluate=None, pretrain=None, downstream=None)
+    one = PresetResults("conv", stale={}, probes=ds, evaluate=None, pretrain=None, downstream=None)
     verdict = claim("replknet-locality").judge(one)
     assert verdict.verdict == "undetermined" and {b.tag for b in verdict.blockers} == {"seeds", "gate unknown"}
-    three = PresetResults("conv", probes=probes({"replk_sup": 20, "replk_sup_rep": 8, "replk_simmim": 12}),
+    three = PresetResults("conv", stale={}, probes=probes({"replk_sup": 20, "replk_sup_rep": 8, "replk_simmim": 12}),
                           evaluate=None, pretrain=None, downstream=None)
     verdict = claim("replknet-locality").judge(three)
     assert [b.tag for b in verdict.blockers] == ["gate unknown"]  # no evaluation stored: every seed's gate unknown

@@ -32,7 +32,7 @@ def test_readme_commands_exist_in_makefile():
 
 def test_the_readme_is_short_and_true():
     """A newcomer reads it whole: at most ~4 KB, and what it names exists as it says."""
-    from mimstudy.book.pages import DEFAULT_BOOK_PRESETS
+    from mimstudy.book.stored import DEFAULT_BOOK_PRESETS
     from mimstudy.study.runner import PRESET_DIR
 
     readme = (ROOT / "README.md").read_text()

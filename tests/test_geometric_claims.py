@@ -5,10 +5,11 @@ import json
 import numpy as np
 import xarray as xr
 
-from mimstudy.book.evidence import PresetResults
-from mimstudy.book.geometric_claims import (AP_FLOOR, drop_last_verdict, dropped_runs, full_model, learnability,
-                                            sampled_pairs, shuffle_verdict, table2_verdict)
-from mimstudy.book.registry import claim
+from mimstudy.book.claims.evidence import PresetResults
+from mimstudy.book.claims.downstream import full_model, learnability
+from mimstudy.book.claims.geometric import (AP_FLOOR, drop_last_verdict, dropped_runs, sampled_pairs, shuffle_verdict,
+                                            table2_verdict)
+from mimstudy.book.claims.registry import claim
 
 
 def runs(spec: dict[str, tuple], trivial: float = 0.1, init: dict[str, str] | None = None) -> xr.Dataset:
@@ -43,9 +44,16 @@ def test_table2_supported_when_mim_beats_sup_by_more_than_the_floor():
 
 
 def test_table2_not_supported_when_the_gap_is_below_the_floor():
-    close = dict(BASE, mim=("simmim", 8, "", [0.505, 0.515, 0.495]))
+    below = dict(BASE, mim=("simmim", 8, "", [0.40, 0.41, 0.39]))  # MIM below supervised: wholly short of the floor
+    verdict = table2_verdict(runs(below), "pose", ["sup"], ["mim"], "rand")
+    assert verdict.checks[0].outcome == "fails" and verdict.verdict == "not supported"
+
+
+def test_table2_inconclusive_when_the_gap_straddles_the_floor():
+    close = dict(BASE, mim=("simmim", 8, "", [0.505, 0.515, 0.495]))  # a gap of 0.005 ± 0.035 against 0.01
     verdict = table2_verdict(runs(close), "pose", ["sup"], ["mim"], "rand")
-    assert verdict.checks[0].holds is False and verdict.verdict == "not supported"
+    assert verdict.checks[0].outcome == "inconclusive" and verdict.verdict == "undetermined"
+    assert [b.tag for b in verdict.blockers] == ["inconclusive"]
 
 
 def test_learnability_gate_has_three_states():
@@ -56,7 +64,7 @@ def test_learnability_gate_has_three_states():
 
 
 def pose_preset(ds: xr.Dataset) -> PresetResults:
-    return PresetResults("pose", probes=None, evaluate=None, pretrain=None, downstream=ds)
+    return PresetResults("pose", stale={}, probes=None, evaluate=None, pretrain=None, downstream=ds)
 
 
 def test_the_family_counts_pretraining_seeds_from_the_stored_runs():

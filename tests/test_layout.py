@@ -9,7 +9,7 @@ import mimstudy
 
 PACKAGE = Path(mimstudy.__file__).parent
 STAGES = ["data", "models", "objectives", "training", "probes", "downstream", "study", "book"]
-ROOT = {"config", "results", "provenance", "atomic", "distributed"}
+ROOT = {"config", "results", "provenance", "atomic", "distributed", "numerics"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -56,5 +56,5 @@ def test_no_stage_imports_a_later_stage():
 
 def test_the_checker_sees_a_backward_import(tmp_path):
     bad = tmp_path / "x.py"
-    bad.write_text("from mimstudy.book.verdicts import ClaimVerdict\n")
+    bad.write_text("from mimstudy.book.claims.verdicts import ClaimVerdict\n")
     assert _stage(next(iter(_imports(bad)))) == "book"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from mimstudy.book.paper_tables import (NOT_RUN, REFERENCE_CSV, TABLES, our_rows, paper_rows, paper_table_html,
+from mimstudy.book.pages.paper_tables import (NOT_RUN, REFERENCE_CSV, TABLES, our_rows, paper_rows, paper_table_html,
                                         reference_results)
 
 ROOT = Path(__file__).resolve().parents[1]

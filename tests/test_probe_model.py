@@ -29,7 +29,7 @@ from mimstudy.probes import (
     window_head_kl,
 )
 from mimstudy.probes.distributions import example_distance, query_independent
-from mimstudy.book.verdicts import bootstrap_samples, image_mean_interval
+from mimstudy.book.claims.verdicts import bootstrap_samples, image_mean_interval
 
 N_IMAGES = 9
 

@@ -1,6 +1,6 @@
 """The book's provenance under a figure: one line, a stale warning when needed, the full record collapsed."""
 
-from mimstudy.book.pages import provenance_markdown
+from mimstudy.book.stored import provenance_markdown
 from mimstudy.results import load_runs, save_dataset
 from mimstudy.study.runner import plan
 

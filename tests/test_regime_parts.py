@@ -158,7 +158,7 @@ def _trial(name: str, steps: int, lam: list[list[float]], dataset: str = "fashio
 
 
 def test_trials_on_composites_of_another_generator_version_are_marked_stale():
-    from mimstudy.book.regime import stale_trials, trial_provenance
+    from mimstudy.book.pages.regime import stale_trials, trial_provenance
     from mimstudy.data.photo_composites import GENERATOR_VERSION
 
     lam = [[0.1, 0.2], [0.1, 0.2]]
@@ -180,7 +180,7 @@ def json_record(provenance: str) -> str:
 
 
 def test_regime_table_reports_the_most_local_head_and_the_baselines():
-    from mimstudy.book.regime import plot_regime_locality, regime_table
+    from mimstudy.book.pages.regime import plot_regime_locality, regime_table
 
     trials = xr.concat([_trial("a", 500, [[0.1, 0.6], [0.2, -0.1]], model_l1=0.2, nearest_visible_l1=0.3,
                                visible_mean_l1=0.5),
@@ -268,7 +268,7 @@ def test_lag1_correlation_and_flat_crops_on_known_inputs():
 
 @requires_real_data
 def test_the_data_rationale_is_measured_stored_and_rendered(tmp_path):
-    from mimstudy.book.regime import rationale_markdown
+    from mimstudy.book.pages.regime import rationale_markdown
     from mimstudy.results import load_dataset
     from mimstudy.study.data_rationale import save_rationale
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from mimstudy.book.evidence import PresetResults
-from mimstudy.book.registry import claim
-from mimstudy.book.semantic_claims import LEVELS, METRICS
-from mimstudy.book.semantic_page import scores_markdown
+from mimstudy.book.claims.evidence import PresetResults
+from mimstudy.book.claims.registry import claim
+from mimstudy.book.claims.semantic import LEVELS, METRICS
+from mimstudy.book.pages.semantic import scores_markdown
 
 
 def runs(rows: list[tuple], trivial: float = 0.1) -> xr.Dataset:
@@ -44,7 +44,7 @@ def ladder(gaps: list[float], pretraining_seeds: int = 3, protocol: str = "finet
 
 
 def preset(ds: xr.Dataset) -> PresetResults:
-    return PresetResults("semantic", probes=None, evaluate=None, pretrain=None, downstream=ds)
+    return PresetResults("semantic", stale={}, probes=None, evaluate=None, pretrain=None, downstream=ds)
 
 
 def test_a_growing_gap_supports_the_trend_and_a_flat_one_does_not():

@@ -75,7 +75,7 @@ def test_a_probe_edit_stales_its_results_and_an_unrelated_edit_does_not(tmp_path
     fake_results(steps)
     assert rerun_reasons(steps) == {}
 
-    edit(scratch / "mimstudy" / "book" / "verdicts.py", "UNRELATED = 1")  # no notebook imports it
+    edit(scratch / "mimstudy" / "book" / "claims" / "verdicts.py", "UNRELATED = 1")  # no notebook imports it
     (scratch / "mimstudy" / "study" / "new_helper.py").write_text("X = 1\n")
     assert rerun_reasons(steps) == {}
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from mimstudy.book.mask_sweep import sweep_verdict
+from mimstudy.book.claims.sweep import sweep_verdict
 from mimstudy.study.sweep import mask_avg_dist, mask_sweep
 
 

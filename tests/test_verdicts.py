@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from mimstudy.book.convnet_claims import depth_slope_of
-from mimstudy.book.gates import GateResult
-from mimstudy.book.reductions import local_head_everywhere, off_diagonal
-from mimstudy.book.verdicts import (
+from mimstudy.book.claims.convnet import depth_slope_of
+from mimstudy.book.claims.gates import GateResult
+from mimstudy.book.claims.reductions import local_head_everywhere, off_diagonal
+from mimstudy.book.claims.verdicts import (
     Blocker,
     Check,
     ClaimVerdict,
@@ -65,8 +65,10 @@ def test_point_estimate_has_no_interval_and_decides_nothing():
 def test_judge_counts_checks_and_directions():
     pos, neg, zero = Estimate(1, 0.5, 1.5), Estimate(-1, -1.5, -0.5), Estimate(0, -1, 1)
     assert judge([Check("a", pos), Check("b", neg, expect="negative")]) == "supported"
-    assert judge([Check("a", pos), Check("b", zero)]) == "partly supported"
-    assert judge([Check("a", neg), Check("b", zero)]) == "not supported"
+    assert judge([Check("a", pos), Check("b", neg)]) == "partly supported"  # b fails: wholly below 0
+    assert judge([Check("a", neg), Check("b", neg)]) == "not supported"
+    assert judge([Check("a", neg), Check("b", zero)]) == "not supported"  # only the failing check speaks
+    assert judge([Check("a", pos), Check("b", zero)]) == "undetermined"  # b straddles: inconclusive, none fails
     assert Check("t", Estimate(0.95, 0.92, 0.97), threshold=0.9).holds
     assert not Check("t", Estimate(0.95, 0.85, 0.97), threshold=0.9).holds
     with pytest.raises(ValueError):
@@ -102,7 +104,7 @@ def test_paired_difference_of_identical_models_has_zero_width():
 def test_floor_rejects_a_narrow_interval_around_a_small_effect():
     tiny = Estimate(0.05, 0.049, 0.051)  # excludes zero, far below the floor
     check = Check("λ difference", tiny, threshold=0.1, floor="≥ 0.1")
-    assert tiny.positive and check.holds is False and check.status == "below its floor"
+    assert tiny.positive and check.holds is False and check.status == "fails — wholly short of its floor"
     assert judge([check]) == "not supported"
     assert Check("λ difference", Estimate(0.3, 0.2, 0.4), threshold=0.1).holds
 
@@ -111,10 +113,13 @@ def test_control_must_be_exceeded():
     effect = Estimate(0.3, 0.2, 0.4)
     assert Check("x", effect, threshold=0.1, control=Estimate(0.05, 0.0, 0.1)).holds
     overlapping = Check("x", effect, threshold=0.1, control=Estimate(0.25, 0.15, 0.35))
-    assert overlapping.holds is False and overlapping.status == "not beyond the random-init control"
+    assert overlapping.holds is False and overlapping.outcome == "inconclusive"
+    assert overlapping.status == "inconclusive — its interval overlaps the random-init control"
+    beneath = Check("x", effect, threshold=0.1, control=Estimate(0.6, 0.5, 0.7))  # wholly short of the control
+    assert beneath.outcome == "fails" and beneath.status == "fails — wholly short of the random-init control"
     # a control without an interval is compared by its value
     assert Check("x", effect, threshold=0.1, control=Estimate.point(0.15)).holds
-    assert Check("x", effect, threshold=0.1, control=Estimate.point(0.25)).holds is False
+    assert Check("x", effect, threshold=0.1, control=Estimate.point(0.25)).outcome == "inconclusive"
     negative = Check("x", Estimate(-0.3, -0.4, -0.2), expect="negative", threshold=-0.1, control=Estimate(-0.25, -0.3, 0.0))
     assert negative.holds is False
 
@@ -201,3 +206,81 @@ def test_a_local_head_in_every_layer_is_the_minimum_over_layers():
     lam = xr.DataArray([[0.8, 0.0], [0.7, 0.1], [0.1, 0.2]], dims=("layer", "head"))  # layer 3: no local head
     assert float(local_head_everywhere(lam)) == pytest.approx(0.2)
     assert float(lam.max("head").mean("layer")) > 0.5  # the mean would have passed it
+
+
+# --- three outcomes per check -------------------------------------------------------------------------
+
+
+def test_three_outcomes_each_reachable():
+    assert Check("x", Estimate(0.3, 0.2, 0.4), threshold=0.1).outcome == "holds"
+    assert Check("x", Estimate(0.05, 0.0, 0.08), threshold=0.1).outcome == "fails"
+    straddle = Check("x", Estimate(0.15, 0.05, 0.25), threshold=0.1)
+    assert straddle.outcome == "inconclusive" and straddle.holds is False
+    assert Check("x", Estimate.point(0.3), threshold=0.1).outcome is None
+    negative = Check("x", Estimate(-0.15, -0.25, -0.05), expect="negative", threshold=-0.1)
+    assert negative.outcome == "inconclusive"
+    assert Check("x", Estimate(0.2, 0.1, 0.3), expect="negative", threshold=0.0).outcome == "fails"
+
+
+def test_a_real_effect_with_moderate_spread_is_inconclusive_not_unsupported():
+    # three seeds, t(2) = 4.30: the mean clears the floor, the interval does not
+    est = seed_estimate([0.18, 0.30, 0.24])
+    check = Check("effect", est, threshold=0.1)
+    assert est.n == 3 and est.low < 0.1 < est.value and check.outcome == "inconclusive"
+    verdict = ClaimVerdict.of("A claim.", [check, Check("other", Estimate(0.3, 0.2, 0.4), threshold=0.1)])
+    assert verdict.verdict == "undetermined" and [b.tag for b in verdict.blockers] == ["inconclusive"]
+    needed = check.seeds_needed()
+    assert needed is not None and needed > 3 and f"about {needed} seeds" in verdict.headline
+    # the number is what the t interval needs at the observed spread: one seed fewer would not do
+    sd = np.std([0.18, 0.30, 0.24], ddof=1)
+    from scipy import stats
+    assert stats.t.ppf(0.975, needed - 1) * sd / np.sqrt(needed) < est.value - 0.1
+    assert stats.t.ppf(0.975, needed - 2) * sd / np.sqrt(needed - 1) >= est.value - 0.1
+    # a failing check beside it makes the claim not supported, on the failing check only
+    failing = Check("against", seed_estimate([0.0, 0.01, 0.02]), threshold=0.1)
+    mixed = ClaimVerdict.of("A claim.", [check, failing])
+    assert failing.outcome == "fails" and mixed.verdict == "not supported" and "inconclusive" in mixed.summary()
+
+
+def test_a_control_zero_by_construction_is_reported_as_such():
+    check = Check("A minus B", GOOD, threshold=0.1, control_note="zero by construction — ...")
+    assert check.holds and not check.controlled and "control: zero by construction" in check.markdown()
+
+
+# --- layer groups and MoCo's "closer to" -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layers", range(2, 25))
+def test_compared_layer_groups_are_disjoint(layers):
+    from mimstudy.book.claims.reductions import first_half, last_layers, upper_half
+
+    values = xr.DataArray(np.arange(layers, dtype=float), dims="layer", coords={"layer": np.arange(1, layers + 1)})
+    first = set(first_half(values)["layer"].values)
+    for later in (upper_half(values), last_layers(values, 3), last_layers(values, 2)):
+        assert first.isdisjoint(later["layer"].values) and later.sizes["layer"] >= 1
+    assert len(first) == upper_half(values).sizes["layer"] == layers // 2
+    assert last_layers(values, 3).sizes["layer"] == min(3, layers - layers // 2)
+
+
+def test_four_layers_split_into_two_disjoint_pairs():
+    from mimstudy.book.claims.reductions import first_half, last_layers
+
+    values = xr.DataArray([1.0, 2.0, 3.0, 4.0], dims="layer", coords={"layer": [1, 2, 3, 4]})
+    assert list(first_half(values)["layer"].values) == [1, 2]
+    assert list(last_layers(values, 3)["layer"].values) == [3, 4]  # was [2, 3, 4], sharing layer 2
+
+
+def test_moco_closer_statistic_depends_on_moco_beyond_either_model():
+    from mimstudy.book.claims.reductions import closer
+
+    statistic = closer(lambda v: v, "simmim", "supervised", "x")
+
+    def value(m, a=0.95, b=0.9):
+        roles = {"moco": m, "simmim": a, "supervised": b}
+        return float(statistic({k: {"x": xr.DataArray(v)} for k, v in roles.items()}))
+
+    assert value(0.94) == pytest.approx(abs(0.94 - 0.9) - abs(0.94 - 0.95))  # between them: the old statistic
+    # beyond SimMIM the old statistic was SimMIM − supervised (0.05) whatever MoCo was; this one moves with MoCo
+    assert value(0.97) == pytest.approx(0.09) and value(0.99) == pytest.approx(0.13)
+    assert value(0.80) < 0 and value(0.925) == pytest.approx(0.0)  # beyond supervised / at the midpoint
+    assert value(0.9, a=0.9, b=0.9) == 0.0  # one model in every role: zero by construction

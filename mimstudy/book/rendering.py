@@ -1,7 +1,7 @@
 """Verdicts as Markdown: one short coloured line first, the checks behind it; the scorecard; the rules.
 
 Every page and the scorecard render verdicts from :func:`judge_page` / :func:`scorecard_rows`, both of
-which call ``claim.judge(results)`` of :mod:`mimstudy.book.registry`, so they agree by construction.
+which call ``claim.judge(results)`` of :mod:`mimstudy.book.claims.registry`, so they agree by construction.
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mimstudy.book.evidence import PresetResults
-from mimstudy.book.registry import CLAIMS, claims_on_page
-from mimstudy.book.verdicts import Claim, ClaimVerdict
+from mimstudy.book.claims.probes import ProbeClaim
+from mimstudy.book.claims.evidence import PresetResults
+from mimstudy.book.claims.floors import FLOOR_RULES
+from mimstudy.book.claims.registry import CLAIMS, claims_on_page
+from mimstudy.book.claims.verdicts import FLOOR_ORIGINS, Claim, ClaimVerdict
 
 COLOURS = {"supported": "#1a7f37", "partly supported": "#9a6700", "not supported": "#cf222e",
            "undetermined": "#57606a", "not run": "#57606a"}
@@ -66,16 +68,27 @@ def closing_markdown(judged: list[Judged]) -> str:
 
 
 def rules_markdown(page: str) -> str:
-    """How the page's verdicts are made, with every check's floor, generated from the registry."""
+    """How the page's verdicts are made, with every check's floor and null, generated from the registry."""
+    claims = claims_on_page(page)
     lines = ["**How the verdicts are made.** Each check is an effect size on an absolute scale with a floor it "
-             "must clear: its whole 95% interval must lie past the floor and, where the claim has one, past the "
-             "same statistic on random-init models of the same architecture (the control; a missing or NaN "
-             "control blocks the verdict). Intervals are t intervals over ≥ 3 training seeds; with fewer seeds, a "
-             "model whose quality gate fails or is unknown (see the Models page), or a missing value, the verdict "
-             "is *undetermined* and the effect is shown for information. The floors:", ""]
-    for c in claims_on_page(page):
+             "must clear and a null it rejects. It *holds* when its whole 95% interval lies past the floor and, "
+             "where the claim has one, past the same statistic on random-init models of the same architecture (the "
+             "control); it *fails* when the whole interval lies on the wrong side of either, and is *inconclusive* "
+             "when it straddles one. A difference between two models has a random-init control of zero by "
+             "construction, which is said, not counted as a control. Intervals are t intervals over ≥ 3 "
+             "independent training seeds; with fewer seeds, copied seeds, stale results, a model whose quality gate "
+             "fails or is unknown (see the Models page), a missing value or an inconclusive check (and none "
+             "failing), the verdict is *undetermined* and the effect is shown for information. The checks:", ""]
+    for c in claims:
         lines.append(f"- *{c.title}* ({c.where}):")
         lines += [f"    - {floor}" for floor in c.floors()]
+    origins = list(dict.fromkeys(key for c in claims for key in c.floor_keys()))
+    if origins:
+        lines += ["", "Where these floors come from (the null of each check: the effect lies short of its floor):", ""]
+        lines += [f"- {FLOOR_ORIGINS[key]}" for key in origins]
+    if any(isinstance(c, ProbeClaim) for c in claims):
+        lines += ["", "The floors' kinds, derived in `mimstudy/book/claims/floors.py` (each verdict shows the value for its "
+                      "architecture and the derivation):", ""] + [f"- {rule}" for rule in FLOOR_RULES]
     return "\n".join(lines)
 
 
@@ -88,7 +101,7 @@ def short_cell(verdict: ClaimVerdict) -> str:
         return head
     first = checks[0]
     more = f" +{len(verdict.checks) - 1} more" if len(verdict.checks) > 1 else ""
-    return f"{head}<br>{first.estimate.short()} (floor {first.threshold:g}){more}"
+    return f"{head}<br>{first.estimate.short()} (floor {first.threshold:.3g}){more}"
 
 
 PAGE_TITLES = {"attention_distance": "3.1.1", "mask_sweep": "Fig. 2(a)", "attention_entropy": "3.1.2",

@@ -10,7 +10,7 @@ run with ``task``, ``objective``, ``arch``, ``keep_blocks`` and ``block_order`` 
 (all blocks, as trained) pre-trained with the row's objective, and ``not run`` when there is no
 such result (or no analog of that column exists yet).
 
-    from mimstudy.book.paper_tables import TABLES, paper_table_html, our_table_html, differences_markdown
+    from mimstudy.book.pages.paper_tables import TABLES, paper_table_html, our_table_html, differences_markdown
     html = paper_table_html("table2"); ours = our_table_html("table2", "quick")
 """
 
@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from mimstudy.book.pages import PAPER_LABELS
+from mimstudy.book.stored import PAPER_LABELS
 
-REFERENCE_CSV = Path(__file__).resolve().parent / "data" / "reference_results.csv"
+REFERENCE_CSV = Path(__file__).resolve().parents[1] / "data" / "reference_results.csv"
 CSV_COLUMNS = ["table", "backbone", "pretrain", "task", "dataset", "metric", "higher_is_better", "value"]
 NOT_RUN = "not run"
 DOWNSTREAM_NOTEBOOK = "downstream"

@@ -1,7 +1,9 @@
 """Reductions of per-layer (and per-head) statistics to the numbers the claims' checks compare.
 
 Each works on image means and, with a ``boot`` dim, on bootstrap resamples at once (dim-named xarray
-reductions; other dims are kept).
+reductions; other dims are kept). Layer groups that a check compares are disjoint: the first half is
+the first ``L // 2`` layers, the upper half the last ``L // 2`` (the middle layer of an odd ``L`` in
+neither), and "the last n layers" never reaches into the first half (at most ``L - L // 2`` layers).
 """
 
 from __future__ import annotations
@@ -17,16 +19,25 @@ def layer_means(values: xr.DataArray) -> xr.DataArray:
     return values.mean("head") if "head" in values.dims else values
 
 
+def half(layers: int) -> int:
+    """Layers in each half: ``L // 2`` (a comparison of halves needs two layers or more)."""
+    if layers < 2:
+        raise ValueError(f"two disjoint groups of layers need at least 2 layers, got {layers}")
+    return layers // 2
+
+
 def upper_half(values: xr.DataArray) -> xr.DataArray:
-    return values.isel(layer=slice(values.sizes["layer"] // 2, None))
+    return values.isel(layer=slice(values.sizes["layer"] - half(values.sizes["layer"]), None))
 
 
 def first_half(values: xr.DataArray) -> xr.DataArray:
-    return values.isel(layer=slice(None, max(values.sizes["layer"] // 2, 1)))
+    return values.isel(layer=slice(None, half(values.sizes["layer"])))
 
 
 def last_layers(values: xr.DataArray, n: int = 3) -> xr.DataArray:
-    return values.isel(layer=slice(-min(n, values.sizes["layer"]), None))
+    """The last ``n`` layers, but never a layer of :func:`first_half` (at most ``L - L // 2``)."""
+    layers = values.sizes["layer"]
+    return values.isel(layer=slice(layers - min(n, layers - half(layers)), None))
 
 
 def mean_of(values: xr.DataArray) -> xr.DataArray:
@@ -88,11 +99,15 @@ def alternation_amplitude(v: xr.DataArray) -> xr.DataArray:
 
 
 def closer(summary: Callable, like: str, other: str, var: str) -> Callable:
-    """``|m − other| − |m − like|`` of ``summary(var)`` with ``m`` the ``moco`` role: > 0 when MoCo is closer to ``like``."""
+    """How much closer MoCo (role ``moco``) lies to ``like`` than to ``other`` on ``summary(var)``:
+    ``sign(a − b) · (2m − a − b)`` with ``m``, ``a``, ``b`` the three models' values — twice MoCo's
+    distance past the midpoint of ``a`` and ``b``, towards ``a``. Between the two it equals
+    ``|m − b| − |m − a|``; unlike that, it keeps measuring MoCo when MoCo lies beyond either model (where
+    ``|m − b| − |m − a|`` is ``±|a − b|`` whatever ``m`` is: the two models' gap, not evidence about MoCo)."""
 
     def statistic(r):
         m, a, b = (summary(r[role][var]) for role in ("moco", like, other))
-        return abs(m - b) - abs(m - a)
+        return np.sign(a - b) * (2 * m - a - b)
 
     return statistic
 

@@ -14,7 +14,7 @@ One claim family, :class:`SemanticClaim`, with one ``kind`` per claim (rows: ful
 
 Quality gates: each task's learnability (the random-init fine-tune beats the majority class) and the
 pre-trained backbones' own gates; seeds and intervals as Section 4.2
-(:func:`mimstudy.book.geometric_claims.gap_estimate`: over pre-training seeds when there are ≥ 2).
+(:func:`mimstudy.book.claims.downstream.gap_estimate`: over pre-training seeds when there are ≥ 2).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import xarray as xr
 
-from mimstudy.book.evidence import PresetResults
-from mimstudy.book.geometric_claims import DownstreamClaim, difference_of, full_model, full_models, gap_estimate, learnability
-from mimstudy.book.verdicts import FLOORS, Check, ClaimVerdict
+from mimstudy.book.claims.evidence import PresetResults
+from mimstudy.book.claims.downstream import DownstreamClaim, difference_of, full_model, full_models, gap_estimate, learnability
+from mimstudy.book.claims.verdicts import FLOORS, Check, ClaimVerdict
 
 TOP1_FLOOR = FLOORS["top1"]
 LEVELS = tuple(f"cog_l{i}" for i in range(1, 6))
@@ -49,6 +49,9 @@ class SemanticClaim(DownstreamClaim):
 
     kind: str = "cog"
     arch: str = "vit"
+
+    def floor_keys(self) -> tuple[str, ...]:
+        return ("top1",)
 
     def floors(self) -> list[str]:
         if self.kind == "cog":

@@ -11,12 +11,12 @@ import matplotlib.pyplot as plt
 import xarray as xr
 from IPython.display import Markdown, display
 
-from mimstudy.book.evidence import PresetResults
-from mimstudy.book.pages import absent_note, book_presets, panels, per_layer_table, preset_heading, provenance_markdown, run_attr
+from mimstudy.book.claims.evidence import PresetResults
+from mimstudy.book.stored import absent_note, book_presets, panels, per_layer_table, preset_heading, provenance_markdown, run_attr
 from mimstudy.book.plots import plot_cka_grid, plot_models
-from mimstudy.book.reductions import off_diagonal
+from mimstudy.book.claims.reductions import off_diagonal
 from mimstudy.book.rendering import Judged, judge_page, verdicts_markdown
-from mimstudy.book.statistics import references
+from mimstudy.book.claims.statistics import references
 
 VIT_OBJECTIVES = ("supervised", "moco", "simmim", "finetune", "random")
 SWIN_OBJECTIVES = ("supervised", "simmim", "finetune", "random")

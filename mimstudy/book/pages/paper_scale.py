@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import xarray as xr
 from IPython.display import Markdown, display
 
-from mimstudy.book.pages import book_preset, load_results, provenance_markdown
+from mimstudy.book.stored import book_preset, load_results, provenance_markdown
 from mimstudy.book.plots import plot_models
 
 PANELS = {

@@ -1,5 +1,5 @@
 """The Figure 2(a) page (``book/mask_sweep.md``): the sweep's figure, verdict, table and provenance per preset,
-the verdict judged by the registry's :class:`mimstudy.book.mask_sweep.SweepClaim` (as on the scorecard)."""
+the verdict judged by the registry's :class:`mimstudy.book.claims.sweep.SweepClaim` (as on the scorecard)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import matplotlib.pyplot as plt
 import xarray as xr
 from IPython.display import Markdown, display
 
-from mimstudy.book.evidence import PresetResults
-from mimstudy.book.pages import preset_heading, provenance_markdown
-from mimstudy.book.registry import claim
+from mimstudy.book.claims.evidence import PresetResults
+from mimstudy.book.stored import preset_heading, provenance_markdown
+from mimstudy.book.claims.registry import claim
 from mimstudy.book.rendering import Judged, verdict_markdown
-from mimstudy.book.statistics import references
+from mimstudy.book.claims.statistics import references
 
 
 def plot_sweep(table: xr.Dataset, uniform: float) -> None:

@@ -189,7 +189,7 @@ def rationale_markdown(ds: xr.Dataset) -> str:
 
 def stored_rationale_markdown() -> str:
     """:func:`rationale_markdown` of the stored measurements, or what to run when there are none."""
-    from mimstudy.book.pages import results_root
+    from mimstudy.book.stored import results_root
     from mimstudy.results import load_dataset
 
     path = results_root() / "regime" / "rationale" / "data.nc"

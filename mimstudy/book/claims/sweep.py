@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import xarray as xr
 from scipy.stats import spearmanr
 
-from mimstudy.book.evidence import PresetResults
-from mimstudy.book.gates import role_of
-from mimstudy.book.verdicts import Check, Claim, ClaimVerdict, Estimate, blockers
+from mimstudy.book.claims.evidence import PresetResults
+from mimstudy.book.claims.gates import role_of
+from mimstudy.book.claims.verdicts import Check, Claim, ClaimVerdict, Estimate, blockers
 
 
 def sweep_verdict(table: xr.Dataset) -> ClaimVerdict:
@@ -45,6 +46,8 @@ class SweepClaim(Claim):
     """Figure 2(a) on the preset's mask sweep (``sweep_*`` runs): :func:`sweep_verdict` of its table, with
     training seeds per sweep point counted from the run ids. The random-init control does not apply (an
     untrained model has no masking), and the sweep's models have no sanity evaluation, so no gate."""
+
+    reads: ClassVar[tuple[str, ...]] = ("sweep/pretrain", "sweep/probes")
 
     def floors(self) -> list[str]:
         return ["Spearman correlation of fine-tuning error with attention distance > 0; the best fine-tuning at "

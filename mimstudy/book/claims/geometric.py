@@ -1,6 +1,6 @@
 """Section 4.2's claims judged from the downstream results (``results/<preset>/downstream``).
 
-One claim family, :class:`DownstreamClaim`, with one ``kind`` per claim and its effect-size floor:
+One claim family, :class:`GeometricClaim` (on :class:`~mimstudy.book.claims.downstream.DownstreamClaim`), with one ``kind`` per claim and its effect-size floor:
 
 * ``table2`` (Table 2): MIM fine-tunes better than supervised pre-training on every geometric task and
   backbone the preset ran (pose / crowd pose: AP, floor 1 point; depth: RMSE, floor 0.02 m; tracking:
@@ -12,7 +12,7 @@ Each row of a table reads one pre-training run (its ``init_from``), fine-tuned o
 With ≥ 3 pre-training runs per model (the preset's training seeds, counted from the stored runs)
 the interval is a t interval over pre-training seeds of each run's mean over fine-tuning seeds;
 otherwise it is a t interval over the fine-tuning seeds of one run, shown for information, and the
-seeds blocker applies (:func:`mimstudy.book.verdicts.blockers`). The quality gate of each task is its
+seeds blocker applies (:func:`mimstudy.book.claims.verdicts.blockers`). The quality gate of each task is its
 learnability: the fine-tuned random-init model beats the trivial predictor (pass / fail / unknown),
 together with the quality gates of the pre-trained backbones. ``runs`` is the concatenation of a
 preset's downstream datasets along ``model`` (:func:`mimstudy.results.load_runs`).
@@ -20,69 +20,22 @@ preset's downstream datasets along ``model`` (:func:`mimstudy.results.load_runs`
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
 
-from mimstudy.book.evidence import PresetResults
-from mimstudy.book.gates import GateResult
-from mimstudy.book.verdicts import FLOORS, Blocker, Check, Claim, ClaimVerdict, Estimate, blockers, seed_estimate
+from mimstudy.book.claims.downstream import (DownstreamClaim, coord, difference_of, find_runs, full_model, full_models,
+                                            gap_estimate, learnability, scores)
+from mimstudy.book.claims.evidence import PresetResults
+from mimstudy.book.claims.verdicts import FLOORS, Blocker, Check, ClaimVerdict, Estimate, seed_estimate
 
 AP_FLOOR, RMSE_FLOOR = FLOORS["ap"], FLOORS["rmse"]
 TASKS = {"pose": ("Puppet-Pose AP ↑", "ap", True, 100), "crowdpose": ("Puppet-Crowd AP ↑", "ap", True, 100),
          "depth": ("GarmentWorld-Depth RMSE (m) ↓", "rmse", False, 1),
          "tracking": ("GarmentTrack AO ↑", "ao", True, 100)}  # label, metric, higher is better, scale
 ARCHS = ("vit", "swinv2")
-
-
-def scores(runs: xr.Dataset, model: str, metric: str = "ap") -> np.ndarray:
-    """A run's metric over its fine-tuning seeds (NaN padding of other runs' seeds dropped)."""
-    values = runs[metric].sel(model=model).values.astype(float)
-    return values[np.isfinite(values)]
-
-
-def coord(runs: xr.Dataset, model: str, name: str):
-    """A run's scalar coord ``name`` (``None`` when no run has it, e.g. ``protocol`` before it was recorded)."""
-    return runs[name].sel(model=model).item() if name in runs.variables else None
-
-
-def find_runs(runs: xr.Dataset, task: str, **match) -> list[str]:
-    """Run ids of ``task`` whose scalar coords equal ``match`` (e.g. ``objective="simmim"``), compared as
-    :func:`coord` values are (``None`` for a coord no run has)."""
-    models = runs["model"].values
-    if "task" not in runs.variables:
-        return []
-    keep = np.array([value == task for value in runs["task"].values], dtype=bool)
-    for name, wanted in match.items():
-        values = runs[name].values if name in runs.variables else [None] * len(models)
-        keep &= np.array([str(value) == str(wanted) for value in values], dtype=bool)
-    return [str(m) for m in models[keep]]
-
-
-def full_models(runs: xr.Dataset, task: str, objective: str, arch_prefix: str, **match) -> list[str]:
-    """The runs of ``objective`` on an ``arch_prefix*`` backbone with all blocks, in order: one per
-    pre-training run (``match``: more coords to equal, e.g. ``protocol="frozen"``)."""
-    return [m for m in find_runs(runs, task, objective=objective, block_order="", **match)
-            if str(coord(runs, m, "arch")).startswith(arch_prefix)
-            and coord(runs, m, "blocks") == coord(runs, m, "total_blocks")]
-
-
-def full_model(runs: xr.Dataset, task: str, objective: str, arch_prefix: str, **match) -> str | None:
-    """The first of :func:`full_models`, or ``None``."""
-    found = full_models(runs, task, objective, arch_prefix, **match)
-    return found[0] if found else None
-
-
-def init_from(runs: xr.Dataset, model: str) -> str:
-    """The pre-training run a downstream run started from ('' for random init or when not stored)."""
-    if "provenance" not in runs.coords:
-        return ""
-    attrs = json.loads(str(runs["provenance"].sel(model=model).item()))
-    params = attrs.get("parameters", "{}")
-    return str((json.loads(params) if isinstance(params, str) else params).get("init_from", ""))
 
 
 def dropped_runs(runs: xr.Dataset, task: str, objective: str, prefix: str = "vit") -> dict[int, str]:
@@ -106,46 +59,6 @@ def sampled_pairs(runs: xr.Dataset, task: str, objective: str, prefix: str = "vi
         if base:
             pairs.setdefault(base[0], []).append(model)
     return next(iter(pairs.items()), None)
-
-
-def gap_estimate(runs: xr.Dataset, a: Sequence[str], b: Sequence[str], metric: str = "ap") -> Estimate:
-    """Mean ``metric`` of runs ``a`` minus runs ``b``: a t interval over pre-training runs when both sides
-    have two or more (each run's mean over its fine-tuning seeds), else over the fine-tuning seeds of
-    the first run of each side."""
-    if len(a) >= 2 and len(b) >= 2:
-        est = seed_estimate([scores(runs, m, metric).mean() for m in a], [scores(runs, m, metric).mean() for m in b])
-        est.interval = "t interval over pre-training seeds"
-        return est
-    est = seed_estimate(scores(runs, a[0], metric), scores(runs, b[0], metric))
-    if est.has_interval:
-        est.interval = "t interval over the fine-tuning seeds of one pre-training run"
-    return est
-
-
-def difference_of(a: Estimate, b: Estimate) -> Estimate:
-    """``a - b`` for two estimates from separate runs: the half-widths of their intervals combined in
-    quadrature (no interval unless both have one)."""
-    value = a.value - b.value
-    if not (a.has_interval and b.has_interval):
-        return Estimate(value)
-    half = np.hypot(a.high - a.value, b.high - b.value)
-    return Estimate(value, value - half, value + half, "t intervals over seeds, combined")
-
-
-def learnability(runs: xr.Dataset, random_model: str, metric: str = "ap", higher_is_better: bool = True
-                 ) -> tuple[Estimate, GateResult]:
-    """The task's quality gate: fine-tuned random weights beat the trivial predictor (else the task is
-    broken). Pass when the whole interval over fine-tuning seeds is past it, fail when it is wholly on the
-    wrong side, unknown without an interval."""
-    trivial = float(runs[f"trivial_{metric}"].sel(model=random_model))
-    est = seed_estimate(scores(runs, random_model, metric) - trivial)
-    good, bad = (est.above(0), est.below(0)) if higher_is_better else (est.below(0), est.above(0))
-    words = f"random-init `{random_model}` {metric.upper()} minus the trivial predictor's ({trivial:.3f}): {est}"
-    if good:
-        return est, GateResult(random_model, "pass", [words])
-    if bad or (est.has_interval and not good):
-        return est, GateResult(random_model, "fail", [words], failed=[f"the task is not learned ({words})"])
-    return est, GateResult(random_model, "unknown", [words], unknown=[f"task learnability not decidable ({words})"])
 
 
 def table2_verdict(runs: xr.Dataset, task: str, supervised: Sequence[str], mim: Sequence[str], random_model: str,
@@ -224,13 +137,12 @@ def shuffle_verdict(runs: xr.Dataset, task: str, supervised: tuple[str, list[str
 
 
 @dataclass(frozen=True)
-class DownstreamClaim(Claim):
+class GeometricClaim(DownstreamClaim):
     """A Section 4.2 claim (``kind``: ``table2`` / ``drop`` / ``shuffle``) on the preset's downstream runs;
     ``drop`` and ``shuffle`` read ``task`` on ``arch`` (an arch prefix)."""
 
-    kind: str = "table2"
-    task: str = "pose"
-    arch: str = "vit"
+    def floor_keys(self) -> tuple[str, ...]:
+        return ("ap", "rmse", "ao") if self.kind == "table2" else ("ap",)
 
     def floors(self) -> list[str]:
         if self.kind == "table2":
@@ -238,24 +150,6 @@ class DownstreamClaim(Claim):
                     f"≥ {FLOORS['ao']:g} AO (tracking)"]
         return [f"{'best gain from dropping blocks' if self.kind == 'drop' else 'AP lost, supervised minus MIM'}: "
                 f"≥ {AP_FLOOR:g} AP"]
-
-    def _blocked(self, results: PresetResults, runs: xr.Dataset, read: dict[str, list[str]],
-                 task_gates: list[GateResult]) -> list[Blocker]:
-        """One blockers call: the pre-training runs each role's estimate reads (``read``: role -> downstream
-        runs; distinct ``init_from`` counted, so seeds come from the stored runs), the learnability gates
-        and the pre-trained backbones' own quality gates."""
-        backbones = {role: list(dict.fromkeys(init_from(runs, m) for m in ms)) for role, ms in read.items()}
-        gates = task_gates + results.gates([b for bs in backbones.values() for b in bs if b in self._known(results)])
-        return blockers({role: len(bs) for role, bs in backbones.items()}, gates)
-
-    @staticmethod
-    def _known(results: PresetResults) -> set[str]:
-        """Run ids with a pre-training record: their quality gates apply to the downstream rows."""
-        found = set()
-        for ds in (results.pretrain, results.evaluate):
-            if ds is not None:
-                found |= {str(m) for m in ds["model"].values}
-        return found
 
     def evaluate(self, results: PresetResults) -> ClaimVerdict:
         runs = results.downstream

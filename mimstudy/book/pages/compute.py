@@ -7,7 +7,7 @@ import json
 import numpy as np
 from IPython.display import Markdown, display
 
-from mimstudy.book.pages import results_root
+from mimstudy.book.stored import results_root
 from mimstudy.results import load_dataset
 
 

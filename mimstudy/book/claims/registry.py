@@ -1,17 +1,17 @@
 """The paper's claims as data: one registry that every chapter and the scorecard judge the same way.
 
-Each entry is a :class:`mimstudy.book.verdicts.Claim` of one family — :class:`~mimstudy.book.claims.ProbeClaim`
-(Section 3, Appendix A), :class:`~mimstudy.book.mask_sweep.SweepClaim` (Fig. 2a),
-:class:`~mimstudy.book.convnet_claims.ConvNetClaim` (Appendix B),
-:class:`~mimstudy.book.geometric_claims.DownstreamClaim` (Section 4.2),
-:class:`~mimstudy.book.semantic_claims.SemanticClaim` (Section 4.1),
-:class:`~mimstudy.book.combined_claims.CombinedClaim` (Section 4.3, Appendix D) — or a plain ``Claim`` whose
+Each entry is a :class:`mimstudy.book.claims.verdicts.Claim` of one family — :class:`~mimstudy.book.claims.probes.ProbeClaim`
+(Section 3, Appendix A), :class:`~mimstudy.book.claims.sweep.SweepClaim` (Fig. 2a),
+:class:`~mimstudy.book.claims.convnet.ConvNetClaim` (Appendix B),
+:class:`~mimstudy.book.claims.geometric.GeometricClaim` (Section 4.2),
+:class:`~mimstudy.book.claims.semantic.SemanticClaim` (Section 4.1),
+:class:`~mimstudy.book.claims.combined.CombinedClaim` (Section 4.3, Appendix D) — or a plain ``Claim`` whose
 experiment is not built. All are judged by ``claim.judge(PresetResults(preset))``.
 """
 
 from __future__ import annotations
 
-from mimstudy.book.claims import (
+from mimstudy.book.claims.probes import (
     ALTERNATION_EFFECTS,
     FINETUNE_EFFECTS,
     MOCO_EFFECTS,
@@ -21,12 +21,12 @@ from mimstudy.book.claims import (
     focus_effects,
     locality_effects,
 )
-from mimstudy.book.combined_claims import CombinedClaim
-from mimstudy.book.convnet_claims import ConvNetClaim
-from mimstudy.book.geometric_claims import DownstreamClaim
-from mimstudy.book.mask_sweep import SWEEP_TEXT, SweepClaim
-from mimstudy.book.semantic_claims import SemanticClaim
-from mimstudy.book.verdicts import Claim
+from mimstudy.book.claims.combined import CombinedClaim
+from mimstudy.book.claims.convnet import ConvNetClaim
+from mimstudy.book.claims.geometric import GeometricClaim
+from mimstudy.book.claims.sweep import SWEEP_TEXT, SweepClaim
+from mimstudy.book.claims.semantic import SemanticClaim
+from mimstudy.book.claims.verdicts import Claim
 
 FIGURE_1 = ("a supervised model attends locally in its lower layers and globally in its higher layers; SimMIM keeps "
             "local heads in every layer")
@@ -46,13 +46,13 @@ CLAIMS: tuple[Claim, ...] = (
                "ViT: the heads of a supervised model lose their diversity in the last layers; SimMIM's heads keep "
                "attending to different tokens.", "head_diversity", arch="vit", roles=SUP_MIM,
                effects=diversity_effects()),
-    DownstreamClaim("layer-drop", "3.1.3 · Fig. 5", "Dropping the last layers helps the supervised model",
+    GeometricClaim("layer-drop", "3.1.3 · Fig. 5", "Dropping the last layers helps the supervised model",
                     "Dropping the last layers of a supervised model improves pose estimation; the MIM model does not "
                     "benefit.", "geometric_tasks", kind="drop"),
     ProbeClaim("vit-cka", "3.2 · Fig. 6", "Representation structure (ViT)",
                "ViT: SimMIM's layers have almost the same representations (CKA [0.9, 1.0]); supervised layers differ.",
                "cka", arch="vit", roles=SUP_MIM, effects=cka_effects()),
-    DownstreamClaim("layer-shuffle", "3.2 · text", "Randomly sampled layers hurt supervised more",
+    GeometricClaim("layer-shuffle", "3.2 · text", "Randomly sampled layers hurt supervised more",
                     "Loading randomly sampled pre-trained layers costs a supervised model more than a MIM model "
                     "downstream.", "geometric_tasks", kind="shuffle"),
     SemanticClaim("semantic-cog", "4.1 · Tables 1, 5", "The MIM advantage grows with the concept gap",
@@ -64,7 +64,7 @@ CLAIMS: tuple[Claim, ...] = (
     SemanticClaim("semantic-fine", "4.1 · Tables 1, 4", "MIM wins on fine-grained classes",
                   "On fine-grained classification (Aircraft, Birdsnap, iNat18), MIM fine-tunes better than "
                   "supervised pre-training.", "semantic", kind="fine"),
-    DownstreamClaim("geometric", "4.2 · Table 2", "Geometric and motion tasks",
+    GeometricClaim("geometric", "4.2 · Table 2", "Geometric and motion tasks",
                     "MIM beats supervised pre-training by large margins on pose estimation, depth estimation and "
                     "tracking.",
                     "geometric_tasks", kind="table2"),

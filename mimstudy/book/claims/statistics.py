@@ -70,7 +70,7 @@ def scale_free(one: xr.Dataset) -> xr.Dataset:
 def references(probes: xr.Dataset) -> xr.Dataset:
     """:func:`reference` of every model of a multi-model probes dataset, ``(model, layer)``: the
     uniform-attention lines and the absolute axis tops of the figures."""
-    from mimstudy.book.pages import restrict
+    from mimstudy.book.stored import restrict
 
     per_model = [reference(restrict(probes, [m]).sel(model=m)).reindex(layer=probes["layer"].values)
                  for m in probes["model"].values]

@@ -1,6 +1,6 @@
 """Appendix B's claims on large-kernel ConvNets, one function per claim, computed from stored results.
 
-Every claim is judged with :mod:`mimstudy.book.verdicts`' ``Check`` / ``Estimate`` / ``ClaimVerdict``
+Every claim is judged with :mod:`mimstudy.book.claims.verdicts`' ``Check`` / ``Estimate`` / ``ClaimVerdict``
 under three rules stated on the book page:
 
 * **effect-size floor**: a difference counts only when its whole 95% interval clears
@@ -13,8 +13,8 @@ under three rules stated on the book page:
   bootstrap over the channels of each layer of the one model (kernel probes read weights, not
   images), shown for information; Table 3's accuracies: a t interval over training seeds of each
   run's final validation top-1 (a point estimate with one seed).
-* **blockers** (:func:`mimstudy.book.verdicts.blockers`, as for every claim): fewer than three
-  training seeds in a role, a model whose quality gate (:mod:`mimstudy.book.gates`, every seed's run)
+* **blockers** (:func:`mimstudy.book.claims.verdicts.blockers`, as for every claim): fewer than three
+  training seeds in a role, a model whose quality gate (:mod:`mimstudy.book.claims.gates`, every seed's run)
   fails or is unknown, a check with no value (a NaN control included).
 
 ``probes`` below is the combined probe dataset of a preset (``load_results("probes")``), with
@@ -27,12 +27,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import xarray as xr
 
-from mimstudy.book.evidence import PresetResults
-from mimstudy.book.verdicts import FLOORS, N_BOOT, Blocker, Check, Claim, ClaimVerdict, Estimate, blockers, seed_estimate
+from mimstudy.book.claims.evidence import PresetResults
+from mimstudy.book.claims.verdicts import FLOORS, N_BOOT, Blocker, Check, Claim, ClaimVerdict, Estimate, blockers, seed_estimate
 
 UNITS = {"kernel_distance": "px", "kernel_entropy": "nats", "kernel_kl": "nats", "accuracy": ""}
 ROLE_LABELS = {"sup": "supervised, no re-param.", "sup_rep": "supervised, re-param. (merged)",
@@ -261,6 +262,10 @@ class ConvNetClaim(Claim):
 
     variable: str = "kernel_distance"
     roles: tuple[str, ...] = ("sup", "sup_rep", "simmim")
+    reads: ClassVar[tuple[str, ...]] = ("probes", "pretrain", "evaluate")
+
+    def floor_keys(self) -> tuple[str, ...]:
+        return ("accuracy" if self.variable == "val_accuracy" else self.variable,)
 
     def floors(self) -> list[str]:
         unit = UNITS["accuracy" if self.variable == "val_accuracy" else self.variable]

@@ -2,17 +2,24 @@
 
 A :class:`Check` is one measurable part of a claim: an :class:`Estimate` of an effect (oriented so that
 larger means more support), the **effect-size floor** it must clear (``threshold``, stated in words in
-``floor``) and the same statistic computed on **random-init models** (``control``). It *holds* only when
-the effect's whole 95% interval lies beyond the floor and beyond the control (its interval when it has
-one, else its value) — a narrow interval around a tiny effect is not enough. :func:`judge` turns checks
-into a verdict: *supported* (every decidable check holds), *partly supported*, *not supported*, or
-*undetermined* when a :class:`Blocker` applies or no check has an interval. Every claim family gets its
+``floor``, derived in ``derivation``), the **null** it is tested against (``null``, in words) and the same
+statistic computed on **random-init models** (``control``). Each check has one of three outcomes
+(:attr:`Check.outcome`): it *holds* when the effect's whole 95% interval lies beyond the floor and beyond
+the control (its interval when it has one, else its value) — a narrow interval around a tiny effect is
+not enough; it *fails* when the whole interval lies on the wrong side of the floor or of the control; it
+is *inconclusive* when the interval straddles either. :func:`judge` turns outcomes into a verdict:
+*supported* (every check holds), *partly supported* (some hold, some fail), *not supported* (checks fail,
+none holds) — only checks that fail can make a claim (partly) unsupported — or *undetermined* when a
+:class:`Blocker` applies, no check has an interval, or a check is inconclusive and none fails (the
+blocker then says roughly how many seeds would decide it, from the observed spread). Every claim family gets its
 blockers from one function, :func:`blockers` (training seeds, quality gates with three states, the
 random-init control), and :meth:`ClaimVerdict.of` adds the two that any check can raise: a check whose
 value is missing or NaN, and a controlled check whose control is missing or NaN — neither is ever
-counted as cleared. Every claim is a :class:`Claim` with one ``judge(results) -> ClaimVerdict``; the
-registry is :mod:`mimstudy.book.registry`, the evidence :mod:`mimstudy.book.evidence`, the quality gates
-:mod:`mimstudy.book.gates`.
+counted as cleared. :meth:`Claim.judge` adds what the evidence itself can raise (stale results, seeds that
+are copies of each other, one run stored twice: :meth:`mimstudy.book.claims.evidence.PresetResults.integrity`).
+Every claim is a :class:`Claim` with one ``judge(results) -> ClaimVerdict``; the
+registry is :mod:`mimstudy.book.claims.registry`, the evidence :mod:`mimstudy.book.claims.evidence`, the quality gates
+:mod:`mimstudy.book.claims.gates`.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import ClassVar
 
 import numpy as np
 import xarray as xr
@@ -35,6 +43,17 @@ FLOORS = {  # effect-size floors of the Appendix B and Section 4.2 checks (Secti
     "top1": 0.01,  # 1 point of top-1 or mean per-class accuracy (Section 4.1; the paper's CoG gaps: 0.2-0.7)
     "ao": 0.01,  # 1 point of GOT-10k's average overlap (the paper's tracking gaps: +0.7 to +1.8)
     "rmse": 0.02,  # metres (the paper's NYUv2 gap: 0.048 m of 0.35; our scenes' trivial RMSE is about 1 m)
+}
+FLOOR_ORIGINS = {  # where each of FLOORS comes from, for the pages: a construction, or a convention said to be one
+    "kernel_distance": "1 px: one tap of the kernel at stride 1, the smallest change of where it aggregates (the "
+                       "one-grid-step construction of Section 3's floors)",
+    "kernel_entropy": "0.1 nats: a convention of this study (neither the paper nor a construction gives a number)",
+    "kernel_kl": "0.05 nats: a convention of this study (neither the paper nor a construction gives a number)",
+    "accuracy": "1 point of top-1: a convention; the paper's Table 3 gap is 0.2 points at ImageNet scale ('on par')",
+    "ap": "1 AP point: a convention, below the paper's gaps (Table 2: +2.4 COCO, +4.2 CrowdPose)",
+    "top1": "1 point: a convention, above the paper's CoG gaps (0.2-0.7 points, Table 5)",
+    "ao": "1 AO point: a convention, within the paper's tracking gaps (+0.7 to +1.8, Table 2)",
+    "rmse": "0.02 m: a convention, below the paper's NYUv2 gap (0.048 m of 0.35, Table 2)",
 }
 
 
@@ -102,6 +121,7 @@ class Estimate:
     low: float | None = None
     high: float | None = None
     interval: str = "bootstrap over images"  # what the interval is made from
+    n: int | None = None  # seeds behind a t interval over seeds (None for any other interval)
 
     @classmethod
     def from_samples(cls, value: float, samples: np.ndarray, interval: str = "bootstrap over images") -> "Estimate":
@@ -148,15 +168,46 @@ class Estimate:
         return f"{self.value:.3g} [95% CI {self.low:.3g}, {self.high:.3g}; {self.interval}]"
 
 
+OUTCOMES = ("holds", "fails", "inconclusive")
+
+
+def t_quantile(dof: int) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, dof))
+
+
+def seeds_to_decide(estimate: Estimate, level: float, most: int = 1000) -> int | None:
+    """Roughly how many seeds a t interval over seeds needs to lie wholly on one side of ``level``, if the
+    mean and the spread stayed as observed (``estimate`` from :func:`seed_estimate`); ``None`` when that
+    cannot be said (no spread over seeds known, or the mean sits on ``level``)."""
+    if not estimate.has_interval or not estimate.n or estimate.n < 2:
+        return None
+    gap = abs(estimate.value - level)
+    sd = (estimate.high - estimate.value) / t_quantile(estimate.n - 1) * np.sqrt(estimate.n)  # spread of one seed
+    if gap == 0:
+        return None
+    if sd == 0:
+        return estimate.n
+    for n in range(estimate.n, most + 1):
+        if t_quantile(n - 1) * sd / np.sqrt(n) < gap:
+            return n
+    return None
+
+
 @dataclass
 class Check:
     """One testable part of a claim: ``estimate`` should lie above (``expect="positive"``) or below
-    (``"negative"``) ``threshold`` — the effect-size floor, described in words by ``floor`` — with its
-    whole 95% interval, and beyond ``control``, the same statistic on random-init models.
+    (``"negative"``) ``threshold`` — the effect-size floor, described in words by ``floor`` and derived in
+    ``derivation`` — with its whole 95% interval, and beyond ``control``, the same statistic on random-init
+    models. ``null``: the hypothesis the check rejects when it holds, in words.
 
     ``controlled``: the check must clear ``control``; a missing or NaN control then never clears (the
     check does not hold, and :meth:`ClaimVerdict.of` names a blocker). Checks whose control is built
-    into the statistic (e.g. "trained minus its own random init") leave it ``False``."""
+    into the statistic (e.g. "trained minus its own random init") leave it ``False``; so do checks whose
+    random-init control is zero by construction (``control_note`` says so: a difference between two roles
+    is a difference between two random models of the same architecture, zero on average whatever the
+    statistic) — they rest on their interval over seeds against the floor."""
 
     description: str
     estimate: Estimate
@@ -165,6 +216,9 @@ class Check:
     control: Estimate | None = None
     floor: str = ""
     controlled: bool = False
+    null: str = ""
+    derivation: str = ""
+    control_note: str = ""
 
     def __post_init__(self):
         if self.expect not in ("positive", "negative"):
@@ -173,18 +227,31 @@ class Check:
     def _beyond(self, level: float) -> bool:
         return self.estimate.above(level) if self.expect == "positive" else self.estimate.below(level)
 
+    def _short_of(self, level: float) -> bool:
+        """The whole interval lies on the wrong side of ``level``."""
+        return self.estimate.below(level) if self.expect == "positive" else self.estimate.above(level)
+
     @property
     def clears_floor(self) -> bool | None:
         return None if not self.estimate.has_interval else self._beyond(self.threshold)
 
-    @property
-    def control_edge(self) -> float | None:
-        """The control's far end in the expected direction (its interval's, else its value)."""
+    def _control_end(self, far: bool) -> float | None:
+        """The control's far (or near) end in the expected direction: its interval's, else its value."""
         if self.control is None or np.isnan(self.control.value):
             return None
         if not self.control.has_interval:
             return self.control.value
-        return self.control.high if self.expect == "positive" else self.control.low
+        return self.control.high if far == (self.expect == "positive") else self.control.low
+
+    @property
+    def control_edge(self) -> float | None:
+        """The control's far end in the expected direction: the effect must lie beyond it to hold."""
+        return self._control_end(far=True)
+
+    @property
+    def control_near_edge(self) -> float | None:
+        """The control's near end in the expected direction: an effect wholly short of it fails."""
+        return self._control_end(far=False)
 
     @property
     def control_missing(self) -> bool:
@@ -201,38 +268,69 @@ class Check:
         return self._beyond(edge)
 
     @property
-    def holds(self) -> bool | None:
-        """True/False from the interval; ``None`` when the estimate has no interval (cannot be decided)."""
-        if not self.estimate.has_interval:
+    def outcome(self) -> str | None:
+        """``holds`` / ``fails`` / ``inconclusive`` from the interval (module docstring); ``None`` when the
+        estimate has no interval (cannot be decided)."""
+        if not self.estimate.has_interval or np.isnan(self.estimate.value):
             return None
-        return bool(self.clears_floor and self.clears_control)
+        if self.clears_floor and self.clears_control:
+            return "holds"
+        near = self.control_near_edge
+        if self._short_of(self.threshold) or (near is not None and self._short_of(near)):
+            return "fails"
+        return "inconclusive"
+
+    @property
+    def holds(self) -> bool | None:
+        """True when the check holds, False when it fails or is inconclusive; ``None`` without an interval."""
+        outcome = self.outcome
+        return None if outcome is None else outcome == "holds"
 
     @property
     def points_the_expected_way(self) -> bool:
         v = self.estimate.value
         return v > self.threshold if self.expect == "positive" else v < self.threshold
 
+    def unresolved_levels(self) -> list[float]:
+        """The floor and control edges the interval straddles (what more seeds would have to settle)."""
+        levels = [self.threshold] + [e for e in (self.control_edge,) if e is not None]
+        return [x for x in levels if not self._beyond(x) and not self._short_of(x)]
+
+    def seeds_needed(self) -> int | None:
+        """Roughly how many seeds would settle every level the interval straddles (:func:`seeds_to_decide`)."""
+        needs = [seeds_to_decide(self.estimate, level) for level in self.unresolved_levels()]
+        return None if not needs or any(n is None for n in needs) else max(needs)
+
     @property
     def status(self) -> str:
         if np.isnan(self.estimate.value):
             return "not available"
-        if self.holds is None:
+        outcome = self.outcome
+        if outcome is None:
             lean = "the expected" if self.points_the_expected_way else "the wrong"
             return f"undecided — no interval; the point estimate points {lean} way"
-        if not self.clears_floor:
-            return "below its floor"
         if self.control_missing:
             return "no usable random-init control (missing or NaN)"
-        if not self.clears_control:
-            return "not beyond the random-init control"
-        return "holds"
+        if outcome == "holds":
+            return "holds"
+        if outcome == "fails":
+            return ("fails — wholly short of its floor" if self._short_of(self.threshold)
+                    else "fails — wholly short of the random-init control")
+        return ("inconclusive — its interval straddles the floor" if not self.clears_floor
+                else "inconclusive — its interval overlaps the random-init control")
 
     def markdown(self) -> str:
         side = ">" if self.expect == "positive" else "<"
         floor = self.floor or f"expected {side} {self.threshold:g}"
-        control = ("; random-init control " + ("missing" if self.control is None else str(self.control))
-                   if self.controlled or self.control is not None else "")
-        return f"{self.description}: {self.estimate} (floor: {floor}{control}) — **{self.status}**"
+        if self.control_note:
+            control = f"; control: {self.control_note}"
+        elif self.controlled or self.control is not None:
+            control = "; random-init control " + ("missing" if self.control is None else str(self.control))
+        else:
+            control = ""
+        null = f" Null: {self.null}." if self.null else ""
+        derivation = f" Floor: {self.derivation}." if self.derivation else ""
+        return f"{self.description}: {self.estimate} (floor: {floor}{control}) — **{self.status}**.{null}{derivation}"
 
 
 @dataclass(frozen=True)
@@ -271,7 +369,7 @@ def blockers(seeds: Mapping[str, int], gates: Sequence = (), control: Control | 
     """What keeps a claim undetermined, the same for every claim family.
 
     * ``seeds``: training seeds per role (role label -> count): fewer than :data:`MIN_SEEDS` blocks;
-    * ``gates``: the quality gates of every model the claim reads (:class:`mimstudy.book.gates.GateResult`,
+    * ``gates``: the quality gates of every model the claim reads (:class:`mimstudy.book.claims.gates.GateResult`,
       status ``pass`` / ``fail`` / ``unknown``): a failed gate blocks, and so does an unknown one;
     * ``control``: the random-init control (``None`` when the claim's control is inside its checks):
       none found, or fewer control seeds than training seeds (up to :data:`MIN_SEEDS`), blocks.
@@ -312,16 +410,39 @@ def check_blockers(checks: Sequence[Check]) -> list[Blocker]:
     return found
 
 
+def inconclusive_blocker(checks: Sequence[Check]) -> list[Blocker]:
+    """When no check fails and some are inconclusive: one blocker naming them, with roughly how many
+    seeds each would need to be decided if its mean and spread stayed as observed."""
+    outcomes = [c.outcome for c in checks]
+    if "fails" in outcomes or "inconclusive" not in outcomes:
+        return []
+    parts = []
+    for check in checks:
+        if check.outcome != "inconclusive":
+            continue
+        n = check.seeds_needed()
+        have = f"{check.estimate.n} seeds" if check.estimate.n else "its interval"
+        parts.append(f"“{check.description}” ({check.estimate.value:.3g}; "
+                     + (f"about {n} seeds would decide it at the observed spread, {have} now)" if n
+                        else f"{have} straddles its floor or control; the spread over seeds does not say how many "
+                             "more would decide it)"))
+    return [Blocker("inconclusive: " + "; ".join(parts), "more training seeds for the inconclusive checks",
+                    "inconclusive")]
+
+
 def judge(checks: Sequence[Check], blockers: Sequence[Blocker | str] = ()) -> str:
-    """*undetermined* when any blocker applies or no check has an interval; otherwise *supported* if
-    every decidable check holds, *partly supported* if some do, *not supported* if none. Checks without
-    an interval are left out of the count."""
+    """*undetermined* when any blocker applies or no check has an interval; otherwise, from the checks'
+    outcomes (checks without an interval left out): *supported* if every check holds, *partly supported*
+    if some hold and some fail, *not supported* if some fail and none holds, *undetermined* if none fails
+    and some are inconclusive."""
     if blockers:
         return UNDETERMINED
-    decided = [c.holds for c in checks if c.holds is not None]
-    if not decided:
+    outcomes = [c.outcome for c in checks if c.outcome is not None]
+    if not outcomes:
         return UNDETERMINED
-    return VERDICTS[0] if all(decided) else VERDICTS[1] if any(decided) else VERDICTS[2]
+    if "fails" in outcomes:
+        return VERDICTS[1] if "holds" in outcomes else VERDICTS[2]
+    return UNDETERMINED if "inconclusive" in outcomes else VERDICTS[0]
 
 
 @dataclass
@@ -334,13 +455,25 @@ class ClaimVerdict:
     details: dict[str, Estimate] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     blockers: list[Blocker] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)  # the stored runs the verdict read ([]: not said)
 
     @classmethod
     def of(cls, claim: str, checks: Sequence[Check], details: dict | None = None, notes: Sequence[str] = (),
-           blockers: Sequence[Blocker] = ()) -> "ClaimVerdict":
-        """The verdict of ``checks`` under ``blockers`` plus those any check raises (:func:`check_blockers`)."""
+           blockers: Sequence[Blocker] = (), runs: Sequence[str] = ()) -> "ClaimVerdict":
+        """The verdict of ``checks`` under ``blockers`` plus those any check raises (:func:`check_blockers`)
+        and, when no check fails, the inconclusive ones (:func:`inconclusive_blocker`)."""
         found = list(dict.fromkeys([*blockers, *check_blockers(checks)]))
-        return cls(claim, list(checks), judge(checks, found), dict(details or {}), list(notes), found)
+        if not found:
+            found = inconclusive_blocker(checks)
+        return cls(claim, list(checks), judge(checks, found), dict(details or {}), list(notes), found,
+                   list(dict.fromkeys(runs)))
+
+    def blocked_by(self, more: Sequence[Blocker], notes: Sequence[str] = ()) -> "ClaimVerdict":
+        """This verdict with ``more`` blockers and ``notes`` added (re-judged)."""
+        if not more and not notes:
+            return self
+        kept = [b for b in self.blockers if b.tag != "inconclusive"]
+        return ClaimVerdict.of(self.claim, self.checks, self.details, [*self.notes, *notes], [*more, *kept], self.runs)
 
     @classmethod
     def not_run(cls, claim: str, reason: str) -> "ClaimVerdict":
@@ -363,6 +496,11 @@ class ClaimVerdict:
         lines += [f"- {name}: {est}" for name, est in self.details.items()]
         undecided = sum(c.holds is None for c in self.checks)
         notes = list(self.notes)
+        failing = [c for c in self.checks if c.outcome == "fails"]
+        open_ = [c for c in self.checks if c.outcome == "inconclusive"]
+        if failing and open_:
+            notes.append(f"{len(open_)} check(s) are inconclusive (their intervals straddle the floor or the "
+                         "control); the verdict rests on the checks that hold or fail.")
         if undecided and self.verdict != NOT_RUN:
             notes.append(f"{undecided} check(s) have no interval and are not counted in the verdict.")
         if notes:
@@ -389,10 +527,15 @@ class ClaimVerdict:
                 bound = check.estimate.low if check.expect == "positive" else check.estimate.high
                 parts.append(f"{name} holds ({bound:.3g} at the near end of its interval); it would fail "
                              f"if that end fell to {need:.3g} (the floor or the control, whichever is stricter)")
-            elif check.points_the_expected_way and (edge is None or (check.estimate.value > edge) == (check.expect == "positive")):
+            elif check.outcome is None and check.points_the_expected_way:
                 parts.append(f"{name} is {check.estimate.value:.3g}, past its floor {check.threshold:g}"
                              + (f" and the control {edge:.3g}" if edge is not None else "")
-                             + ", so a tighter interval (more seeds) could make it hold")
+                             + ", but has no interval: an interval over seeds could make it hold")
+            elif check.outcome == "inconclusive":
+                n = check.seeds_needed()
+                parts.append(f"{name} is {check.estimate.value:.3g} and its interval straddles "
+                             f"{'its floor' if not check.clears_floor else 'the control'}: a tighter interval would "
+                             "decide it" + (f" (about {n} seeds at the observed spread)" if n else " (more seeds)"))
             else:
                 gap = abs(need - check.estimate.value)
                 parts.append(f"{name} is {check.estimate.value:.3g}: it needs an effect {gap:.3g} larger "
@@ -415,12 +558,17 @@ class Claim:
     text: str  # the claim in words
     page: str = ""  # the book page (file stem under book/) that shows it; "" when none
     not_built: str = ""  # why its experiment is not in this study yet
+    # the stored results a family reads: their runs are checked (stale, copied) when a verdict names none
+    reads: ClassVar[tuple[str, ...]] = ("probes", "evaluate", "pretrain", "downstream")
 
     def judge(self, results) -> ClaimVerdict:
-        """The verdict on ``results`` (a :class:`mimstudy.book.evidence.PresetResults`)."""
+        """The verdict on ``results`` (a :class:`mimstudy.book.claims.evidence.PresetResults`)."""
         if self.not_built:
             return ClaimVerdict.not_run(self.text, self.not_built)
-        return self.evaluate(results)
+        verdict = self.evaluate(results)
+        if verdict.verdict == NOT_RUN or not hasattr(results, "integrity"):
+            return verdict
+        return verdict.blocked_by(*results.integrity(verdict.runs or results.runs_in(self.reads)))
 
     def evaluate(self, results) -> ClaimVerdict:  # pragma: no cover - every family overrides it
         raise NotImplementedError
@@ -428,6 +576,10 @@ class Claim:
     def floors(self) -> list[str]:
         """Its checks and their floors in words, for the pages' rules."""
         return []
+
+    def floor_keys(self) -> tuple[str, ...]:
+        """The :data:`FLOORS` its checks use (their origins are shown with the page's rules)."""
+        return ()
 
 
 # --- intervals over training seeds ---------------------------------------------------------------
@@ -446,4 +598,5 @@ def seed_estimate(a: Sequence[float], b: Sequence[float] | None = None) -> Estim
     var = a.var(ddof=1) / len(a) + (0.0 if b is None else b.var(ddof=1) / len(b))
     dof = len(a) - 1 if b is None else min(len(a), len(b)) - 1  # conservative Welch degrees of freedom
     half = stats.t.ppf(0.975, dof) * np.sqrt(var)
-    return Estimate(float(value), float(value - half), float(value + half), "t interval over seeds")
+    n = len(a) if b is None else min(len(a), len(b))
+    return Estimate(float(value), float(value - half), float(value + half), "t interval over seeds", n)

@@ -1,6 +1,6 @@
 """The Section 4.1 page (``book/semantic.md``): the concept ladder's measured order, our Tables 1 / 5
 analogs beside the paper's, top-1 over the ladder, and the verdicts of
-:class:`mimstudy.book.semantic_claims.SemanticClaim` (the same calls as the scorecard)."""
+:class:`mimstudy.book.claims.semantic.SemanticClaim` (the same calls as the scorecard)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import numpy as np
 import xarray as xr
 from IPython.display import Markdown, display
 
-from mimstudy.book.evidence import PresetResults
-from mimstudy.book.geometric_claims import find_runs, full_models, scores
-from mimstudy.book.geometric_page import cell, show_figure, show_verdicts
-from mimstudy.book.pages import PAPER_LABELS, provenance_markdown, results_root
+from mimstudy.book.claims.evidence import PresetResults
+from mimstudy.book.claims.downstream import find_runs, full_models, scores
+from mimstudy.book.pages.geometric_tasks import cell, show_figure, show_verdicts
+from mimstudy.book.stored import PAPER_LABELS, provenance_markdown, results_root
 from mimstudy.book.rendering import Judged
-from mimstudy.book.semantic_claims import LEVELS, METRICS
+from mimstudy.book.claims.semantic import LEVELS, METRICS
 
 OBJECTIVES = ("supervised", "moco", "simmim", "random")
 TASK_LABELS = {**{level: f"CoG L{i}" for i, level in enumerate(LEVELS, start=1)}, "k12_garments": "K12 covered",

@@ -1,5 +1,5 @@
 """The Models page (``book/training.md``): per preset, what was trained, the training curves, the sanity
-table and the quality gates (:mod:`mimstudy.book.gates`) with their numbers, and the provenance."""
+table and the quality gates (:mod:`mimstudy.book.claims.gates`) with their numbers, and the provenance."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import matplotlib.pyplot as plt
 import xarray as xr
 from IPython.display import Markdown, display
 
-from mimstudy.book.evidence import load_pilots
-from mimstudy.book.gates import gate_table
-from mimstudy.book.pages import (OBJECTIVE_LABELS, evaluation_table, load_results, parameters_of, preset_heading,
+from mimstudy.book.claims.evidence import load_pilots
+from mimstudy.book.claims.gates import gate_table
+from mimstudy.book.stored import (OBJECTIVE_LABELS, evaluation_table, load_results, parameters_of, preset_heading,
                                  provenance_markdown)
 from mimstudy.book.plots import plot_training_curves
 

@@ -1,21 +1,21 @@
 """The Appendix B page (``book/convnet.md``): Figures 12-14 and Table 3 of each preset, with the verdicts of
-:mod:`mimstudy.book.convnet_claims` judged through the registry (the scorecard reads the same)."""
+:mod:`mimstudy.book.claims.convnet` judged through the registry (the scorecard reads the same)."""
 
 from __future__ import annotations
 
-import csv
 
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 from IPython.display import Markdown, display
 
-from mimstudy.book.convnet_claims import ROLE_LABELS, final_accuracies, kernel_values, preset_roles
-from mimstudy.book.evidence import PresetResults
-from mimstudy.book.pages import REPO_ROOT, preset_heading, provenance_markdown, run_attr
+from mimstudy.book.claims.convnet import ROLE_LABELS, final_accuracies, kernel_values, preset_roles
+from mimstudy.book.claims.evidence import PresetResults
+from mimstudy.book.stored import preset_heading, provenance_markdown, run_attr
+from mimstudy.book.pages.paper_tables import reference_results
 from mimstudy.book.plots import plot_head_dots
 from mimstudy.book.rendering import judge_page, verdicts_markdown
-from mimstudy.book.verdicts import seed_estimate
+from mimstudy.book.claims.verdicts import seed_estimate
 
 FIGURES = [("kernel_distance", "aggregated distance (px)", "Figure 12: aggregated distance"),
            ("kernel_entropy", "entropy (nats)", "Figure 13: entropy"),
@@ -23,9 +23,9 @@ FIGURES = [("kernel_distance", "aggregated distance (px)", "Figure 12: aggregate
 
 
 def paper_table3() -> dict:
-    with open(REPO_ROOT / "book" / "reference" / "table3.csv") as f:
-        rows = [r for r in csv.reader(f) if r and not r[0].startswith("#")]
-    return {(r[2], r[4]): float(r[7]) for r in rows}
+    """The paper's Table 3 ``{(pre-training, dataset): value}``, from its transcribed numbers."""
+    rows = reference_results().query("table == 'table3'")
+    return {(p, d): float(v) for p, d, v in zip(rows.pretrain, rows.dataset, rows.value)}
 
 
 def show_figures(probes: xr.Dataset, roles: dict[str, list[str]], preset: str) -> None:

@@ -1,5 +1,5 @@
 """The Section 4.3 / Appendix D page (``book/combined_tasks.md``): our Table 6 analog beside the paper's,
-Figure 7's held-out loss curves, and the verdicts of :class:`mimstudy.book.combined_claims.CombinedClaim`
+Figure 7's held-out loss curves, and the verdicts of :class:`mimstudy.book.claims.combined.CombinedClaim`
 (the same calls as the scorecard)."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import numpy as np
 import xarray as xr
 from IPython.display import HTML, Markdown, display
 
-from mimstudy.book.evidence import PresetResults
+from mimstudy.book.claims.evidence import PresetResults
 from mimstudy.book.examples import show_examples
-from mimstudy.book.geometric_claims import full_models
-from mimstudy.book.geometric_page import show_figure, show_verdicts
-from mimstudy.book.pages import PAPER_LABELS, provenance_markdown, results_root
-from mimstudy.book.paper_tables import our_table_html
+from mimstudy.book.claims.downstream import full_models
+from mimstudy.book.pages.geometric_tasks import show_figure, show_verdicts
+from mimstudy.book.stored import PAPER_LABELS, provenance_markdown, results_root
+from mimstudy.book.pages.paper_tables import our_table_html
 from mimstudy.book.rendering import Judged
 
 FIGURE7 = (("loss_classifier", "L_cls: classification"), ("loss_box_reg", "L_bbox: box regression"))

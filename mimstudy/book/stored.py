@@ -16,7 +16,7 @@ from pathlib import Path
 import xarray as xr
 import yaml
 
-from mimstudy.results import load_runs
+from mimstudy.results import combine_runs, load_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OBJECTIVE_ORDER = ("supervised", "moco", "simmim", "finetune")
@@ -82,13 +82,40 @@ def results_root() -> Path:
 SWEEP_PREFIX = "sweep_"  # run ids of the mask-ratio x mask-patch-size sweep (Figure 2a)
 
 
+def load_unique_runs(folder: Path) -> xr.Dataset:
+    """The runs of one notebook folder (``*.nc``, by name) concatenated along ``model``, each run id once.
+
+    A file that holds a run id another file already holds (a copy whose ``seed`` attribute alone was
+    changed, say) is left out, and ``attrs["duplicate_runs"]`` (JSON ``{run id: why}``) says so: the
+    verdicts read it as seeds that are not independent, instead of failing on a duplicated index."""
+    paths = sorted(Path(folder).glob("*.nc"))
+    if not paths:
+        raise FileNotFoundError(f"no results in {folder}: run the study first (make study)")
+    kept: dict[str, tuple[Path, xr.Dataset]] = {}
+    duplicates: dict[str, str] = {}
+    for path in paths:
+        ds = load_dataset(path)
+        run = str(ds["model"].item()) if "model" in ds.coords else path.stem
+        if run in kept:
+            first, other = kept[run]
+            why = (f"`{path.name}` holds the run `{run}` that `{first.name}` holds (seed attribute "
+                   f"{ds.attrs.get('seed', '?')} vs {other.attrs.get('seed', '?')}): a copy, not another seed")
+            duplicates[run] = f"{duplicates[run]}; {why}" if run in duplicates else why
+            continue
+        kept[run] = (path, ds)
+    combined = combine_runs([ds for _, ds in kept.values()])
+    if duplicates:
+        combined.attrs["duplicate_runs"] = json.dumps(duplicates)
+    return combined
+
+
 def load_results(notebook: str, preset: str | None = None, sweep: bool = False) -> xr.Dataset:
     """Runs of ``notebook`` for ``preset`` (default: :func:`book_preset`), models ordered as in the paper's panels.
 
     The main comparison (``sweep=False``) leaves out the runs of the mask sweep (run ids starting with
     ``sweep_``); ``sweep=True`` returns only those.
     """
-    ds = load_runs(results_root() / (preset or book_preset()) / notebook)
+    ds = load_unique_runs(results_root() / (preset or book_preset()) / notebook)
     ds.attrs["notebook"] = notebook  # for provenance_markdown's currency check
     chosen = [m for m in ds["model"].values if str(m).startswith(SWEEP_PREFIX) == sweep]
     if not chosen:

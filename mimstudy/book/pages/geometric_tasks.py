@@ -1,31 +1,32 @@
 """The Section 4.2 page (``book/geometric_tasks.md``): Table 2, Figure 5 and §3.2's sampled blocks of each
-preset, their verdicts judged through the registry (:class:`mimstudy.book.geometric_claims.DownstreamClaim`,
+preset, their verdicts judged through the registry (:class:`mimstudy.book.claims.geometric.GeometricClaim`,
 the same calls as the scorecard)."""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import xarray as xr
 from IPython.display import Markdown, display
 
-from mimstudy.book.evidence import PresetResults
+from mimstudy.book.claims.evidence import PresetResults
 from mimstudy.book.examples import show_examples
-from mimstudy.book.geometric_claims import (TASKS, coord, dropped_runs, find_runs, full_model, full_models,
-                                            sampled_pairs, scores)
-from mimstudy.book.pages import PAPER_LABELS, REPO_ROOT, preset_heading, provenance_markdown
-from mimstudy.book.registry import claim
+from mimstudy.book.claims.downstream import coord, find_runs, full_model, full_models, scores
+from mimstudy.book.claims.geometric import TASKS, dropped_runs, sampled_pairs
+from mimstudy.book.stored import PAPER_LABELS, preset_heading, provenance_markdown
+from mimstudy.book.claims.registry import claim
 from mimstudy.book.rendering import Judged, verdict_markdown
-from mimstudy.book.verdicts import seed_estimate
+from mimstudy.book.claims.verdicts import seed_estimate
+from mimstudy.book.pages.paper_tables import reference_results
 
 ORDER = ["supervised", "moco", "simmim", "finetune", "random"]
 
 
 def paper_table2_markdown() -> str:
-    """The paper's Table 2 (``book/reference/table2.csv``)."""
-    paper = pd.read_csv(REPO_ROOT / "book" / "reference" / "table2.csv", comment="#")
-    paper = paper.assign(column=paper.dataset + " " + paper.metric + np.where(paper.higher_is_better == 1, " ↑", " ↓"))
+    """The paper's Table 2, from its transcribed numbers (:func:`~mimstudy.book.pages.paper_tables.reference_results`)."""
+    paper = reference_results().query("table == 'table2'")
+    paper = paper.assign(column=paper.dataset + " " + paper.metric + np.where(paper.higher_is_better, " ↑", " ↓"),
+                         value=paper.value.astype(float))
     columns = list(dict.fromkeys(paper.column))
     rows = ["| backbone | pre-training | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
     for (backbone, pretrain), group in paper.groupby(["backbone", "pretrain"], sort=False):
