@@ -305,3 +305,20 @@ def test_the_simmim_gates_baselines_see_the_models_own_validation_masks(tmp_path
     baselines = masked_pixel_baselines(params)
     assert set(baselines) == {"nearest_visible_l1", "visible_mean_l1", "position_mean_l1"}
     assert baselines == masked_pixel_baselines({**params, "run_id": "again"})  # deterministic
+
+
+def test_mocos_random_init_control_is_its_own_initial_network(tmp_path, fashion_dir):
+    """The MoCo gate's control: the run's objective at its seeded initialisation, validated as the run was."""
+    from mimstudy.config import PretrainConfig
+    from mimstudy.objectives.factory import build_objective
+    from mimstudy.study.regime import random_init_validation
+
+    params = PretrainConfig.from_dict(dict(preset="t", run_id="moco", objective="moco", arch="vit_micro_32",
+                                           runs_dir=str(tmp_path), results_dir=str(tmp_path), seed=2, train_size=64,
+                                           val_size=64, batch_size=32)).to_dict()
+    first = random_init_validation(params)
+    assert 0.0 <= first["val_contrastive_top1"] <= 1.0 and first == random_init_validation(params)
+    other = random_init_validation({**params, "seed": 3})  # another seed: another initial network and split
+    assert other != first
+    a, b = (build_objective(PretrainConfig.from_dict(p)).state_dict() for p in (params, params))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # seeded: the initialisation the run itself started from

@@ -153,6 +153,21 @@ def validation_masks(params: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return torch.cat(images), torch.cat(masks), splits.train.tensors[0]
 
 
+def random_init_validation(params: dict) -> dict[str, float]:
+    """A run's validation metrics at its own random initialisation (``params``: its stored parameters):
+    the objective built as its run built it (seeded by the run's seed) and validated as
+    :func:`mimstudy.training.engine.evaluate` validated the run: the control of a MoCo run's
+    contrastive top-1 (``val_contrastive_top1``)."""
+    from mimstudy.objectives.factory import build_objective
+    from mimstudy.training.engine import evaluate
+
+    config = PretrainConfig.from_dict({k: v for k, v in params.items() if k in PretrainConfig.field_names()})
+    splits = memory_splits(config.dataset, config.train_size, config.val_size, test_size=None, seed=config.seed)
+    objective = build_objective(config)
+    val = ShardedBatches(splits.val, config.batch_size, shuffle=False, drop_last=False)
+    return evaluate(objective, val, torch.device("cpu"), seed=config.seed)
+
+
 def masked_pixel_baselines(params: dict) -> dict[str, float]:
     """The hand-made predictors' masked-pixel l1 on a SimMIM run's own validation images and masks
     (:func:`validation_masks`): nearest visible pixel, visible mean, and the position prior (the mean
@@ -244,7 +259,10 @@ def pilot(preset: str, seed: int = 0, results_dir: str = "results", force: bool 
     for run in runs:
         curves = load_dataset(root / "pretrain" / f"{run}.nc")
         arch, objective = str(curves["arch"].item()), str(curves["objective"].item())
-        baselines = masked_pixel_baselines(parameters_in(curves.attrs)) if objective == "simmim" else None
+        params = parameters_in(curves.attrs)
+        baselines = masked_pixel_baselines(params) if objective == "simmim" else None
+        if objective == "moco":  # the contrastive top-1's control: the same network at random init
+            baselines = {"val_contrastive_top1_random_init": random_init_validation(params)["val_contrastive_top1"]}
         rows.append(pilot_row(curves, maybe("evaluate", run), maybe("probes", run), controls.get(arch), baselines))
     layers = max((len(r.get("lambda_max", ())) for r in rows), default=0)
     data = {}
