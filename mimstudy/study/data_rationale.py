@@ -11,7 +11,7 @@ flatness that made the generator redraw flat crops (version 2).
 
     python -m mimstudy.study.regime --rationale --threads 1     # writes results/regime/rationale/data.nc
 
-The regime page renders it (:func:`mimstudy.book.regime.rationale_markdown`).
+The regime page renders it (:func:`mimstudy.book.pages.regime.rationale_markdown`).
 """
 
 from __future__ import annotations
