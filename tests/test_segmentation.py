@@ -66,7 +66,7 @@ def test_scenes_yield_disjoint_visible_instances_that_paint_the_semantic_map():
 def test_a_garment_covered_away_entirely_is_dropped(monkeypatch):
     """Two identical garments at the same place: the first is hidden by the second and leaves no instance."""
     square = np.ones((6, 6)), np.ones((6, 6))
-    monkeypatch.setattr(segmentation, "_garment", lambda index: square)
+    monkeypatch.setattr(segmentation, "garment_cutout", lambda index: square)
     monkeypatch.setattr(segmentation, "garment_labels", lambda: np.full(10000, 2))
     monkeypatch.setattr(segmentation, "background_crop", lambda rng, photos: np.zeros((32, 32)))
     monkeypatch.setattr(segmentation, "GARMENTS", (2, 2))

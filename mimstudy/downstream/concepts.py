@@ -41,11 +41,10 @@ from skimage.transform import resize
 from mimstudy.data.fashion_mnist import CLASS_NAMES
 from mimstudy.data.photo_composites import CONTRAST, composite, photo
 from mimstudy.downstream import imagefolder
-from mimstudy.downstream.puppets import SPRITE_RANGES, TEST_PHOTOS, TRAIN_PHOTOS, garment_sprites
-from mimstudy.downstream.scenes import garment_labels
+from mimstudy.downstream.garments import (SPLIT_IDS, SPRITE_RANGES, garment_labels, garment_sprites, photos_for,
+                                          sprite_range)
 
 GENERATOR_VERSION = 1  # bump when the drawing changes: cached datasets are keyed on it
-SPLIT_IDS = {"train": 0, "test": 1, "val": 2}
 DIGIT_RANGES = {"train": (0, 1200), "val": (0, 1200), "test": (1200, 1797)}
 SIZE = 32
 SPRITE = 28  # the frame a sprite is drawn in before compositing (Fashion-MNIST's)
@@ -60,14 +59,6 @@ LONG_TAIL_ID = 97  # seeds the long tail's class ranks apart from every item's d
 LONG_TAIL_MINIMUM = 2  # training images of the rarest classes
 
 
-def photos_for(split: str) -> tuple[str, ...]:
-    return TEST_PHOTOS if split == "test" else TRAIN_PHOTOS
-
-
-def sprite_range(split: str) -> tuple[int, int]:
-    return SPRITE_RANGES["test" if split == "test" else "train"]
-
-
 @lru_cache(maxsize=1)
 def _class_pools() -> dict[tuple[str, int], np.ndarray]:
     labels = garment_labels()
@@ -79,7 +70,7 @@ def _class_pools() -> dict[tuple[str, int], np.ndarray]:
     return pools
 
 
-def _garment(rng: np.random.Generator, split: str, cls: int) -> np.ndarray:
+def _class_sprite(rng: np.random.Generator, split: str, cls: int) -> np.ndarray:
     """A random Fashion-MNIST test sprite ``[28, 28]`` in [0, 1] of class ``cls`` from ``split``'s range."""
     pool = _class_pools()["test" if split == "test" else "train", cls]
     return garment_sprites()[pool[rng.integers(len(pool))]]
@@ -101,12 +92,12 @@ def _place(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def draw_hybrid(rng, split, label):
     a, b = HYBRID_PAIRS[label]
-    sprite = np.concatenate([_garment(rng, split, a)[:SPRITE // 2], _garment(rng, split, b)[SPRITE // 2:]])
+    sprite = np.concatenate([_class_sprite(rng, split, a)[:SPRITE // 2], _class_sprite(rng, split, b)[SPRITE // 2:]])
     return _on_photo(sprite, rng, split)
 
 
 def draw_outfit(rng, split, label):
-    halves = [_garment(rng, split, c).reshape(14, 2, 14, 2).mean((1, 3)) for c in OUTFIT_PAIRS[label]]
+    halves = [_class_sprite(rng, split, c).reshape(14, 2, 14, 2).mean((1, 3)) for c in OUTFIT_PAIRS[label]]
     sprite = np.zeros((SPRITE, SPRITE))
     for k, half in enumerate(halves):
         top = rng.integers(0, SPRITE - 14 + 1)
@@ -199,7 +190,7 @@ def draw_material(rng, split, label):
 
 
 def draw_garment(rng, split, label):
-    return _on_photo(_garment(rng, split, label), rng, split)
+    return _on_photo(_class_sprite(rng, split, label), rng, split)
 
 
 @lru_cache(maxsize=1)

@@ -31,6 +31,8 @@ from skimage.color import rgb2gray
 from skimage.draw import disk, polygon
 from skimage.transform import resize
 
+from mimstudy.downstream.garments import SPLIT_IDS, garment_sprites, photos_for, sprite_range
+
 GENERATOR_VERSION = 2  # bump when the drawing changes: cached datasets are keyed on it (2: area = silhouette)
 KEYPOINTS = ("nose", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist",
              "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle")
@@ -39,11 +41,7 @@ FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12))
 SIGMAS = (0.026, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089)
 SKELETON = ((1, 2), (1, 3), (3, 5), (2, 4), (4, 6), (1, 7), (2, 8), (7, 8), (7, 9), (9, 11), (8, 10), (10, 12),
             (0, 1), (0, 2))  # 0-based joint pairs (written 1-based into the COCO file, as COCO does)
-SPLITS = {"train": 0, "test": 1}
 TASK_IDS = {"pose": 0, "crowdpose": 1}
-TRAIN_PHOTOS = ("camera", "brick", "grass", "coins", "page", "astronaut", "coffee", "chelsea", "hubble_deep_field")
-TEST_PHOTOS = ("gravel", "moon", "text", "clock", "rocket", "cell", "retina")
-SPRITE_RANGES = {"train": (0, 7000), "test": (7000, 10000)}  # Fashion-MNIST test-split indices
 SUPERSAMPLE = 2
 
 # Parts: name, joints it spans, width as a fraction of the torso length. Joint ownership follows.
@@ -64,14 +62,6 @@ def photo(name: str) -> np.ndarray:
     image = getattr(skdata, name)()
     image = rgb2gray(image) if image.ndim == 3 else image.astype(np.float64) / 255.0
     return np.asarray(image, dtype=np.float64)
-
-
-@lru_cache(maxsize=1)
-def garment_sprites() -> np.ndarray:
-    """Fashion-MNIST test images ``[10000, 28, 28]`` in [0, 1]."""
-    from mimstudy.data.fashion_mnist import load_split
-
-    return load_split("test")[0].astype(np.float64) / 255.0
 
 
 @dataclass
@@ -125,7 +115,7 @@ def _segment_polygon(a: np.ndarray, b: np.ndarray, width: float) -> np.ndarray:
 
 def _texture(rng: np.random.Generator, split: str, shape: tuple[int, int]) -> np.ndarray:
     """A garment's pixels stretched over ``shape``, mapped to a bright or dark tone band."""
-    lo, hi = SPRITE_RANGES[split]
+    lo, hi = sprite_range(split)
     sprite = garment_sprites()[rng.integers(lo, hi)]
     rows, cols = np.nonzero(sprite > 0.05)
     if len(rows):
@@ -141,7 +131,7 @@ class Canvas:
     def __init__(self, rng: np.random.Generator, split: str, size: int):
         self.size, self.scale = size, SUPERSAMPLE
         n = size * SUPERSAMPLE
-        names = TRAIN_PHOTOS if split == "train" else TEST_PHOTOS
+        names = photos_for(split)
         source = photo(names[rng.integers(len(names))])
         side = int(rng.integers(n, min(source.shape) // 2 + 1))
         r0, c0 = rng.integers(0, source.shape[0] - side + 1), rng.integers(0, source.shape[1] - side + 1)
@@ -171,7 +161,7 @@ class Canvas:
     def sprite(self, rng: np.random.Generator, split: str, layer_id: int) -> None:
         """A garment sprite (10-16 px) at a random place, its alpha from the garment's own pixels."""
         n = self.size * self.scale
-        lo, hi = SPRITE_RANGES[split]
+        lo, hi = sprite_range(split)
         side = int(rng.integers(10, 17)) * self.scale
         sprite = resize(garment_sprites()[rng.integers(lo, hi)], (side, side), order=1, anti_aliasing=True)
         r0, c0 = (int(v) for v in rng.integers(-side // 2, n - side // 2, size=2))
@@ -229,9 +219,9 @@ def visibility(joints: np.ndarray, layer: np.ndarray, figure: int, size: int) ->
 
 def draw_puppet(task: str, split: str, index: int, size: int = 32, seed: int = 0) -> Puppet:
     """Item ``index`` of ``split`` (``train``/``test``) of ``task`` (``pose``/``crowdpose``): deterministic."""
-    if task not in TASK_IDS or split not in SPLITS:
-        raise ValueError(f"task must be one of {sorted(TASK_IDS)} and split one of {sorted(SPLITS)}, got {task!r}, {split!r}")
-    rng = np.random.default_rng([seed, TASK_IDS[task], SPLITS[split], index])
+    if task not in TASK_IDS or split not in SPLIT_IDS:
+        raise ValueError(f"task must be one of {sorted(TASK_IDS)} and split one of {sorted(SPLIT_IDS)}, got {task!r}, {split!r}")
+    rng = np.random.default_rng([seed, TASK_IDS[task], SPLIT_IDS[split], index])
     canvas = Canvas(rng, split, size)
     for _ in range(rng.integers(0, 3)):
         canvas.sprite(rng, split, CLUTTER_ID)

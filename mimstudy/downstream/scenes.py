@@ -7,19 +7,18 @@ garments standing on the ground 1-9 m away, each with its class's height in metr
 size and its contact row agree with its depth, painted far to near (occlusion). The horizon row is
 drawn anew for every scene (6-14 px from the top, with up to 5 degrees of roll), so the row index
 alone does not give the depth. Depth is in metres, capped at 10 m. Train and test use disjoint
-photographs and garments (as :mod:`mimstudy.downstream.puppets`). Item ``i`` of split ``s`` with
+photographs and garments (:mod:`mimstudy.downstream.garments`). Item ``i`` of split ``s`` with
 dataset seed ``seed`` comes from ``np.random.default_rng([seed, 2, split_id, i])`` alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-
 import numpy as np
 from skimage.transform import resize
 
-from mimstudy.downstream.puppets import SPLITS, SPRITE_RANGES, TEST_PHOTOS, TRAIN_PHOTOS, garment_sprites, photo
+from mimstudy.downstream.garments import SPLIT_IDS, garment_labels, garment_sprites, photos_for, sprite_range
+from mimstudy.downstream.puppets import photo
 
 GENERATOR_VERSION = 1
 TASK_ID = 2
@@ -37,14 +36,6 @@ class Scene:
     depth: np.ndarray  # [size, size] metres in (0, MAX_DEPTH]
 
 
-@lru_cache(maxsize=1)
-def garment_labels() -> np.ndarray:
-    """Fashion-MNIST test labels ``[10000]`` (the classes of :func:`~mimstudy.downstream.puppets.garment_sprites`)."""
-    from mimstudy.data.fashion_mnist import load_split
-
-    return load_split("test")[1]
-
-
 def _sample(texture: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Bilinear-free lookup with wrap-around (a texture tiles the plane)."""
     h, w = texture.shape
@@ -53,10 +44,10 @@ def _sample(texture: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarr
 
 def draw_scene(split: str, index: int, size: int = 32, seed: int = 0) -> Scene:
     """Scene ``index`` of ``split`` (``train``/``test``): deterministic (see the module docstring)."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
-    rng = np.random.default_rng([seed, TASK_ID, SPLITS[split], index])
-    names = TRAIN_PHOTOS if split == "train" else TEST_PHOTOS
+    if split not in SPLIT_IDS:
+        raise ValueError(f"split must be one of {sorted(SPLIT_IDS)}, got {split!r}")
+    rng = np.random.default_rng([seed, TASK_ID, SPLIT_IDS[split], index])
+    names = photos_for(split)
     ground_tex, wall_tex = (photo(names[rng.integers(len(names))]) for _ in range(2))
     horizon, roll = rng.uniform(6, 14), np.radians(rng.uniform(-5, 5))
     wall = rng.uniform(6, 10)
@@ -78,7 +69,7 @@ def draw_scene(split: str, index: int, size: int = 32, seed: int = 0) -> Scene:
     w_cols = offset[1] + u * wall / FOCAL * TEXTURE_PX_PER_M
     image = np.where(on_ground, 0.15 + 0.5 * g, 0.35 + 0.5 * _sample(wall_tex, w_rows, w_cols))
     image *= np.clip(1.1 - depth / (2 * MAX_DEPTH), 0.5, 1.0)  # a little haze with distance
-    lo, hi = SPRITE_RANGES[split]
+    lo, hi = sprite_range(split)
     objects = sorted(((rng.uniform(1, 9), rng.uniform(-0.4, 0.4) * size, int(rng.integers(lo, hi)), rng.uniform(0.9, 1.1),
                        rng.uniform(0.3, 1.0)) for _ in range(rng.integers(1, 5))), reverse=True)
     for z, lateral_px, sprite_index, stretch, tone in objects:  # far to near

@@ -6,7 +6,7 @@ painted in order so later ones occlude). Each garment's instance is its visible 
 > 0.5, less the pixels of garments painted after it; a garment covered away entirely is dropped),
 with its class 1-10; the semantic map (0 background) is painted from the instances. The same scenes
 serve detection (:mod:`mimstudy.downstream.detection`, COCO layout). Sprites, photos and seeds are
-split as :mod:`mimstudy.downstream.concepts` (item ``i`` of split ``s``: ``np.random.default_rng([seed,
+split as :mod:`mimstudy.downstream.garments` (item ``i`` of split ``s``: ``np.random.default_rng([seed,
 TASK_ID, split_id, i])``).
 
 **Layout** (ADE20K's, as mmseg's ``ADE20KDataset`` reads it)::
@@ -40,14 +40,13 @@ from mimstudy.atomic import atomic_path
 from mimstudy.data.fashion_mnist import DatasetError
 from mimstudy.data.photo_composites import background_crop
 from mimstudy.downstream.classification import predict_argmax
-from mimstudy.downstream.concepts import SPLIT_IDS, photos_for, sprite_range, normalised
-from mimstudy.downstream.garment_track import _garment
+from mimstudy.downstream.concepts import normalised
+from mimstudy.downstream.garments import SPLIT_IDS, garment_cutout, garment_labels, photos_for, sprite_range
 from mimstudy.downstream.heads import paired_hflip
 from mimstudy.downstream.imagefolder import IMAGE_EXTENSIONS, write_dataset
 from mimstudy.downstream.images import open_image, read_grey, write_grey
 from mimstudy.downstream.inputs import Standardise
 from mimstudy.downstream.pyramid import SimpleFeaturePyramid
-from mimstudy.downstream.scenes import garment_labels
 from mimstudy.downstream.upernet import UPerHead
 
 GENERATOR_VERSION = 1
@@ -99,7 +98,7 @@ def draw_scene(split: str, index: int, seed: int = 0) -> SegScene:
     lo, hi = sprite_range(split)
     for _ in range(rng.integers(GARMENTS[0], GARMENTS[1] + 1)):
         sprite_index = int(rng.integers(lo, hi))
-        g, alpha = _garment(sprite_index)
+        g, alpha = garment_cutout(sprite_index)
         scale = rng.uniform(*GARMENT_SIDE) / max(g.shape)
         shape = tuple(max(2, round(s * scale)) for s in g.shape)
         g, alpha = resize(g, shape, order=1), resize(alpha, shape, order=1)
