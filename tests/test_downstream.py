@@ -11,12 +11,12 @@ import torch
 
 from mimstudy.config import DOWNSTREAM_TASKS, ConfigError, DownstreamConfig
 from mimstudy.data.fashion_mnist import DatasetError
-from mimstudy.downstream import puppets
+from mimstudy.downstream import garment_world, puppets
 from mimstudy.downstream.backbone import (block_indices, build_backbone, features, flat_blocks, keep_first_blocks,
                                           load_blocks_in_order, sample_block_order)
 from mimstudy.downstream.coco_keypoints import annotation_file, crop, read_split
 from mimstudy.downstream.heads import DeconvHead, decode_heatmaps, gaussian_heatmaps
-from mimstudy.downstream.pose import flip_keypoints, generated_dataset, mean_keypoints, random_affine, score
+from mimstudy.downstream.pose import flip_keypoints, mean_keypoints, random_affine, score
 from mimstudy.downstream.tasks import TASKS, get_task
 from mimstudy.models.backbones import create_backbone
 
@@ -25,7 +25,7 @@ from .conftest import requires_real_data
 
 @pytest.fixture(scope="module")
 def pose_root(tmp_path_factory):
-    return generated_dataset("pose", tmp_path_factory.mktemp("cache"), train_size=24, test_size=16, img_size=32, seed=0)
+    return puppets.generated_dataset(tmp_path_factory.mktemp("cache"), train_size=24, test_size=16, img_size=32, seed=0)
 
 
 @requires_real_data
@@ -131,6 +131,14 @@ def test_unknown_task_lists_the_tasks():
 
 def test_config_knows_every_task():
     assert set(DOWNSTREAM_TASKS) == set(TASKS)
+
+
+def test_every_task_module_has_the_one_interface():
+    interface = ("load", "objective", "targets", "evaluate", "trivial", "examples", "METRICS", "PRIMARY",
+                 "HIGHER_IS_BETTER", "TRIVIAL")
+    for task in TASKS.values():
+        assert all(hasattr(task.module, name) for name in interface), task.module.__name__
+        assert task.primary in task.metrics and callable(task.generate)
 
 
 def test_config_needs_an_arch_for_random_weights_and_reads_its_pretraining():
@@ -266,18 +274,16 @@ def test_silog_is_scale_invariant_up_to_its_lambda():
 
 @requires_real_data
 def test_depth_scenes_are_deterministic_and_round_trip_through_the_nyu_layout(tmp_path):
-    from mimstudy.downstream import scenes
-    from mimstudy.downstream.depth import generated_dataset
     from mimstudy.downstream.nyu_depth import list_file, read_split
 
-    a, b = scenes.draw_scene("train", 3), scenes.draw_scene("train", 3)
+    a, b = garment_world.draw_scene("train", 3), garment_world.draw_scene("train", 3)
     assert np.array_equal(a.image, b.image) and np.array_equal(a.depth, b.depth)
-    assert not np.array_equal(a.depth, scenes.draw_scene("train", 3, seed=1).depth)
-    assert 0 < a.depth.min() and a.depth.max() <= scenes.MAX_DEPTH
-    root = generated_dataset(tmp_path, train_size=6, test_size=4, img_size=32, seed=0)
+    assert not np.array_equal(a.depth, garment_world.draw_scene("train", 3, seed=1).depth)
+    assert 0 < a.depth.min() and a.depth.max() <= garment_world.MAX_DEPTH
+    root = garment_world.generated_dataset(tmp_path, train_size=6, test_size=4, img_size=32, seed=0)
     test = read_split(root, "test", 32)
     for i in range(4):
-        drawn = scenes.draw_scene("test", i)
+        drawn = garment_world.draw_scene("test", i)
         np.testing.assert_allclose(test.depths[i, 0].numpy(), drawn.depth, atol=5e-4)
         np.testing.assert_allclose(test.images[i, 0].numpy(), drawn.image, atol=1 / 255)
     (root / "test" / "sync_depth_00002.png").unlink()

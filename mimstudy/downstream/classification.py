@@ -11,18 +11,22 @@ training split's majority class.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from mimstudy.downstream.backbone import feature_shape, features
-from mimstudy.downstream.imagefolder import LabelledImages
+from mimstudy.downstream.imagefolder import LabelledImages, read_split
 from mimstudy.downstream.inputs import Standardise
 
 MAX_SHIFT = 2
 LABEL_SMOOTHING = 0.1
 HEAD_INIT_STD = 2e-5
+METRICS = ("top1", "mean_class_acc")
+PRIMARY, HIGHER_IS_BETTER, TRIVIAL = "top1", True, "majority class"
 
 
 def random_shift(images: torch.Tensor, max_shift: int = MAX_SHIFT, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -86,6 +90,20 @@ def score(predicted: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 def majority_class(train: LabelledImages) -> int:
     """The most frequent training label (the lowest such label on a tie)."""
     return int(np.bincount(train.labels.numpy()).argmax())
+
+
+def load(root: str | Path, config) -> tuple[LabelledImages, LabelledImages]:
+    """``config``'s training and test splits of the ImageFolder tree ``root`` (the test split holds the training classes)."""
+    train = read_split(root, config.train_split, config.img_size, config.train_size)
+    return train, read_split(root, config.test_split, config.img_size, config.test_size, train.classes)
+
+
+def objective(backbone: nn.Module, train: LabelledImages, config, stats: tuple[float, float]) -> ClassifierObjective:
+    return ClassifierObjective(backbone, len(train.classes), config.img_size, stats, config.augment)
+
+
+def targets(data: LabelledImages) -> torch.Tensor:
+    return data.labels
 
 
 def evaluate(objective: ClassifierObjective, test: LabelledImages, device: torch.device) -> tuple[dict, np.ndarray]:

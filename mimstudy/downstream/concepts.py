@@ -39,10 +39,10 @@ import numpy as np
 from skimage.transform import resize
 
 from mimstudy.data.fashion_mnist import CLASS_NAMES
-from mimstudy.data.photo_composites import CONTRAST, composite, photo
+from mimstudy.data.photo_composites import composite, photo
 from mimstudy.downstream import imagefolder
-from mimstudy.downstream.garments import (SPLIT_IDS, SPRITE_RANGES, garment_labels, garment_sprites, photos_for,
-                                          sprite_range)
+from mimstudy.downstream.garments import (SPLIT_IDS, SPRITE_RANGES, garment_labels, garment_sprites, normalised,
+                                          photos_for, sprite_range)
 
 GENERATOR_VERSION = 1  # bump when the drawing changes: cached datasets are keyed on it
 DIGIT_RANGES = {"train": (0, 1200), "val": (0, 1200), "test": (1200, 1797)}
@@ -172,12 +172,6 @@ def draw_shape(rng, split, label, supersample: int = 4):
     alpha = shape_mask(SHAPES[label], u, v).reshape(SPRITE, supersample, SPRITE, supersample).mean((1, 3))
     fill = rng.uniform(0.5, 1.0) * (0.85 + 0.15 * rng.random((SPRITE, SPRITE)))
     return _on_photo(alpha * fill, rng, split)
-
-
-def normalised(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A photo crop at mean 0.5 and a random contrast, as the pre-training composites' backgrounds."""
-    contrast = rng.uniform(*CONTRAST)
-    return np.clip(0.5 + contrast * (crop - crop.mean()) / max(float(crop.std()), 1e-3) * 0.2, 0.0, 1.0)
 
 
 def draw_material(rng, split, label):

@@ -19,12 +19,14 @@ for correspondence and motion, not semantics. Sequence ``i`` of split ``s`` with
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from scipy.ndimage import affine_transform
 
-from mimstudy.data.photo_composites import CONTRAST, MIN_CROP_STD, SCALES, photo
-from mimstudy.downstream.garments import SPLIT_IDS, garment_cutout, garment_labels, photos_for, sprite_range
-from mimstudy.downstream.got10k import Sequence, cover_level
+from mimstudy.data.photo_composites import MIN_CROP_STD, SCALES, photo
+from mimstudy.downstream.garments import SPLIT_IDS, garment_cutout, garment_labels, normalised, photos_for, sprite_range
+from mimstudy.downstream.got10k import Sequence, cover_level, list_file, write_split
 
 GENERATOR_VERSION = 1  # bump when the drawing changes: cached datasets are keyed on it
 TASK_ID = 3  # pose 0, crowdpose 1, depth 2
@@ -55,8 +57,7 @@ def _background(rng: np.random.Generator, split: str, length: int, size: int) ->
             break
     if best is None:  # every draw hit a photo too small at its scale: take the first photo at scale 1
         best = photo(names[0], 1)[:span, :span]
-    contrast = rng.uniform(*CONTRAST)
-    region = np.clip(0.5 + contrast * (best - best.mean()) / max(float(best.std()), 1e-3) * 0.2, 0.0, 1.0)
+    region = normalised(best, rng)
     start = np.where(velocity < 0, travel, 0.0)
     frames = []
     for t in range(length):
@@ -151,3 +152,17 @@ def draw_sequence(split: str, index: int, length: int = SEQUENCE_LENGTH, seed: i
         cover.append(cover_level(visible))
     return Sequence(f"GarmentTrack_{split}_{index:06d}", frames.astype(np.float32), np.stack(boxes),
                     np.array(cover, dtype=np.int64))
+
+
+def generated_dataset(cache_dir: str | Path, train_sequences: int, test_sequences: int, seed: int,
+                      length: int = SEQUENCE_LENGTH) -> Path:
+    """The folder of a generated GarmentTrack dataset in the GOT-10k layout, written once and then reused.
+
+    The folder name holds everything that determines its content; ``list.txt`` is written last, so a
+    split with one is complete."""
+    root = Path(cache_dir) / (f"tracking-v{GENERATOR_VERSION}-seed{seed}-{train_sequences}x"
+                              f"{test_sequences}-{length}f-{FRAME_SIZE}px")
+    for split, n in (("train", train_sequences), ("test", test_sequences)):
+        if not list_file(root, split).is_file():
+            write_split(root, split, [draw_sequence(split, i, length, seed) for i in range(n)])
+    return root

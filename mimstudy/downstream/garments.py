@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.ndimage import binary_fill_holes
 
-from mimstudy.data.photo_composites import TEST_PHOTOS, TRAIN_PHOTOS
+from mimstudy.data.photo_composites import CONTRAST, TEST_PHOTOS, TRAIN_PHOTOS
 
 SPLIT_IDS = {"train": 0, "test": 1, "val": 2}
 SPRITE_RANGES = {"train": (0, 7000), "test": (7000, 10000)}  # Fashion-MNIST test-split indices
@@ -29,6 +29,12 @@ def sprite_range(split: str) -> tuple[int, int]:
 def photos_for(split: str) -> tuple[str, ...]:
     """The photographs behind items of ``split`` (validation shares the training photos)."""
     return TEST_PHOTOS if split == "test" else TRAIN_PHOTOS
+
+
+def normalised(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A photo crop at mean 0.5 and a random contrast, as the pre-training composites' backgrounds."""
+    contrast = rng.uniform(*CONTRAST)
+    return np.clip(0.5 + contrast * (crop - crop.mean()) / max(float(crop.std()), 1e-3) * 0.2, 0.0, 1.0)
 
 
 @lru_cache(maxsize=1)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from skimage import data as skdata
@@ -31,6 +32,7 @@ from skimage.color import rgb2gray
 from skimage.draw import disk, polygon
 from skimage.transform import resize
 
+from mimstudy.downstream.coco_keypoints import annotation_file, write_split
 from mimstudy.downstream.garments import SPLIT_IDS, garment_sprites, photos_for, sprite_range
 
 GENERATOR_VERSION = 2  # bump when the drawing changes: cached datasets are keyed on it (2: area = silhouette)
@@ -257,3 +259,21 @@ def silhouette_area(layer: np.ndarray, figure: int, scale: int) -> float:
     """Image pixels showing ``figure`` in the final layer map (supersampled by ``scale``): COCO's ``area``,
     the pixel count of the person's segmentation, which covers what is visible of it."""
     return float(((layer > figure * 16) & (layer <= figure * 16 + len(PARTS))).sum() / scale ** 2)
+
+
+def generated_dataset(cache_dir: str | Path, train_size: int, test_size: int, img_size: int, seed: int,
+                      task: str = "pose") -> Path:
+    """The folder of a generated Puppet-Pose dataset in COCO format, written once and then reused.
+
+    The folder name holds everything that determines its content (task, generator version, seed,
+    sizes), so a changed generator or seed never reads a stale cache; the annotation files are
+    written last, atomically, so a folder with both is complete.
+    """
+    root = Path(cache_dir) / f"{task}-v{GENERATOR_VERSION}-seed{seed}-{train_size}x{test_size}-{img_size}px"
+    for split, n in (("train", train_size), ("test", test_size)):
+        if annotation_file(root, split).is_file():
+            continue
+        items = [draw_puppet(task, split, i, img_size, seed) for i in range(n)]
+        write_split(root, split, [p.image for p in items], [p.keypoints for p in items], [p.bbox for p in items],
+                    [p.area for p in items], KEYPOINTS, SKELETON)
+    return root

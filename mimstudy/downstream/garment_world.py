@@ -14,10 +14,12 @@ dataset seed ``seed`` comes from ``np.random.default_rng([seed, 2, split_id, i])
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 import numpy as np
 from skimage.transform import resize
 
 from mimstudy.downstream.garments import SPLIT_IDS, garment_labels, garment_sprites, photos_for, sprite_range
+from mimstudy.downstream.nyu_depth import list_file, write_split
 from mimstudy.downstream.puppets import photo
 
 GENERATOR_VERSION = 1
@@ -93,3 +95,14 @@ def draw_scene(split: str, index: int, size: int = 32, seed: int = 0) -> Scene:
     image = image.reshape(size, s, size, s).mean(axis=(1, 3))
     depth = depth[s // 2::s, s // 2::s]  # the sample at each pixel's centre (s = 2: the lower-right one)
     return Scene(np.clip(image, 0, 1), depth)
+
+
+def generated_dataset(cache_dir: str | Path, train_size: int, test_size: int, img_size: int, seed: int) -> Path:
+    """The folder of a generated GarmentWorld-Depth dataset in the NYUv2 layout, written once and reused."""
+    root = Path(cache_dir) / f"depth-v{GENERATOR_VERSION}-seed{seed}-{train_size}x{test_size}-{img_size}px"
+    for split, n in (("train", train_size), ("test", test_size)):
+        if list_file(root, split).is_file():
+            continue
+        items = [draw_scene(split, i, img_size, seed) for i in range(n)]
+        write_split(root, split, [s.image for s in items], [s.depth for s in items])
+    return root
