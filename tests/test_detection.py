@@ -13,7 +13,7 @@ from mimstudy.config import DownstreamConfig
 from mimstudy.data.fashion_mnist import DatasetError
 from mimstudy.downstream import coco_instances, detection, garment_scenes
 from mimstudy.downstream.backbone import build_backbone
-from mimstudy.downstream.finetune import downstream_dataset, finetune_seed
+from mimstudy.downstream.transfer import downstream_dataset, transfer_seed
 from mimstudy.downstream.pyramid import SimpleFeaturePyramid
 from mimstudy.downstream.tasks import get_task
 
@@ -181,7 +181,7 @@ def test_one_epoch_records_the_named_losses_on_train_and_heldout_images(coco_roo
                               data_dir=str(coco_root), train_size=4, test_size=4, epochs=1, batch_size=2, lr=1e-4,
                               warmup_epochs=0.5, drop_path=0.0, layer_decay=0.75, resume=False, num_examples=2)
     train, test = task.load(config)
-    run = finetune_seed(config, task, train, test, 0, [], torch.device("cpu"), progress=False)
+    run = transfer_seed(config, task, train, test, 0, [], torch.device("cpu"), progress=False)
     record = run.history[0]
     for name in ("loss", *detection.LOSSES):
         assert np.isfinite(record[f"train_{name}"]) and np.isfinite(record[f"heldout_{name}"])

@@ -216,7 +216,7 @@ def test_loaded_block_order_puts_the_named_blocks_first():
 
 @requires_real_data
 def test_a_tiny_run_writes_metrics_examples_and_resumes(tmp_path):
-    from mimstudy.downstream.finetune import run_downstream, seed_checkpoint
+    from mimstudy.downstream.transfer import run_downstream, seed_checkpoint
 
     config = DownstreamConfig(preset="t", run_id="tiny", runs_dir=str(tmp_path), init_from="random",
                               arch="vit_micro_32", train_size=32, test_size=16, epochs=2, batch_size=16,
@@ -300,7 +300,7 @@ def test_depth_scenes_are_deterministic_and_round_trip_through_the_nyu_layout(tm
 def test_a_run_from_a_checkpoint_starts_over_when_its_pretraining_is_remade(tmp_path):
     import os
 
-    from mimstudy.downstream.finetune import pretrained_weights, run_downstream, seed_checkpoint
+    from mimstudy.downstream.transfer import pretrained_weights, run_downstream, seed_checkpoint
     from mimstudy.models.checkpoints.state import load_checkpoint
 
     config = DownstreamConfig(preset="t", run_id="from_src", runs_dir=str(tmp_path), results_dir=str(tmp_path),
@@ -326,7 +326,7 @@ def test_a_run_from_a_checkpoint_starts_over_when_its_pretraining_is_remade(tmp_
 
 def write_source(config, backbone_state, parameters):
     """The committed final weights of ``config``'s pre-training run ``init_from``."""
-    from mimstudy.downstream.finetune import pretrained_weights
+    from mimstudy.downstream.transfer import pretrained_weights
     from mimstudy.models.checkpoints.weights import save_weights
 
     return save_weights(backbone_state, pretrained_weights(config),
@@ -362,7 +362,7 @@ def test_a_coco_17_keypoint_file_reads_with_cocos_sigmas_and_flip_pairs(tmp_path
 
 @requires_real_data
 def test_a_run_reads_a_dataset_folder_by_path(pose_root, tmp_path):
-    from mimstudy.downstream.finetune import run_downstream
+    from mimstudy.downstream.transfer import run_downstream
 
     config = DownstreamConfig(preset="t", run_id="by_path", runs_dir=str(tmp_path), init_from="random",
                               arch="vit_micro_32", data_dir=str(pose_root), train_size=16, test_size=8, epochs=1,
@@ -377,7 +377,7 @@ def test_inputs_are_standardised_with_the_pretraining_datasets_statistics(tmp_pa
     """Every task's objective standardises with the checkpoint's dataset (random weights: a parameter)."""
     from mimstudy.data.fashion_mnist import PIXEL_MEAN, PIXEL_STD
     from mimstudy.downstream import tracking
-    from mimstudy.downstream.finetune import finetune_seed
+    from mimstudy.downstream.transfer import transfer_seed
     from mimstudy.downstream.got10k import Sequence
     from mimstudy.downstream.inputs import RANDOM_INIT_DATASET, Standardise, dataset_stats, pretraining_dataset
 
@@ -411,16 +411,16 @@ def test_inputs_are_standardised_with_the_pretraining_datasets_statistics(tmp_pa
                         "dataset": "fashion_mnist"}, "backbone": create_backbone("vit_micro_32").state_dict()}
     write_source(config, state["backbone"], state["config"])
     task, device = get_task("tracking"), torch.device("cpu")
-    run = finetune_seed(config, task, pairs, test, 0, [], device, progress=False)
+    run = transfer_seed(config, task, pairs, test, 0, [], device, progress=False)
     assert (run.objective.standardise.mean, run.objective.standardise.std) == (PIXEL_MEAN, PIXEL_STD)
     state["config"]["dataset"] = "fashion_mnist_photos"
     write_source(config, state["backbone"], state["config"])
-    run = finetune_seed(config, task, pairs, test, 0, [], device, progress=False)
+    run = transfer_seed(config, task, pairs, test, 0, [], device, progress=False)
     assert (run.objective.standardise.mean, run.objective.standardise.std) == (0.6, 0.2)
     random = DownstreamConfig(**{**config.to_dict(), "init_from": "random", "arch": "vit_micro_32"})
-    run = finetune_seed(random, task, pairs, test, 0, [], device, progress=False)
+    run = transfer_seed(random, task, pairs, test, 0, [], device, progress=False)
     assert run.objective.standardise.mean == 0.6
-    run = finetune_seed(random, task, pairs, test, 0, [], device, progress=False, random_dataset="fashion_mnist")
+    run = transfer_seed(random, task, pairs, test, 0, [], device, progress=False, random_dataset="fashion_mnist")
     assert run.objective.standardise.mean == PIXEL_MEAN
 
 

@@ -13,7 +13,7 @@ from mimstudy.config import DownstreamConfig
 from mimstudy.data.fashion_mnist import DatasetError
 from mimstudy.downstream import ade20k, garment_scenes, segmentation
 from mimstudy.downstream.garment_scenes import NUM_CLASSES
-from mimstudy.downstream.finetune import finetune_seed
+from mimstudy.downstream.transfer import transfer_seed
 from mimstudy.downstream.tasks import get_task
 
 from .conftest import requires_real_data
@@ -127,7 +127,7 @@ def test_segmentation_fine_tuning_beats_the_all_background_floor(tmp_path, one_t
                               drop_path=0.0, layer_decay=1.0, resume=False)
     task = get_task("segmentation")
     train, test = task.load(config)
-    run = finetune_seed(config, task, train, test, 0, [], torch.device("cpu"), progress=False)
+    run = transfer_seed(config, task, train, test, 0, [], torch.device("cpu"), progress=False)
     background = task.trivial(train, test)
     assert run.history[-1]["train_loss"] < run.history[0]["train_loss"]
     assert run.metrics["miou"] > background["miou"] + 0.01 and run.metrics["miou_fg"] > 0, (run.metrics, background)

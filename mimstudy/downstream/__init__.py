@@ -2,7 +2,7 @@
 
 Modules by role:
 
-* the run: ``finetune`` (fine-tune every seed of a run, score it, store it), ``tasks`` (the table of
+* the run: ``transfer`` (train every seed of a run by its protocol, score it, store it), ``tasks`` (the table of
   tasks: task module + generated analog, and the one data-loading path);
 * task modules, one interface each (``load``, ``objective``, ``targets``, ``evaluate``, ``trivial``,
   ``examples``; :mod:`~mimstudy.downstream.tasks`): ``pose``, ``depth``, ``tracking``,

@@ -1,6 +1,6 @@
 """The downstream tasks by name: a plain table of (task module, generated analog), and the one data-loading path.
 
-Every task is fine-tuned by the one path of :mod:`mimstudy.downstream.finetune`. A task module
+Every task is fine-tuned by the one path of :mod:`mimstudy.downstream.transfer`. A task module
 (:mod:`pose`, :mod:`depth`, :mod:`tracking`, :mod:`classification`, :mod:`segmentation`,
 :mod:`detection`) has the same interface:
 

@@ -26,7 +26,7 @@ import yaml
 from mimstudy import numerics
 from mimstudy.data.fashion_mnist import check_available
 from mimstudy.config import CONFIGS, RANDOM_WEIGHTS, ConfigError, DownstreamConfig, PretrainConfig, RunConfig, TrajectoryConfig
-from mimstudy.downstream.finetune import run_folder
+from mimstudy.downstream.transfer import run_folder
 from mimstudy.models.checkpoints.state import load_checkpoint
 from mimstudy.training.pretrain import checkpoint_path, run_dir, stale_checkpoint_fields
 from mimstudy.results import result_path, stored_attrs
