@@ -11,7 +11,7 @@ import torch
 
 from mimstudy.config import DownstreamConfig
 from mimstudy.data.fashion_mnist import DatasetError
-from mimstudy.downstream import classification, concepts, imagefolder
+from mimstudy.downstream import augment, classification, concepts, imagefolder
 from mimstudy.downstream.transfer import transfer_seed
 from mimstudy.downstream.tasks import SEMANTIC_TASKS, TASKS, get_task
 
@@ -34,7 +34,7 @@ def test_metrics_on_hand_made_predictions():
 def test_random_shift_moves_content_by_at_most_the_margin():
     image = torch.zeros(3, 1, 8, 8)
     image[:, :, 3, 4] = 1.0
-    shifted = classification.random_shift(image, 2, torch.Generator().manual_seed(0))
+    shifted = augment.random_shift(image, 2, torch.Generator().manual_seed(0))
     assert shifted.shape == image.shape
     for one in shifted:
         y, x = np.argwhere(one[0].numpy() == 1.0)[0]

@@ -21,7 +21,7 @@ Garment sprites come from the Fashion-MNIST *test* split (images 0-6,999 for tra
 validation, 7,000-9,999 for test; the training split is pre-training data), digits 0-1,199 / 1,200-1,796;
 training and validation backgrounds come from ``TRAIN_PHOTOS``, test backgrounds from the disjoint
 ``TEST_PHOTOS``. Item ``i`` of split ``s`` of a dataset with seed ``seed`` is drawn from
-``np.random.default_rng([seed, task_id, split_id, i])`` alone, its label is ``i mod classes``
+``np.random.default_rng([seed, STREAM_IDS[name], split_id, i])`` alone, its label is ``i mod classes``
 (balanced splits). :mod:`mimstudy.downstream.imagefolder` stores the splits as ImageFolder trees.
 
 Which set is closest to the seen classes is measured, not assumed (:func:`concept_separability`); the
@@ -41,8 +41,8 @@ from skimage.transform import resize
 from mimstudy.data.fashion_mnist import CLASS_NAMES
 from mimstudy.data.photo_composites import composite, photo
 from mimstudy.downstream import imagefolder
-from mimstudy.downstream.garments import (SPLIT_IDS, SPRITE_RANGES, garment_labels, garment_sprites, normalised,
-                                          photos_for, sprite_range)
+from mimstudy.downstream.garments import (SPLIT_IDS, SPRITE_RANGES, STREAM_IDS, garment_labels, garment_sprites,
+                                          normalised, photos_for, sprite_range)
 
 GENERATOR_VERSION = 1  # bump when the drawing changes: cached datasets are keyed on it
 DIGIT_RANGES = {"train": (0, 1200), "val": (0, 1200), "test": (1200, 1797)}
@@ -214,7 +214,6 @@ def draw_fine(rng, split, label):
 class ConceptSet:
     """A classification dataset's generator: ``draw(rng, split, label) -> [32, 32]`` image in [0, 1]."""
 
-    task_id: int
     classes: tuple[str, ...]
     draw: Callable
     what: str
@@ -228,15 +227,15 @@ def _fine_classes() -> tuple[str, ...]:
 
 
 CONCEPT_SETS: dict[str, ConceptSet] = {
-    "hybrids": ConceptSet(4, tuple(f"{SHORT[a]}_over_{SHORT[b]}" for a, b in HYBRID_PAIRS), draw_hybrid,
+    "hybrids": ConceptSet(tuple(f"{SHORT[a]}_over_{SHORT[b]}" for a, b in HYBRID_PAIRS), draw_hybrid,
                           "top half of one garment class over the bottom half of another"),
-    "outfits": ConceptSet(5, tuple(f"{SHORT[a]}_and_{SHORT[b]}" for a, b in OUTFIT_PAIRS), draw_outfit,
+    "outfits": ConceptSet(tuple(f"{SHORT[a]}_and_{SHORT[b]}" for a, b in OUTFIT_PAIRS), draw_outfit,
                           "two half-scale garments side by side"),
-    "digits": ConceptSet(6, tuple(f"digit_{d}" for d in range(10)), draw_digit, "scikit-learn handwritten digits"),
-    "shapes": ConceptSet(7, SHAPES, draw_shape, "geometric shapes"),
-    "materials": ConceptSet(8, MATERIALS, draw_material, "full-frame photo textures"),
-    "garments": ConceptSet(9, SHORT, draw_garment, "the ten pre-training classes (covered)"),
-    "fine": ConceptSet(10, _fine_classes(), draw_fine, "garment sub-classes (HOG k-means within each class)"),
+    "digits": ConceptSet(tuple(f"digit_{d}" for d in range(10)), draw_digit, "scikit-learn handwritten digits"),
+    "shapes": ConceptSet(SHAPES, draw_shape, "geometric shapes"),
+    "materials": ConceptSet(MATERIALS, draw_material, "full-frame photo textures"),
+    "garments": ConceptSet(SHORT, draw_garment, "the ten pre-training classes (covered)"),
+    "fine": ConceptSet(_fine_classes(), draw_fine, "garment sub-classes (HOG k-means within each class)"),
 }
 
 
@@ -246,7 +245,7 @@ def draw_item(name: str, split: str, index: int, seed: int = 0) -> tuple[np.ndar
         raise ValueError(f"split must be one of {sorted(SPLIT_IDS)}, got {split!r}")
     spec = CONCEPT_SETS[name]
     label = index % len(spec.classes)
-    rng = np.random.default_rng([seed, spec.task_id, SPLIT_IDS[split], index])
+    rng = np.random.default_rng([seed, STREAM_IDS[name], SPLIT_IDS[split], index])
     return spec.draw(rng, split, label).astype(np.float32), label
 
 

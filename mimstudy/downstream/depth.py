@@ -16,7 +16,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from mimstudy.downstream.heads import DenseObjective, paired_hflip
+from mimstudy.downstream.augment import paired_hflip, photometric_jitter
+from mimstudy.downstream.heads import DenseObjective
 from mimstudy.downstream.nyu_depth import MAX_DEPTH, MIN_DEPTH, DepthPairs, depth_metrics, read_split
 
 METRICS = ("rmse", "abs_rel", "delta1")
@@ -28,16 +29,6 @@ def silog_loss(pred: torch.Tensor, gt: torch.Tensor, lambd: float = 0.5) -> torc
     valid = gt > MIN_DEPTH
     d = torch.log(gt[valid]) - torch.log(pred[valid].clamp_min(MIN_DEPTH))
     return torch.sqrt((d ** 2).mean() - lambd * d.mean() ** 2 + 1e-12)
-
-
-def photometric_jitter(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Per image, with p = 0.5 each: brightness x U(0.8, 1.2), gamma U(0.8, 1.2) (images in [0, 1])."""
-    b = images.shape[0]
-    ones = torch.ones(b)
-    brightness = torch.where(torch.rand(b, generator=generator) < 0.5, 0.8 + 0.4 * torch.rand(b, generator=generator), ones)
-    gamma = torch.where(torch.rand(b, generator=generator) < 0.5, 0.8 + 0.4 * torch.rand(b, generator=generator), ones)
-    shape = (b, 1, 1, 1)
-    return (images.clamp(0, 1) ** gamma.view(shape).to(images) * brightness.view(shape).to(images)).clamp(0, 1)
 
 
 class DepthObjective(DenseObjective):

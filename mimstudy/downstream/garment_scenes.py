@@ -9,7 +9,7 @@ One generator for both tasks: written in ADE20K's layout (:mod:`mimstudy.downstr
 segmentation (GarmentScenes-Seg) and in COCO's (:mod:`mimstudy.downstream.coco_instances`) for
 detection (GarmentScenes-Det). Sprites, photos and seeds are split as
 :mod:`mimstudy.downstream.garments` (item ``i`` of split ``s``: ``np.random.default_rng([seed,
-TASK_ID, split_id, i])``).
+STREAM_ID, split_id, i])``).
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from skimage.transform import resize
 from mimstudy.data.fashion_mnist import CLASS_NAMES
 from mimstudy.data.photo_composites import background_crop
 from mimstudy.downstream import ade20k, coco_instances
-from mimstudy.downstream.garments import SPLIT_IDS, garment_cutout, garment_labels, normalised, photos_for, sprite_range
+from mimstudy.downstream.garments import (SPLIT_IDS, STREAM_IDS, garment_cutout, garment_labels, normalised,
+                                          photos_for, sprite_range)
 from mimstudy.downstream.imagefolder import write_dataset
 
 GENERATOR_VERSION = 1
-TASK_ID = 11  # concept sets 4-10
+STREAM_ID = STREAM_IDS["garment_scenes"]
 NUM_CLASSES = 11  # background + the ten Fashion-MNIST classes
 SIZE = 32
 GARMENTS = (1, 3)
@@ -69,7 +70,7 @@ def draw_scene(split: str, index: int, seed: int = 0) -> GarmentScene:
     semantic map is painted from what remains."""
     if split not in SPLIT_IDS:
         raise ValueError(f"split must be one of {sorted(SPLIT_IDS)}, got {split!r}")
-    rng = np.random.default_rng([seed, TASK_ID, SPLIT_IDS[split], index])
+    rng = np.random.default_rng([seed, STREAM_ID, SPLIT_IDS[split], index])
     image = normalised(background_crop(rng, photos_for(split)), rng).astype(np.float64)
     silhouettes, classes = [], []
     lo, hi = sprite_range(split)

@@ -14,7 +14,7 @@ Ground truth per frame: the box of the target's whole silhouette (clipped to the
 parts included, as GOT-10k annotates) and its visible ratio as a ``cover.label`` level. The
 template defines the target and same-class distractors punish category features: the task asks
 for correspondence and motion, not semantics. Sequence ``i`` of split ``s`` with dataset seed
-``seed`` comes from ``np.random.default_rng([seed, TASK_ID, split_id, i])`` alone.
+``seed`` comes from ``np.random.default_rng([seed, STREAM_ID, split_id, i])`` alone.
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ import numpy as np
 from scipy.ndimage import affine_transform
 
 from mimstudy.data.photo_composites import MIN_CROP_STD, SCALES, photo
-from mimstudy.downstream.garments import SPLIT_IDS, garment_cutout, garment_labels, normalised, photos_for, sprite_range
+from mimstudy.downstream.garments import (SPLIT_IDS, STREAM_IDS, garment_cutout, garment_labels, normalised,
+                                          photos_for, sprite_range)
 from mimstudy.downstream.got10k import Sequence, cover_level, list_file, write_split
 
 GENERATOR_VERSION = 1  # bump when the drawing changes: cached datasets are keyed on it
-TASK_ID = 3  # pose 0, crowdpose 1, depth 2
+STREAM_ID = STREAM_IDS["garment_track"]
 FRAME_SIZE = 64
 SEQUENCE_LENGTH = 40
 MAX_SPEED, PAN_SPEED = 2.0, 0.5  # px per frame
@@ -120,7 +121,7 @@ def draw_sequence(split: str, index: int, length: int = SEQUENCE_LENGTH, seed: i
     """Sequence ``index`` of ``split`` (``train``/``test``): deterministic (see the module docstring)."""
     if split not in SPLIT_IDS:
         raise ValueError(f"split must be one of {sorted(SPLIT_IDS)}, got {split!r}")
-    rng = np.random.default_rng([seed, TASK_ID, SPLIT_IDS[split], index])
+    rng = np.random.default_rng([seed, STREAM_ID, SPLIT_IDS[split], index])
     frames = _background(rng, split, length, size)
     lo, hi = sprite_range(split)
     target_index = int(rng.integers(lo, hi))

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 from skimage.transform import resize
 
-from mimstudy.downstream.garments import SPLIT_IDS, garment_labels, garment_sprites, photos_for, sprite_range
+from mimstudy.downstream.garments import SPLIT_IDS, STREAM_IDS, garment_labels, garment_sprites, photos_for, sprite_range
 from mimstudy.downstream.nyu_depth import list_file, write_split
 from mimstudy.downstream.puppets import photo
 
 GENERATOR_VERSION = 1
-TASK_ID = 2
+STREAM_ID = STREAM_IDS["garment_world"]
 CAMERA_HEIGHT = 1.5  # m
 FOCAL = 32.0  # px
 MAX_DEPTH = 10.0  # m
@@ -48,7 +49,7 @@ def draw_scene(split: str, index: int, size: int = 32, seed: int = 0) -> Scene:
     """Scene ``index`` of ``split`` (``train``/``test``): deterministic (see the module docstring)."""
     if split not in SPLIT_IDS:
         raise ValueError(f"split must be one of {sorted(SPLIT_IDS)}, got {split!r}")
-    rng = np.random.default_rng([seed, TASK_ID, SPLIT_IDS[split], index])
+    rng = np.random.default_rng([seed, STREAM_ID, SPLIT_IDS[split], index])
     names = photos_for(split)
     ground_tex, wall_tex = (photo(names[rng.integers(len(names))]) for _ in range(2))
     horizon, roll = rng.uniform(6, 14), np.radians(rng.uniform(-5, 5))

@@ -5,7 +5,8 @@ The training split of Fashion-MNIST is pre-training data, so the generators (:mo
 garments from the test split: images 0-6,999 for training and validation items, 7,000-9,999 for
 test items (:func:`sprite_range`); backgrounds come from the disjoint training and test photographs
 of :mod:`mimstudy.data.photo_composites` (:func:`photos_for`). Item ``i`` of split ``s`` of a
-generator is drawn from ``np.random.default_rng([seed, <generator id>, SPLIT_IDS[s], i])``.
+generator is drawn from ``np.random.default_rng([seed, STREAM_IDS[<generator>], SPLIT_IDS[s], i])``
+alone, so no two generators (or concept sets) draw the same numbers.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from scipy.ndimage import binary_fill_holes
 from mimstudy.data.photo_composites import CONTRAST, TEST_PHOTOS, TRAIN_PHOTOS
 
 SPLIT_IDS = {"train": 0, "test": 1, "val": 2}
+STREAM_IDS = {"pose": 0, "crowdpose": 1, "garment_world": 2, "garment_track": 3,  # puppets' two variants first
+              "hybrids": 4, "outfits": 5, "digits": 6, "shapes": 7, "materials": 8, "garments": 9, "fine": 10,  # concepts
+              "garment_scenes": 11}
 SPRITE_RANGES = {"train": (0, 7000), "test": (7000, 10000)}  # Fashion-MNIST test-split indices
 
 

@@ -16,7 +16,7 @@ covered (by a later part, another figure or clutter), 0 = outside the image (sto
 Geometry: torso 9-12 px times a scale of 0.8-1.2, rotated by up to 40 degrees, centred within 2 px;
 the limbs bend at random within human-like ranges; the side turned away is drawn first, so the
 torso hides it. Rendering is 2x supersampled. Item ``i`` of split ``s`` of a dataset with seed
-``seed`` is drawn from ``np.random.default_rng([seed, task_id, split_id, i])`` alone, so every item
+``seed`` is drawn from ``np.random.default_rng([seed, STREAM_IDS[task], split_id, i])`` alone, so every item
 is reproducible on its own.
 """
 
@@ -33,7 +33,7 @@ from skimage.draw import disk, polygon
 from skimage.transform import resize
 
 from mimstudy.downstream.coco_keypoints import annotation_file, write_split
-from mimstudy.downstream.garments import SPLIT_IDS, garment_sprites, photos_for, sprite_range
+from mimstudy.downstream.garments import SPLIT_IDS, STREAM_IDS, garment_sprites, photos_for, sprite_range
 
 GENERATOR_VERSION = 2  # bump when the drawing changes: cached datasets are keyed on it (2: area = silhouette)
 KEYPOINTS = ("nose", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist",
@@ -43,7 +43,7 @@ FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12))
 SIGMAS = (0.026, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089)
 SKELETON = ((1, 2), (1, 3), (3, 5), (2, 4), (4, 6), (1, 7), (2, 8), (7, 8), (7, 9), (9, 11), (8, 10), (10, 12),
             (0, 1), (0, 2))  # 0-based joint pairs (written 1-based into the COCO file, as COCO does)
-TASK_IDS = {"pose": 0, "crowdpose": 1}
+VARIANTS = ("pose", "crowdpose")
 SUPERSAMPLE = 2
 
 # Parts: name, joints it spans, width as a fraction of the torso length. Joint ownership follows.
@@ -221,9 +221,9 @@ def visibility(joints: np.ndarray, layer: np.ndarray, figure: int, size: int) ->
 
 def draw_puppet(task: str, split: str, index: int, size: int = 32, seed: int = 0) -> Puppet:
     """Item ``index`` of ``split`` (``train``/``test``) of ``task`` (``pose``/``crowdpose``): deterministic."""
-    if task not in TASK_IDS or split not in SPLIT_IDS:
-        raise ValueError(f"task must be one of {sorted(TASK_IDS)} and split one of {sorted(SPLIT_IDS)}, got {task!r}, {split!r}")
-    rng = np.random.default_rng([seed, TASK_IDS[task], SPLIT_IDS[split], index])
+    if task not in VARIANTS or split not in SPLIT_IDS:
+        raise ValueError(f"task must be one of {sorted(VARIANTS)} and split one of {sorted(SPLIT_IDS)}, got {task!r}, {split!r}")
+    rng = np.random.default_rng([seed, STREAM_IDS[task], SPLIT_IDS[split], index])
     canvas = Canvas(rng, split, size)
     for _ in range(rng.integers(0, 3)):
         canvas.sprite(rng, split, CLUTTER_ID)

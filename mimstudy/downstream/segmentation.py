@@ -18,9 +18,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mimstudy.downstream.ade20k import IGNORE_INDEX, SegmentationPairs, read_split, score
+from mimstudy.downstream.augment import paired_hflip
 from mimstudy.downstream.classification import predict_argmax
 from mimstudy.downstream.garment_scenes import NUM_CLASSES
-from mimstudy.downstream.heads import paired_hflip
 from mimstudy.downstream.inputs import Standardise
 from mimstudy.downstream.pyramid import SimpleFeaturePyramid
 from mimstudy.downstream.upernet import UPerHead

@@ -40,9 +40,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mimstudy.downstream import garment_track
+from mimstudy.downstream.augment import photometric_jitter
 from mimstudy.downstream.backbone import feature_shape, features
 from mimstudy.downstream.coco_keypoints import crop_batch
-from mimstudy.downstream.depth import photometric_jitter
 from mimstudy.downstream.got10k import Sequence, read_split, score
 from mimstudy.downstream.inputs import Standardise
 
@@ -53,7 +53,7 @@ SCALE_JITTER = 1.15
 TEMPLATE_FRACTION = 0.5  # the template: the central half of a search-sized crop (16 of 32 px)
 WINDOW_INFLUENCE = 0.3
 SIZE_RATE = 0.5
-PAIR_STREAM = 2  # rng stream of the training pairs: [seed, TASK_ID, PAIR_STREAM, i]
+PAIR_STREAM = 2  # rng stream of the training pairs: [seed, garment_track.STREAM_ID, PAIR_STREAM, i]
 METRICS = ("ao", "sr50", "sr75", "auc")
 PRIMARY, HIGHER_IS_BETTER, TRIVIAL = "ao", True, "first frame's box kept"
 
@@ -111,7 +111,7 @@ def make_pairs(sequences: list[Sequence], n: int, img_size: int, seed: int = 0) 
     plans = []
     for i in range(n):
         seq = sequences[i % len(sequences)]
-        rng = np.random.default_rng([seed, garment_track.TASK_ID, PAIR_STREAM, i])
+        rng = np.random.default_rng([seed, garment_track.STREAM_ID, PAIR_STREAM, i])
         shown = np.ones(len(seq), dtype=bool) if seq.cover is None else seq.cover > 0
         visible = np.flatnonzero(shown & (seq.boxes[:, 2] > 0) & (seq.boxes[:, 3] > 0))
         a = int(rng.choice(visible))
