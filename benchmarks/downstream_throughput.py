@@ -42,7 +42,7 @@ from mimstudy.downstream import coco_instances
 from mimstudy.downstream.backbone import build_backbone, feature_shape, features
 from mimstudy.downstream.heads import DeconvHead, gaussian_heatmaps
 from mimstudy.downstream.inputs import Standardise, dataset_stats
-from mimstudy.downstream.segmentation import IGNORE_INDEX
+from mimstudy.downstream.ade20k import IGNORE_INDEX
 from mimstudy.downstream.tasks import get_task
 from mimstudy.results import save_dataset
 from mimstudy.training.engine import train_one_epoch

@@ -11,16 +11,16 @@ import torch
 
 from mimstudy.config import DownstreamConfig
 from mimstudy.data.fashion_mnist import DatasetError
-from mimstudy.downstream import coco_instances, detection, segmentation
+from mimstudy.downstream import coco_instances, detection, garment_scenes
 from mimstudy.downstream.backbone import build_backbone
-from mimstudy.downstream.finetune import downstream_dataset, finetune_seed
+from mimstudy.downstream.transfer import downstream_dataset, transfer_seed
 from mimstudy.downstream.pyramid import SimpleFeaturePyramid
 from mimstudy.downstream.tasks import get_task
 
 from .conftest import requires_real_data
 
 
-def scene(boxes: list[tuple[int, int, int, int]], classes: list[int], size: int = 32) -> segmentation.SegScene:
+def scene(boxes: list[tuple[int, int, int, int]], classes: list[int], size: int = 32) -> garment_scenes.GarmentScene:
     """A hand-made scene: rectangles ``x0, y0, x1, y1`` of the given classes on a flat image."""
     masks = np.zeros((len(boxes), size, size), bool)
     for mask, (x0, y0, x1, y1) in zip(masks, boxes):
@@ -28,7 +28,7 @@ def scene(boxes: list[tuple[int, int, int, int]], classes: list[int], size: int 
     image = np.full((size, size), 0.3, np.float32)
     image[masks.any(0)] = 0.8
     labels = np.array(classes, np.int64)
-    return segmentation.SegScene(image, segmentation.semantic_map(masks, labels, size), masks, labels)
+    return garment_scenes.GarmentScene(image, garment_scenes.semantic_map(masks, labels, size), masks, labels)
 
 
 SCENES = [scene([(2, 3, 12, 20), (15, 10, 30, 30)], [1, 4]), scene([], []), scene([(0, 0, 32, 8)], [10]),
@@ -38,7 +38,7 @@ SCENES = [scene([(2, 3, 12, 20), (15, 10, 30, 30)], [1, 4]), scene([], []), scen
 @pytest.fixture
 def coco_root(tmp_path):
     for split in ("train", "test"):
-        detection.write_split(tmp_path / "coco", split, SCENES)
+        garment_scenes.write_split(tmp_path / "coco", split, SCENES, "coco")
     return tmp_path / "coco"
 
 
@@ -143,7 +143,7 @@ def test_ap_is_one_for_the_truth_lower_for_shifted_boxes_and_spurious_detections
 
 
 def test_trivial_predictors(coco_root):
-    train, test = detection.load_splits(coco_root, 32)
+    train, test = (coco_instances.read_split(coco_root, split, 32) for split in ("train", "test"))
     assert detection.majority_class(train) == 4
     floor = detection.trivial(train, test)
     assert all(floor[f"empty_{k}"] == 0.0 for k in ("box_ap", "box_ap50", "mask_ap"))
@@ -166,12 +166,12 @@ def test_heldout_losses_are_seeded_and_leave_modes_and_random_state_alone(coco_r
     test = coco_instances.read_split(coco_root, "test", 32)
     objective.train()
     before = torch.get_rng_state()
-    a = detection.heldout_losses(objective, test, torch.device("cpu"), seed=3)
+    a = detection.heldout(objective, test, torch.device("cpu"), seed=3)
     assert torch.equal(torch.get_rng_state(), before) and all(m.training for m in objective.modules())
-    assert a == detection.heldout_losses(objective, test, torch.device("cpu"), seed=3)
+    assert a == detection.heldout(objective, test, torch.device("cpu"), seed=3)
     assert set(a) == {"loss", *detection.LOSSES} and a["loss"] == pytest.approx(sum(a[k] for k in detection.LOSSES))
     objective.eval()
-    detection.heldout_losses(objective, test, torch.device("cpu"), seed=3)
+    detection.heldout(objective, test, torch.device("cpu"), seed=3)
     assert not any(m.training for m in objective.modules())
 
 
@@ -181,7 +181,7 @@ def test_one_epoch_records_the_named_losses_on_train_and_heldout_images(coco_roo
                               data_dir=str(coco_root), train_size=4, test_size=4, epochs=1, batch_size=2, lr=1e-4,
                               warmup_epochs=0.5, drop_path=0.0, layer_decay=0.75, resume=False, num_examples=2)
     train, test = task.load(config)
-    run = finetune_seed(config, task, train, test, 0, [], torch.device("cpu"), progress=False)
+    run = transfer_seed(config, task, train, test, 0, [], torch.device("cpu"), progress=False)
     record = run.history[0]
     for name in ("loss", *detection.LOSSES):
         assert np.isfinite(record[f"train_{name}"]) and np.isfinite(record[f"heldout_{name}"])
@@ -195,10 +195,10 @@ def test_one_epoch_records_the_named_losses_on_train_and_heldout_images(coco_roo
 
 @requires_real_data
 def test_generated_scenes_are_written_as_coco_and_read_back(tmp_path):
-    root = detection.generated_dataset(tmp_path, 6, 2, seed=0, val_size=1)
+    root = garment_scenes.generated_dataset(tmp_path, 6, 2, seed=0, val_size=1, layout="coco")
     data = coco_instances.read_split(root, "train", 32)
     for i, target in enumerate(coco_instances.unpack(data.targets)):
-        drawn = segmentation.draw_scene("train", i)
+        drawn = garment_scenes.draw_scene("train", i)
         assert target["labels"].tolist() == drawn.classes.tolist()
         assert np.array_equal(target["masks"].numpy().astype(bool), drawn.instance_masks)
         assert np.array_equal(target["boxes"].numpy(), drawn.boxes)

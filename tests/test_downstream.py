@@ -11,12 +11,12 @@ import torch
 
 from mimstudy.config import DOWNSTREAM_TASKS, ConfigError, DownstreamConfig
 from mimstudy.data.fashion_mnist import DatasetError
-from mimstudy.downstream import puppets
+from mimstudy.downstream import garment_world, puppets
 from mimstudy.downstream.backbone import (block_indices, build_backbone, features, flat_blocks, keep_first_blocks,
                                           load_blocks_in_order, sample_block_order)
 from mimstudy.downstream.coco_keypoints import annotation_file, crop, read_split
 from mimstudy.downstream.heads import DeconvHead, decode_heatmaps, gaussian_heatmaps
-from mimstudy.downstream.pose import flip_keypoints, generated_dataset, mean_keypoints, random_affine, score
+from mimstudy.downstream.pose import flip_keypoints, mean_keypoints, random_affine, score
 from mimstudy.downstream.tasks import TASKS, get_task
 from mimstudy.models.backbones import create_backbone
 
@@ -25,7 +25,7 @@ from .conftest import requires_real_data
 
 @pytest.fixture(scope="module")
 def pose_root(tmp_path_factory):
-    return generated_dataset("pose", tmp_path_factory.mktemp("cache"), train_size=24, test_size=16, img_size=32, seed=0)
+    return puppets.generated_dataset(tmp_path_factory.mktemp("cache"), train_size=24, test_size=16, img_size=32, seed=0)
 
 
 @requires_real_data
@@ -133,6 +133,14 @@ def test_config_knows_every_task():
     assert set(DOWNSTREAM_TASKS) == set(TASKS)
 
 
+def test_every_task_module_has_the_one_interface():
+    interface = ("load", "objective", "targets", "evaluate", "trivial", "examples", "METRICS", "PRIMARY",
+                 "HIGHER_IS_BETTER", "TRIVIAL")
+    for task in TASKS.values():
+        assert all(hasattr(task.module, name) for name in interface), task.module.__name__
+        assert task.primary in task.metrics and callable(task.generate)
+
+
 def test_config_needs_an_arch_for_random_weights_and_reads_its_pretraining():
     with pytest.raises(ConfigError, match="needs arch"):
         DownstreamConfig(init_from="random").validate()
@@ -208,7 +216,7 @@ def test_loaded_block_order_puts_the_named_blocks_first():
 
 @requires_real_data
 def test_a_tiny_run_writes_metrics_examples_and_resumes(tmp_path):
-    from mimstudy.downstream.finetune import run_downstream, seed_checkpoint
+    from mimstudy.downstream.transfer import run_downstream, seed_checkpoint
 
     config = DownstreamConfig(preset="t", run_id="tiny", runs_dir=str(tmp_path), init_from="random",
                               arch="vit_micro_32", train_size=32, test_size=16, epochs=2, batch_size=16,
@@ -266,18 +274,16 @@ def test_silog_is_scale_invariant_up_to_its_lambda():
 
 @requires_real_data
 def test_depth_scenes_are_deterministic_and_round_trip_through_the_nyu_layout(tmp_path):
-    from mimstudy.downstream import scenes
-    from mimstudy.downstream.depth import generated_dataset
     from mimstudy.downstream.nyu_depth import list_file, read_split
 
-    a, b = scenes.draw_scene("train", 3), scenes.draw_scene("train", 3)
+    a, b = garment_world.draw_scene("train", 3), garment_world.draw_scene("train", 3)
     assert np.array_equal(a.image, b.image) and np.array_equal(a.depth, b.depth)
-    assert not np.array_equal(a.depth, scenes.draw_scene("train", 3, seed=1).depth)
-    assert 0 < a.depth.min() and a.depth.max() <= scenes.MAX_DEPTH
-    root = generated_dataset(tmp_path, train_size=6, test_size=4, img_size=32, seed=0)
+    assert not np.array_equal(a.depth, garment_world.draw_scene("train", 3, seed=1).depth)
+    assert 0 < a.depth.min() and a.depth.max() <= garment_world.MAX_DEPTH
+    root = garment_world.generated_dataset(tmp_path, train_size=6, test_size=4, img_size=32, seed=0)
     test = read_split(root, "test", 32)
     for i in range(4):
-        drawn = scenes.draw_scene("test", i)
+        drawn = garment_world.draw_scene("test", i)
         np.testing.assert_allclose(test.depths[i, 0].numpy(), drawn.depth, atol=5e-4)
         np.testing.assert_allclose(test.images[i, 0].numpy(), drawn.image, atol=1 / 255)
     (root / "test" / "sync_depth_00002.png").unlink()
@@ -294,7 +300,7 @@ def test_depth_scenes_are_deterministic_and_round_trip_through_the_nyu_layout(tm
 def test_a_run_from_a_checkpoint_starts_over_when_its_pretraining_is_remade(tmp_path):
     import os
 
-    from mimstudy.downstream.finetune import pretrained_weights, run_downstream, seed_checkpoint
+    from mimstudy.downstream.transfer import pretrained_weights, run_downstream, seed_checkpoint
     from mimstudy.models.checkpoints.state import load_checkpoint
 
     config = DownstreamConfig(preset="t", run_id="from_src", runs_dir=str(tmp_path), results_dir=str(tmp_path),
@@ -320,7 +326,7 @@ def test_a_run_from_a_checkpoint_starts_over_when_its_pretraining_is_remade(tmp_
 
 def write_source(config, backbone_state, parameters):
     """The committed final weights of ``config``'s pre-training run ``init_from``."""
-    from mimstudy.downstream.finetune import pretrained_weights
+    from mimstudy.downstream.transfer import pretrained_weights
     from mimstudy.models.checkpoints.weights import save_weights
 
     return save_weights(backbone_state, pretrained_weights(config),
@@ -356,7 +362,7 @@ def test_a_coco_17_keypoint_file_reads_with_cocos_sigmas_and_flip_pairs(tmp_path
 
 @requires_real_data
 def test_a_run_reads_a_dataset_folder_by_path(pose_root, tmp_path):
-    from mimstudy.downstream.finetune import run_downstream
+    from mimstudy.downstream.transfer import run_downstream
 
     config = DownstreamConfig(preset="t", run_id="by_path", runs_dir=str(tmp_path), init_from="random",
                               arch="vit_micro_32", data_dir=str(pose_root), train_size=16, test_size=8, epochs=1,
@@ -371,7 +377,7 @@ def test_inputs_are_standardised_with_the_pretraining_datasets_statistics(tmp_pa
     """Every task's objective standardises with the checkpoint's dataset (random weights: a parameter)."""
     from mimstudy.data.fashion_mnist import PIXEL_MEAN, PIXEL_STD
     from mimstudy.downstream import tracking
-    from mimstudy.downstream.finetune import finetune_seed
+    from mimstudy.downstream.transfer import transfer_seed
     from mimstudy.downstream.got10k import Sequence
     from mimstudy.downstream.inputs import RANDOM_INIT_DATASET, Standardise, dataset_stats, pretraining_dataset
 
@@ -405,16 +411,16 @@ def test_inputs_are_standardised_with_the_pretraining_datasets_statistics(tmp_pa
                         "dataset": "fashion_mnist"}, "backbone": create_backbone("vit_micro_32").state_dict()}
     write_source(config, state["backbone"], state["config"])
     task, device = get_task("tracking"), torch.device("cpu")
-    run = finetune_seed(config, task, pairs, test, 0, [], device, progress=False)
+    run = transfer_seed(config, task, pairs, test, 0, [], device, progress=False)
     assert (run.objective.standardise.mean, run.objective.standardise.std) == (PIXEL_MEAN, PIXEL_STD)
     state["config"]["dataset"] = "fashion_mnist_photos"
     write_source(config, state["backbone"], state["config"])
-    run = finetune_seed(config, task, pairs, test, 0, [], device, progress=False)
+    run = transfer_seed(config, task, pairs, test, 0, [], device, progress=False)
     assert (run.objective.standardise.mean, run.objective.standardise.std) == (0.6, 0.2)
     random = DownstreamConfig(**{**config.to_dict(), "init_from": "random", "arch": "vit_micro_32"})
-    run = finetune_seed(random, task, pairs, test, 0, [], device, progress=False)
+    run = transfer_seed(random, task, pairs, test, 0, [], device, progress=False)
     assert run.objective.standardise.mean == 0.6
-    run = finetune_seed(random, task, pairs, test, 0, [], device, progress=False, random_dataset="fashion_mnist")
+    run = transfer_seed(random, task, pairs, test, 0, [], device, progress=False, random_dataset="fashion_mnist")
     assert run.objective.standardise.mean == PIXEL_MEAN
 
 

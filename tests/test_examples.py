@@ -13,7 +13,7 @@ import torch  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from mimstudy.book import examples  # noqa: E402
-from mimstudy.downstream import classification, detection, segmentation, tasks  # noqa: E402
+from mimstudy.downstream import classification, depth, detection, pose, segmentation  # noqa: E402
 
 N, S = 3, 32
 
@@ -42,14 +42,13 @@ def task_examples(kind: str) -> xr.Dataset:
         return stored(detection.examples(SimpleNamespace(images=images, targets=targets), found, N))
     if kind == "keypoints":
         keypoints = torch.tensor([[[4.0, 5, 2], [10, 11, 1], [0, 0, 0]]]).repeat(N, 1, 1)  # the third not annotated
-        return stored(tasks._pose_examples(SimpleNamespace(images=images, keypoints=keypoints,
-                                                           keypoint_names=("a", "b", "c")),
-                                           np.full((N, 3, 2), 7.0), N))
+        return stored(pose.examples(SimpleNamespace(images=images, keypoints=keypoints, keypoint_names=("a", "b", "c")),
+                                    np.full((N, 3, 2), 7.0), N))
     if kind == "depth":
         depths = torch.full((N, 1, S, S), 4.0)
-        return stored(tasks._depth_examples(SimpleNamespace(images=images, depths=depths), depths[:, 0].numpy(), N))
+        return stored(depth.examples(SimpleNamespace(images=images, depths=depths), depths[:, 0].numpy(), N))
     assert kind == "box"  # tracking: the last frame of each test sequence and its last true / tracked box
-    boxes = np.tile([4.0, 4, 8, 8], (N, 1))  # as tasks._tracking_examples stores them: x, y, w, h
+    boxes = np.tile([4.0, 4, 8, 8], (N, 1))  # as tracking.examples stores them: x, y, w, h
     return xr.Dataset({"example_image": (("example", "y", "x"), images[:, 0].numpy()),
                        "example_box": (("example", "box"), boxes),
                        "example_predicted_box": (("example", "box"), np.tile([6.0, 6, 8, 8], (N, 1)))},

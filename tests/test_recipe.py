@@ -8,7 +8,7 @@ import torch
 from mimstudy.config import ConfigError, DownstreamConfig
 from mimstudy.downstream.backbone import build_backbone
 from mimstudy.downstream.classification import ClassifierObjective
-from mimstudy.downstream.finetune import choose_lr, reused_lr, finetune_seed, freeze, run_downstream, scale_head_lr, seed_checkpoint
+from mimstudy.downstream.transfer import choose_lr, reused_lr, transfer_seed, freeze, run_downstream, scale_head_lr, seed_checkpoint
 from mimstudy.downstream.tasks import get_task
 from mimstudy.results import save_result
 from mimstudy.study.runner import plan, rerun_reasons, select_runs

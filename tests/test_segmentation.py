@@ -11,8 +11,9 @@ from PIL import Image
 
 from mimstudy.config import DownstreamConfig
 from mimstudy.data.fashion_mnist import DatasetError
-from mimstudy.downstream import segmentation
-from mimstudy.downstream.finetune import finetune_seed
+from mimstudy.downstream import ade20k, garment_scenes, segmentation
+from mimstudy.downstream.garment_scenes import NUM_CLASSES
+from mimstudy.downstream.transfer import transfer_seed
 from mimstudy.downstream.tasks import get_task
 
 from .conftest import requires_real_data
@@ -23,7 +24,7 @@ def test_miou_on_a_hand_made_confusion_matrix():
                           [1, 3, 0, 0],
                           [0, 0, 0, 0],   # class 2: never present, never predicted -> not averaged
                           [0, 1, 0, 0]])  # class 3: present, never right -> IoU 0
-    got = segmentation.iou_metrics(confusion)
+    got = ade20k.iou_metrics(confusion)
     iou = [6 / (7 + 8 - 6), 3 / (6 + 4 - 3), 0.0]
     assert got["miou"] == pytest.approx(np.mean(iou))
     assert got["miou_fg"] == pytest.approx(np.mean(iou[1:]))
@@ -31,18 +32,18 @@ def test_miou_on_a_hand_made_confusion_matrix():
     # the matrix is counted over the whole set, ignoring label 255, not averaged per image
     labels = np.array([[[0, 0], [1, 255]], [[1, 1], [1, 1]]])
     predicted = np.array([[[0, 1], [1, 3]], [[1, 1], [0, 1]]])
-    assert segmentation.confusion_matrix(predicted, labels, 4).tolist() == [[1, 1, 0, 0], [1, 4, 0, 0], [0, 0, 0, 0],
+    assert ade20k.confusion_matrix(predicted, labels, 4).tolist() == [[1, 1, 0, 0], [1, 4, 0, 0], [0, 0, 0, 0],
                                                                             [0, 0, 0, 0]]
-    assert segmentation.score(labels.clip(0, 3), labels.clip(0, 3), 4)["miou"] == 1.0
+    assert ade20k.score(labels.clip(0, 3), labels.clip(0, 3), 4)["miou"] == 1.0
 
 
 @requires_real_data
 def test_scenes_are_deterministic_and_labelled_where_garments_lie():
-    a, b = segmentation.draw_scene("train", 5), segmentation.draw_scene("train", 5)
+    a, b = garment_scenes.draw_scene("train", 5), garment_scenes.draw_scene("train", 5)
     assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask)
-    assert not np.array_equal(a.image, segmentation.draw_scene("test", 5).image)
-    assert not np.array_equal(a.image, segmentation.draw_scene("train", 5, seed=1).image)
-    masks = np.stack([segmentation.draw_scene("train", i).mask for i in range(40)])
+    assert not np.array_equal(a.image, garment_scenes.draw_scene("test", 5).image)
+    assert not np.array_equal(a.image, garment_scenes.draw_scene("train", 5, seed=1).image)
+    masks = np.stack([garment_scenes.draw_scene("train", i).mask for i in range(40)])
     assert masks.dtype == np.uint8 and masks.max() <= 10 and 0.1 < (masks > 0).mean() < 0.5
     assert all((m > 0).any() for m in masks) and len(np.unique(masks)) == 11
 
@@ -51,12 +52,12 @@ def test_scenes_are_deterministic_and_labelled_where_garments_lie():
 def test_scenes_yield_disjoint_visible_instances_that_paint_the_semantic_map():
     counts = []
     for i in range(30):
-        scene = segmentation.draw_scene("train", i)
+        scene = garment_scenes.draw_scene("train", i)
         k = len(scene.classes)
         counts.append(k)
         assert scene.instance_masks.shape == (k, 32, 32) and scene.instance_masks.dtype == bool
         assert scene.instance_masks.sum(0).max() <= 1 and all(m.any() for m in scene.instance_masks)
-        assert np.array_equal(segmentation.semantic_map(scene.instance_masks, scene.classes), scene.mask)
+        assert np.array_equal(garment_scenes.semantic_map(scene.instance_masks, scene.classes), scene.mask)
         assert set(scene.classes.tolist()) == set(np.unique(scene.mask).tolist()) - {0} and (scene.classes >= 1).all()
         for (x0, y0, x1, y1), m in zip(scene.boxes, scene.instance_masks):
             assert m[int(y0):int(y1), int(x0):int(x1)].sum() == m.sum() and m[int(y0), :].any() and m[:, int(x1) - 1].any()
@@ -66,31 +67,31 @@ def test_scenes_yield_disjoint_visible_instances_that_paint_the_semantic_map():
 def test_a_garment_covered_away_entirely_is_dropped(monkeypatch):
     """Two identical garments at the same place: the first is hidden by the second and leaves no instance."""
     square = np.ones((6, 6)), np.ones((6, 6))
-    monkeypatch.setattr(segmentation, "_garment", lambda index: square)
-    monkeypatch.setattr(segmentation, "garment_labels", lambda: np.full(10000, 2))
-    monkeypatch.setattr(segmentation, "background_crop", lambda rng, photos: np.zeros((32, 32)))
-    monkeypatch.setattr(segmentation, "GARMENTS", (2, 2))
-    monkeypatch.setattr(segmentation, "GARMENT_SIDE", (32, 32))  # fills the canvas: both at (0, 0)
-    scene = segmentation.draw_scene("train", 0)
+    monkeypatch.setattr(garment_scenes, "garment_cutout", lambda index: square)
+    monkeypatch.setattr(garment_scenes, "garment_labels", lambda: np.full(10000, 2))
+    monkeypatch.setattr(garment_scenes, "background_crop", lambda rng, photos: np.zeros((32, 32)))
+    monkeypatch.setattr(garment_scenes, "GARMENTS", (2, 2))
+    monkeypatch.setattr(garment_scenes, "GARMENT_SIDE", (32, 32))  # fills the canvas: both at (0, 0)
+    scene = garment_scenes.draw_scene("train", 0)
     assert scene.classes.tolist() == [3] and scene.instance_masks.shape == (1, 32, 32) and scene.instance_masks.all()
     assert (scene.mask == 3).all() and scene.boxes.tolist() == [[0, 0, 32, 32]]
 
 
 @pytest.fixture(scope="module")
 def seg_root(tmp_path_factory):
-    return segmentation.generated_dataset(tmp_path_factory.mktemp("cache"), 6, 3, seed=0, val_size=2)
+    return garment_scenes.generated_dataset(tmp_path_factory.mktemp("cache"), 6, 3, seed=0, val_size=2)
 
 
 @requires_real_data
 def test_the_ade20k_layout_reads_back_what_was_drawn(seg_root):
     assert sorted(p.name for p in (seg_root / "annotations" / "val").iterdir()) == ["scene_000000.png", "scene_000001.png"]
-    back = segmentation.read_split(seg_root, "train", 32)
+    back = ade20k.read_split(seg_root, "train", 32, num_classes=NUM_CLASSES)
     assert back.images.shape == (6, 1, 32, 32) and back.masks.shape == (6, 32, 32) and back.masks.dtype == torch.int64
     for i in range(6):
-        drawn = segmentation.draw_scene("train", i)
+        drawn = garment_scenes.draw_scene("train", i)
         assert np.array_equal(back.masks[i].numpy(), drawn.mask)
         assert np.abs(back.images[i, 0].numpy() - drawn.image).max() <= 0.5 / 255 + 1e-6
-    small = segmentation.read_split(seg_root, "test", 16, limit=2)
+    small = ade20k.read_split(seg_root, "test", 16, limit=2, num_classes=NUM_CLASSES)
     assert small.masks.shape == (2, 16, 16) and set(np.unique(small.masks)) <= set(np.unique(back.masks)) | set(range(11))
 
 
@@ -99,20 +100,20 @@ def test_bad_annotations_are_named(seg_root, tmp_path):
     root = tmp_path / "copy"
     shutil.copytree(seg_root, root)
     with pytest.raises(DatasetError, match=r"copy/images/nope is missing"):
-        segmentation.read_split(root, "nope", 32)
+        ade20k.read_split(root, "nope", 32, num_classes=NUM_CLASSES)
     annotation = root / "annotations" / "train" / "scene_000002.png"
     Image.fromarray(np.full((32, 32), 40, np.uint8)).save(annotation)
     with pytest.raises(DatasetError, match=r"scene_000002\.png holds class indices \[40\] outside 0-10"):
-        segmentation.read_split(root, "train", 32)
+        ade20k.read_split(root, "train", 32, num_classes=NUM_CLASSES)
     Image.fromarray(np.zeros((16, 32), np.uint8)).save(annotation)
     with pytest.raises(DatasetError, match=r"annotation .*scene_000002\.png is \(16, 32\)"):
-        segmentation.read_split(root, "train", 32)
+        ade20k.read_split(root, "train", 32, num_classes=NUM_CLASSES)
     annotation.unlink()
     with pytest.raises(DatasetError, match=r"annotation .*annotations/train/scene_000002\.png is missing"):
-        segmentation.read_split(root, "train", 32)
+        ade20k.read_split(root, "train", 32, num_classes=NUM_CLASSES)
     (root / "images" / "test" / "scene_000001.png").write_bytes(b"")
     with pytest.raises(DatasetError, match=r"images/test/scene_000001\.png cannot be read"):
-        segmentation.read_split(root, "test", 32)
+        ade20k.read_split(root, "test", 32, num_classes=NUM_CLASSES)
 
 
 @requires_real_data
@@ -126,7 +127,7 @@ def test_segmentation_fine_tuning_beats_the_all_background_floor(tmp_path, one_t
                               drop_path=0.0, layer_decay=1.0, resume=False)
     task = get_task("segmentation")
     train, test = task.load(config)
-    run = finetune_seed(config, task, train, test, 0, [], torch.device("cpu"), progress=False)
+    run = transfer_seed(config, task, train, test, 0, [], torch.device("cpu"), progress=False)
     background = task.trivial(train, test)
     assert run.history[-1]["train_loss"] < run.history[0]["train_loss"]
     assert run.metrics["miou"] > background["miou"] + 0.01 and run.metrics["miou_fg"] > 0, (run.metrics, background)

@@ -11,8 +11,8 @@ import torch
 
 from mimstudy.config import DownstreamConfig
 from mimstudy.data.fashion_mnist import DatasetError
-from mimstudy.downstream import classification, concepts, imagefolder
-from mimstudy.downstream.finetune import finetune_seed
+from mimstudy.downstream import augment, classification, concepts, imagefolder
+from mimstudy.downstream.transfer import transfer_seed
 from mimstudy.downstream.tasks import SEMANTIC_TASKS, TASKS, get_task
 
 from .conftest import requires_real_data
@@ -34,7 +34,7 @@ def test_metrics_on_hand_made_predictions():
 def test_random_shift_moves_content_by_at_most_the_margin():
     image = torch.zeros(3, 1, 8, 8)
     image[:, :, 3, 4] = 1.0
-    shifted = classification.random_shift(image, 2, torch.Generator().manual_seed(0))
+    shifted = augment.random_shift(image, 2, torch.Generator().manual_seed(0))
     assert shifted.shape == image.shape
     for one in shifted:
         y, x = np.argwhere(one[0].numpy() == 1.0)[0]
@@ -146,7 +146,7 @@ def test_classification_fine_tuning_beats_the_majority_class(tmp_path, one_threa
     task = get_task("k12_materials")
     train, test = task.load(config)
     assert (tmp_path / "data").is_dir() and len(train) == 600 and train.classes == test.classes
-    run = finetune_seed(config, task, train, test, 0, [], torch.device("cpu"), progress=False)
+    run = transfer_seed(config, task, train, test, 0, [], torch.device("cpu"), progress=False)
     majority = task.trivial(train, test)
     assert run.history[-1]["train_loss"] < run.history[0]["train_loss"]
     assert run.metrics["top1"] > majority["top1"] + 0.08, (run.metrics, majority)

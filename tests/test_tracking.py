@@ -11,7 +11,7 @@ import torch
 from mimstudy.config import DownstreamConfig
 from mimstudy.data.fashion_mnist import DatasetError
 from mimstudy.downstream import garment_track, got10k, tracking
-from mimstudy.downstream.finetune import finetune_seed
+from mimstudy.downstream.transfer import transfer_seed
 from mimstudy.downstream.got10k import Sequence, read_split, score
 from mimstudy.downstream.tasks import get_task
 
@@ -48,7 +48,7 @@ def test_metrics_on_hand_made_boxes():
 
 @pytest.fixture(scope="module")
 def track_root(tmp_path_factory):
-    return tracking.generated_dataset(tmp_path_factory.mktemp("cache"), 2, 2, seed=0, length=6)
+    return garment_track.generated_dataset(tmp_path_factory.mktemp("cache"), 2, 2, seed=0, length=6)
 
 
 @requires_real_data
@@ -139,13 +139,13 @@ def test_shuffled_predictions_score_near_zero():
 @requires_real_data
 def test_tracking_fine_tuning_beats_the_first_box(tmp_path):
     """A random vit_micro_32 + correlation head, 512 pairs x 6 epochs through the shared loop (~35 s, 1 thread)."""
-    root = tracking.generated_dataset(tmp_path, 16, 8, seed=0, length=20)
-    train, test = tracking.load_splits(root, 32, train_size=512, test_size=8)
+    root = garment_track.generated_dataset(tmp_path, 16, 8, seed=0, length=20)
+    train, test = tracking.load(root, DownstreamConfig(img_size=32, train_size=512, test_size=8))
     config = DownstreamConfig(task="tracking", init_from="random", arch="vit_micro_32", runs_dir=str(tmp_path),
                               train_size=512, test_size=8, epochs=6, batch_size=32, lr=1e-3, warmup_epochs=0.5,
                               drop_path=0.0, layer_decay=1.0, resume=False)
     task = get_task("tracking")
-    run = finetune_seed(config, task, train, test, 0, [], torch.device("cpu"), progress=False)
+    run = transfer_seed(config, task, train, test, 0, [], torch.device("cpu"), progress=False)
     stay = task.trivial(train, test)
     assert run.history[-1]["train_loss"] < run.history[0]["train_loss"]
     assert run.metrics["ao"] > stay["ao"] + 0.08, (run.metrics, stay)

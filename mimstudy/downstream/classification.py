@@ -2,8 +2,9 @@
 
 As Appendix E's fine-tuning: the last block's output (with the final norm) averaged over positions,
 a linear layer (weights initialised at N(0, 2e-5) as MAE / SimMIM's heads), cross-entropy with label
-smoothing 0.1. Augmentation: a random shift of up to :data:`MAX_SHIFT` px (reflect padding), safe for
-every task (a flip would change a digit, an arrow or an outfit). Scored by top-1 accuracy and mean
+smoothing 0.1. Augmentation: a random shift of up to 2 px (reflect padding,
+:func:`~mimstudy.downstream.augment.random_shift`), safe for every task (a flip would change a digit,
+an arrow or an outfit). Scored by top-1 accuracy and mean
 per-class accuracy (the mean over the classes present in the test split of each class's recall;
 Kornblith et al.'s metric for Aircraft, Pets, Caltech-101 and Flowers); the trivial predictor is the
 training split's majority class.
@@ -11,28 +12,22 @@ training split's majority class.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mimstudy.downstream.augment import random_shift
 from mimstudy.downstream.backbone import feature_shape, features
-from mimstudy.downstream.imagefolder import LabelledImages
+from mimstudy.downstream.imagefolder import LabelledImages, read_split
 from mimstudy.downstream.inputs import Standardise
 
-MAX_SHIFT = 2
 LABEL_SMOOTHING = 0.1
 HEAD_INIT_STD = 2e-5
-
-
-def random_shift(images: torch.Tensor, max_shift: int = MAX_SHIFT, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Each image translated by up to ``max_shift`` px in x and y (reflect padding)."""
-    if max_shift <= 0:
-        return images
-    b, _, h, w = images.shape
-    padded = F.pad(images, (max_shift,) * 4, mode="reflect")
-    dy, dx = (torch.randint(0, 2 * max_shift + 1, (b,), generator=generator) for _ in range(2))
-    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(b)])
+METRICS = ("top1", "mean_class_acc")
+PRIMARY, HIGHER_IS_BETTER, TRIVIAL = "top1", True, "majority class"
 
 
 class ClassifierObjective(nn.Module):
@@ -86,6 +81,20 @@ def score(predicted: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 def majority_class(train: LabelledImages) -> int:
     """The most frequent training label (the lowest such label on a tie)."""
     return int(np.bincount(train.labels.numpy()).argmax())
+
+
+def load(root: str | Path, config) -> tuple[LabelledImages, LabelledImages]:
+    """``config``'s training and test splits of the ImageFolder tree ``root`` (the test split holds the training classes)."""
+    train = read_split(root, config.train_split, config.img_size, config.train_size)
+    return train, read_split(root, config.test_split, config.img_size, config.test_size, train.classes)
+
+
+def objective(backbone: nn.Module, train: LabelledImages, config, stats: tuple[float, float]) -> ClassifierObjective:
+    return ClassifierObjective(backbone, len(train.classes), config.img_size, stats, config.augment)
+
+
+def targets(data: LabelledImages) -> torch.Tensor:
+    return data.labels
 
 
 def evaluate(objective: ClassifierObjective, test: LabelledImages, device: torch.device) -> tuple[dict, np.ndarray]:

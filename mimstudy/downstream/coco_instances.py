@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from mimstudy.atomic import atomic_path
 from mimstudy.data.fashion_mnist import DatasetError
 from mimstudy.downstream.coco_keypoints import load_coco_json
-from mimstudy.downstream.images import read_grey
+from mimstudy.downstream.images import read_grey, write_grey
 
 PAD = -1
 
@@ -91,6 +91,20 @@ def write_json(path: str | Path, content: dict) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(content))
     return path
+
+
+def write_split(root: str | Path, split: str, images: list[np.ndarray], masks: list[np.ndarray],
+                classes: list[np.ndarray], categories: tuple[str, ...], stem: str = "scene") -> Path:
+    """Grey images (floats in [0, 1]) as ``images/<split>/<stem>_<i>.png`` and, per image, its ``[k, H, W]``
+    instance masks of ``[k]`` category ids (1-based into ``categories``) as ``annotations/instances_<split>.json``,
+    atomically per file."""
+    root = Path(root)
+    entries = []
+    for i, image in enumerate(images):
+        name = f"{stem}_{i:06d}.png"
+        write_grey(root / "images" / split / name, image)
+        entries.append({"id": i + 1, "file_name": name, "height": image.shape[0], "width": image.shape[1]})
+    return write_json(annotation_path(root, split), instances_json(entries, masks, classes, categories))
 
 
 def pack(classes: list[torch.Tensor], boxes: list[torch.Tensor], masks: list[torch.Tensor], size: int,

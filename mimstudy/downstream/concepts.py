@@ -21,7 +21,7 @@ Garment sprites come from the Fashion-MNIST *test* split (images 0-6,999 for tra
 validation, 7,000-9,999 for test; the training split is pre-training data), digits 0-1,199 / 1,200-1,796;
 training and validation backgrounds come from ``TRAIN_PHOTOS``, test backgrounds from the disjoint
 ``TEST_PHOTOS``. Item ``i`` of split ``s`` of a dataset with seed ``seed`` is drawn from
-``np.random.default_rng([seed, task_id, split_id, i])`` alone, its label is ``i mod classes``
+``np.random.default_rng([seed, STREAM_IDS[name], split_id, i])`` alone, its label is ``i mod classes``
 (balanced splits). :mod:`mimstudy.downstream.imagefolder` stores the splits as ImageFolder trees.
 
 Which set is closest to the seen classes is measured, not assumed (:func:`concept_separability`); the
@@ -39,13 +39,12 @@ import numpy as np
 from skimage.transform import resize
 
 from mimstudy.data.fashion_mnist import CLASS_NAMES
-from mimstudy.data.photo_composites import CONTRAST, composite, photo
+from mimstudy.data.photo_composites import composite, photo
 from mimstudy.downstream import imagefolder
-from mimstudy.downstream.puppets import SPRITE_RANGES, TEST_PHOTOS, TRAIN_PHOTOS, garment_sprites
-from mimstudy.downstream.scenes import garment_labels
+from mimstudy.downstream.garments import (SPLIT_IDS, SPRITE_RANGES, STREAM_IDS, garment_labels, garment_sprites,
+                                          normalised, photos_for, sprite_range)
 
 GENERATOR_VERSION = 1  # bump when the drawing changes: cached datasets are keyed on it
-SPLIT_IDS = {"train": 0, "test": 1, "val": 2}
 DIGIT_RANGES = {"train": (0, 1200), "val": (0, 1200), "test": (1200, 1797)}
 SIZE = 32
 SPRITE = 28  # the frame a sprite is drawn in before compositing (Fashion-MNIST's)
@@ -60,14 +59,6 @@ LONG_TAIL_ID = 97  # seeds the long tail's class ranks apart from every item's d
 LONG_TAIL_MINIMUM = 2  # training images of the rarest classes
 
 
-def photos_for(split: str) -> tuple[str, ...]:
-    return TEST_PHOTOS if split == "test" else TRAIN_PHOTOS
-
-
-def sprite_range(split: str) -> tuple[int, int]:
-    return SPRITE_RANGES["test" if split == "test" else "train"]
-
-
 @lru_cache(maxsize=1)
 def _class_pools() -> dict[tuple[str, int], np.ndarray]:
     labels = garment_labels()
@@ -79,7 +70,7 @@ def _class_pools() -> dict[tuple[str, int], np.ndarray]:
     return pools
 
 
-def _garment(rng: np.random.Generator, split: str, cls: int) -> np.ndarray:
+def _class_sprite(rng: np.random.Generator, split: str, cls: int) -> np.ndarray:
     """A random Fashion-MNIST test sprite ``[28, 28]`` in [0, 1] of class ``cls`` from ``split``'s range."""
     pool = _class_pools()["test" if split == "test" else "train", cls]
     return garment_sprites()[pool[rng.integers(len(pool))]]
@@ -101,12 +92,12 @@ def _place(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def draw_hybrid(rng, split, label):
     a, b = HYBRID_PAIRS[label]
-    sprite = np.concatenate([_garment(rng, split, a)[:SPRITE // 2], _garment(rng, split, b)[SPRITE // 2:]])
+    sprite = np.concatenate([_class_sprite(rng, split, a)[:SPRITE // 2], _class_sprite(rng, split, b)[SPRITE // 2:]])
     return _on_photo(sprite, rng, split)
 
 
 def draw_outfit(rng, split, label):
-    halves = [_garment(rng, split, c).reshape(14, 2, 14, 2).mean((1, 3)) for c in OUTFIT_PAIRS[label]]
+    halves = [_class_sprite(rng, split, c).reshape(14, 2, 14, 2).mean((1, 3)) for c in OUTFIT_PAIRS[label]]
     sprite = np.zeros((SPRITE, SPRITE))
     for k, half in enumerate(halves):
         top = rng.integers(0, SPRITE - 14 + 1)
@@ -183,12 +174,6 @@ def draw_shape(rng, split, label, supersample: int = 4):
     return _on_photo(alpha * fill, rng, split)
 
 
-def normalised(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A photo crop at mean 0.5 and a random contrast, as the pre-training composites' backgrounds."""
-    contrast = rng.uniform(*CONTRAST)
-    return np.clip(0.5 + contrast * (crop - crop.mean()) / max(float(crop.std()), 1e-3) * 0.2, 0.0, 1.0)
-
-
 def draw_material(rng, split, label):
     texture = photo(MATERIALS[label], int(rng.integers(1, 3)))
     (r0, r1), (c0, c1) = MATERIAL_REGIONS[split]
@@ -199,7 +184,7 @@ def draw_material(rng, split, label):
 
 
 def draw_garment(rng, split, label):
-    return _on_photo(_garment(rng, split, label), rng, split)
+    return _on_photo(_class_sprite(rng, split, label), rng, split)
 
 
 @lru_cache(maxsize=1)
@@ -229,7 +214,6 @@ def draw_fine(rng, split, label):
 class ConceptSet:
     """A classification dataset's generator: ``draw(rng, split, label) -> [32, 32]`` image in [0, 1]."""
 
-    task_id: int
     classes: tuple[str, ...]
     draw: Callable
     what: str
@@ -243,15 +227,15 @@ def _fine_classes() -> tuple[str, ...]:
 
 
 CONCEPT_SETS: dict[str, ConceptSet] = {
-    "hybrids": ConceptSet(4, tuple(f"{SHORT[a]}_over_{SHORT[b]}" for a, b in HYBRID_PAIRS), draw_hybrid,
+    "hybrids": ConceptSet(tuple(f"{SHORT[a]}_over_{SHORT[b]}" for a, b in HYBRID_PAIRS), draw_hybrid,
                           "top half of one garment class over the bottom half of another"),
-    "outfits": ConceptSet(5, tuple(f"{SHORT[a]}_and_{SHORT[b]}" for a, b in OUTFIT_PAIRS), draw_outfit,
+    "outfits": ConceptSet(tuple(f"{SHORT[a]}_and_{SHORT[b]}" for a, b in OUTFIT_PAIRS), draw_outfit,
                           "two half-scale garments side by side"),
-    "digits": ConceptSet(6, tuple(f"digit_{d}" for d in range(10)), draw_digit, "scikit-learn handwritten digits"),
-    "shapes": ConceptSet(7, SHAPES, draw_shape, "geometric shapes"),
-    "materials": ConceptSet(8, MATERIALS, draw_material, "full-frame photo textures"),
-    "garments": ConceptSet(9, SHORT, draw_garment, "the ten pre-training classes (covered)"),
-    "fine": ConceptSet(10, _fine_classes(), draw_fine, "garment sub-classes (HOG k-means within each class)"),
+    "digits": ConceptSet(tuple(f"digit_{d}" for d in range(10)), draw_digit, "scikit-learn handwritten digits"),
+    "shapes": ConceptSet(SHAPES, draw_shape, "geometric shapes"),
+    "materials": ConceptSet(MATERIALS, draw_material, "full-frame photo textures"),
+    "garments": ConceptSet(SHORT, draw_garment, "the ten pre-training classes (covered)"),
+    "fine": ConceptSet(_fine_classes(), draw_fine, "garment sub-classes (HOG k-means within each class)"),
 }
 
 
@@ -261,7 +245,7 @@ def draw_item(name: str, split: str, index: int, seed: int = 0) -> tuple[np.ndar
         raise ValueError(f"split must be one of {sorted(SPLIT_IDS)}, got {split!r}")
     spec = CONCEPT_SETS[name]
     label = index % len(spec.classes)
-    rng = np.random.default_rng([seed, spec.task_id, SPLIT_IDS[split], index])
+    rng = np.random.default_rng([seed, STREAM_IDS[name], SPLIT_IDS[split], index])
     return spec.draw(rng, split, label).astype(np.float32), label
 
 

@@ -16,9 +16,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from mimstudy.downstream import scenes
-from mimstudy.downstream.heads import DenseObjective, paired_hflip
-from mimstudy.downstream.nyu_depth import MAX_DEPTH, MIN_DEPTH, DepthPairs, depth_metrics, list_file, read_split, write_split
+from mimstudy.downstream.augment import paired_hflip, photometric_jitter
+from mimstudy.downstream.heads import DenseObjective
+from mimstudy.downstream.nyu_depth import MAX_DEPTH, MIN_DEPTH, DepthPairs, depth_metrics, read_split
+
+METRICS = ("rmse", "abs_rel", "delta1")
+PRIMARY, HIGHER_IS_BETTER, TRIVIAL = "rmse", False, "mean depth map"
 
 
 def silog_loss(pred: torch.Tensor, gt: torch.Tensor, lambd: float = 0.5) -> torch.Tensor:
@@ -26,16 +29,6 @@ def silog_loss(pred: torch.Tensor, gt: torch.Tensor, lambd: float = 0.5) -> torc
     valid = gt > MIN_DEPTH
     d = torch.log(gt[valid]) - torch.log(pred[valid].clamp_min(MIN_DEPTH))
     return torch.sqrt((d ** 2).mean() - lambd * d.mean() ** 2 + 1e-12)
-
-
-def photometric_jitter(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Per image, with p = 0.5 each: brightness x U(0.8, 1.2), gamma U(0.8, 1.2) (images in [0, 1])."""
-    b = images.shape[0]
-    ones = torch.ones(b)
-    brightness = torch.where(torch.rand(b, generator=generator) < 0.5, 0.8 + 0.4 * torch.rand(b, generator=generator), ones)
-    gamma = torch.where(torch.rand(b, generator=generator) < 0.5, 0.8 + 0.4 * torch.rand(b, generator=generator), ones)
-    shape = (b, 1, 1, 1)
-    return (images.clamp(0, 1) ** gamma.view(shape).to(images) * brightness.view(shape).to(images)).clamp(0, 1)
 
 
 class DepthObjective(DenseObjective):
@@ -81,17 +74,32 @@ def mean_depth_map(train: DepthPairs) -> np.ndarray:
     return (d * valid).sum(0) / np.maximum(valid.sum(0), 1)
 
 
-def generated_dataset(cache_dir: str | Path, train_size: int, test_size: int, img_size: int, seed: int) -> Path:
-    """The folder of a generated GarmentWorld-Depth dataset in the NYUv2 layout, written once and reused."""
-    root = Path(cache_dir) / f"depth-v{scenes.GENERATOR_VERSION}-seed{seed}-{train_size}x{test_size}-{img_size}px"
-    for split, n in (("train", train_size), ("test", test_size)):
-        if list_file(root, split).is_file():
-            continue
-        items = [scenes.draw_scene(split, i, img_size, seed) for i in range(n)]
-        write_split(root, split, [s.image for s in items], [s.depth for s in items])
-    return root
+def load(root: str | Path, config) -> tuple[DepthPairs, DepthPairs]:
+    """``config``'s training and test splits of the NYUv2-layout folder ``root``."""
+    return (read_split(root, config.train_split, config.img_size, config.train_size),
+            read_split(root, config.test_split, config.img_size, config.test_size))
 
 
-def load_splits(root: str | Path, img_size: int, train_split: str = "train", test_split: str = "test",
-                train_size: int | None = None, test_size: int | None = None) -> tuple[DepthPairs, DepthPairs]:
-    return read_split(root, train_split, img_size, train_size), read_split(root, test_split, img_size, test_size)
+def objective(backbone: nn.Module, train: DepthPairs, config, stats: tuple[float, float]) -> DepthObjective:
+    return DepthObjective(backbone, config.img_size, stats, config.augment)
+
+
+def targets(data: DepthPairs) -> torch.Tensor:
+    return data.depths
+
+
+def evaluate(objective: DepthObjective, test: DepthPairs, device: torch.device,
+             batch_size: int = 128) -> tuple[dict[str, float], np.ndarray]:
+    pred = predict_split(objective, test, batch_size, device)
+    return score(pred, test), pred
+
+
+def trivial(train: DepthPairs, test: DepthPairs) -> dict[str, float]:
+    mean = mean_depth_map(train)
+    return score(np.broadcast_to(mean, (len(test), *mean.shape)).copy(), test)
+
+
+def examples(test: DepthPairs, predictions: np.ndarray, n: int):
+    return {"example_image": (("example", "y", "x"), test.images[:n, 0].numpy()),
+            "example_depth": (("example", "y", "x"), test.depths[:n, 0].numpy()),
+            "example_predicted_depth": (("example", "y", "x"), predictions[:n])}, {}

@@ -1,10 +1,9 @@
 """Object detection and instance segmentation (Table 6, Figure 7): GarmentScenes in COCO format, Mask R-CNN.
 
-**GarmentScenes-Det.** The scenes of :mod:`mimstudy.downstream.segmentation` (one generator for
-both tasks): 32x32 photo crops with 1-3 Fashion-MNIST test garments; each garment's visible pixels
-(silhouette alpha > 0.5, less the garments painted over it) are an instance of its class (1-10),
-its box their bounding box; a garment covered away entirely is dropped. Written in COCO's layout
-(:mod:`mimstudy.downstream.coco_instances`).
+**Data.** GarmentScenes-Det (:mod:`mimstudy.downstream.garment_scenes`, one generator for detection
+and segmentation: 32x32 photo crops with 1-3 Fashion-MNIST test garments, each garment's visible
+pixels an instance of its class 1-10) or any folder in COCO's instances layout
+(:mod:`mimstudy.downstream.coco_instances`, which also holds the metric).
 
 **Model.** torchvision's ``MaskRCNN`` over the simple feature pyramid of
 :mod:`mimstudy.downstream.pyramid` (64 channels, strides 4 / 8 / 16), sized for 32 px: images are
@@ -19,7 +18,7 @@ task's (here by the detector's own transform: ``image_mean``, ``image_std``). No
 
 **Losses** (Figure 7): the objective returns the sum of torchvision's five losses and each by name
 (``loss_classifier`` is L_cls, ``loss_box_reg`` L_bbox), so the shared loop records them per epoch
-as ``train_<name>``; :func:`heldout_losses` gives the same on held-out images after each epoch
+as ``train_<name>``; :func:`heldout` gives the same on held-out images after each epoch
 (torchvision computes losses only in training mode: the detector's RPN and RoI heads are switched
 to training, the backbone and pyramid stay in eval mode, so drop path is off; proposal sampling is
 seeded and the caller's random state is kept).
@@ -42,13 +41,10 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import MultiScaleRoIAlign
 
-from mimstudy.data.fashion_mnist import CLASS_NAMES
-from mimstudy.downstream import coco_instances, segmentation
-from mimstudy.downstream.imagefolder import write_dataset
-from mimstudy.downstream.images import write_grey
+from mimstudy.downstream import coco_instances
+from mimstudy.downstream.garment_scenes import NUM_CLASSES  # background + the ten Fashion-MNIST classes
 from mimstudy.downstream.pyramid import SimpleFeaturePyramid
 
-NUM_CLASSES = segmentation.NUM_CLASSES  # background + the ten Fashion-MNIST classes
 # px, per pyramid level. The design's 4 / 8 / 16 (one per level) fit these garments badly: over the visible
 # boxes of 200 test scenes (median 13 x 15 px) the best anchor's IoU has median 0.39 (22% >= 0.5); with
 # these, 0.65 (96% >= 0.5). Measured (random vit_micro_32_sincos, 1,000 scenes x 10 epochs, lr 1e-3, 200
@@ -61,38 +57,14 @@ HELDOUT_IMAGES = 256  # the first images of the test split whose losses are reco
 MASK_THRESHOLD = 0.5
 LOSSES = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
 FIELDS = ("x0", "y0", "x1", "y1", "score", "label")
+METRICS = ("box_ap", "box_ap50", "box_ap75", "mask_ap", "mask_ap50", "mask_ap75")
+PRIMARY, HIGHER_IS_BETTER, TRIVIAL = "box_ap", True, "one whole-image box of the majority class"
 
 
-def write_split(root: str | Path, split: str, scenes: list[segmentation.SegScene]) -> None:
-    """``images/<split>/scene_<i>.png`` and ``annotations/instances_<split>.json``, atomically per file."""
-    root = Path(root)
-    images = []
-    for i, scene in enumerate(scenes):
-        name = f"scene_{i:06d}.png"
-        write_grey(root / "images" / split / name, scene.image)
-        images.append({"id": i + 1, "file_name": name, "height": scene.image.shape[0], "width": scene.image.shape[1]})
-    content = coco_instances.instances_json(images, [s.instance_masks for s in scenes], [s.classes for s in scenes],
-                                            CLASS_NAMES)
-    coco_instances.write_json(coco_instances.annotation_path(root, split), content)
-
-
-def generated_dataset(cache_dir: str | Path, train_size: int, test_size: int, seed: int = 0,
-                      val_size: int | None = None) -> Path:
-    """The COCO-layout folder of GarmentScenes-Det (train / val / test), written once and reused."""
-    val_size = test_size if val_size is None else val_size
-    root = Path(cache_dir) / f"detection-v{segmentation.GENERATOR_VERSION}-seed{seed}-{train_size}x{val_size}x{test_size}"
-
-    def writer(split: str, n: int):
-        return lambda folder: write_split(folder, split, [segmentation.draw_scene(split, i, seed) for i in range(n)])
-
-    sizes = {"train": train_size, "val": val_size, "test": test_size}
-    return write_dataset(root, {split: writer(split, n) for split, n in sizes.items()})
-
-
-def load_splits(root: str | Path, img_size: int, train_split: str = "train", test_split: str = "test",
-                train_size: int | None = None, test_size: int | None = None):
-    return (coco_instances.read_split(root, train_split, img_size, train_size),
-            coco_instances.read_split(root, test_split, img_size, test_size))
+def load(root: str | Path, config) -> tuple[coco_instances.InstanceImages, coco_instances.InstanceImages]:
+    """``config``'s training and test splits of the COCO-layout folder ``root``."""
+    return (coco_instances.read_split(root, config.train_split, config.img_size, config.train_size),
+            coco_instances.read_split(root, config.test_split, config.img_size, config.test_size))
 
 
 def mask_rcnn(pyramid: SimpleFeaturePyramid, img_size: int, stats: tuple[float, float],
@@ -134,8 +106,17 @@ class DetectionObjective(nn.Module):
         return total, {"loss": total.detach(), **{name: losses[name].detach() for name in LOSSES}}
 
 
+def objective(backbone: nn.Module, train: coco_instances.InstanceImages, config,
+              stats: tuple[float, float]) -> DetectionObjective:
+    return DetectionObjective(backbone, config.img_size, stats)
+
+
+def targets(data: coco_instances.InstanceImages) -> torch.Tensor:
+    return data.targets
+
+
 @torch.no_grad()
-def heldout_losses(objective: DetectionObjective, data: coco_instances.InstanceImages, device: torch.device,
+def heldout(objective: DetectionObjective, data: coco_instances.InstanceImages, device: torch.device,
                    seed: int, limit: int = HELDOUT_IMAGES, batch_size: int = 64) -> dict[str, float]:
     """Image-weighted mean losses (``loss`` and :data:`LOSSES`) on the first ``limit`` images of ``data``.
 

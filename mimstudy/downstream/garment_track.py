@@ -14,21 +14,23 @@ Ground truth per frame: the box of the target's whole silhouette (clipped to the
 parts included, as GOT-10k annotates) and its visible ratio as a ``cover.label`` level. The
 template defines the target and same-class distractors punish category features: the task asks
 for correspondence and motion, not semantics. Sequence ``i`` of split ``s`` with dataset seed
-``seed`` comes from ``np.random.default_rng([seed, TASK_ID, split_id, i])`` alone.
+``seed`` comes from ``np.random.default_rng([seed, STREAM_ID, split_id, i])`` alone.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from scipy.ndimage import affine_transform, binary_fill_holes
+from pathlib import Path
 
-from mimstudy.data.photo_composites import CONTRAST, MIN_CROP_STD, SCALES, TEST_PHOTOS, TRAIN_PHOTOS, photo
-from mimstudy.downstream.got10k import Sequence, cover_level
-from mimstudy.downstream.puppets import SPLITS, SPRITE_RANGES, garment_sprites
-from mimstudy.downstream.scenes import garment_labels
+import numpy as np
+from scipy.ndimage import affine_transform
+
+from mimstudy.data.photo_composites import MIN_CROP_STD, SCALES, photo
+from mimstudy.downstream.garments import (SPLIT_IDS, STREAM_IDS, garment_cutout, garment_labels, normalised,
+                                          photos_for, sprite_range)
+from mimstudy.downstream.got10k import Sequence, cover_level, list_file, write_split
 
 GENERATOR_VERSION = 1  # bump when the drawing changes: cached datasets are keyed on it
-TASK_ID = 3  # pose 0, crowdpose 1, depth 2
+STREAM_ID = STREAM_IDS["garment_track"]
 FRAME_SIZE = 64
 SEQUENCE_LENGTH = 40
 MAX_SPEED, PAN_SPEED = 2.0, 0.5  # px per frame
@@ -38,7 +40,7 @@ BACKGROUND_TRIES = 16
 
 def _background(rng: np.random.Generator, split: str, length: int, size: int) -> np.ndarray:
     """``[length, size, size]`` frames of a window panning across a photo (contrast-normalised)."""
-    names = TRAIN_PHOTOS if split == "train" else TEST_PHOTOS
+    names = photos_for(split)
     velocity = rng.uniform(-PAN_SPEED, PAN_SPEED, size=2)
     travel = np.abs(velocity) * (length - 1)
     span = size + int(np.ceil(travel.max())) + 1
@@ -56,8 +58,7 @@ def _background(rng: np.random.Generator, split: str, length: int, size: int) ->
             break
     if best is None:  # every draw hit a photo too small at its scale: take the first photo at scale 1
         best = photo(names[0], 1)[:span, :span]
-    contrast = rng.uniform(*CONTRAST)
-    region = np.clip(0.5 + contrast * (best - best.mean()) / max(float(best.std()), 1e-3) * 0.2, 0.0, 1.0)
+    region = normalised(best, rng)
     start = np.where(velocity < 0, travel, 0.0)
     frames = []
     for t in range(length):
@@ -66,20 +67,11 @@ def _background(rng: np.random.Generator, split: str, length: int, size: int) ->
     return np.stack(frames).astype(np.float64)
 
 
-def _garment(index: int) -> tuple[np.ndarray, np.ndarray]:
-    """A garment's pixels and its filled silhouette, cropped to the silhouette's box."""
-    g = garment_sprites()[index]
-    alpha = binary_fill_holes(g > 0.02)
-    rows, cols = np.nonzero(alpha)
-    box = slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1)
-    return g[box], alpha[box].astype(np.float64)
-
-
 class _Walker:
     """A garment on a velocity walk with drifting scale, rotation and brightness."""
 
     def __init__(self, rng: np.random.Generator, index: int, size: int):
-        self.pixels, self.alpha = _garment(index)
+        self.pixels, self.alpha = garment_cutout(index)
         self.frame = size
         self.side = rng.uniform(*SIZE_RANGE)
         self.position = rng.uniform(0.25 * size, 0.75 * size, size=2)  # centre x, y
@@ -127,11 +119,11 @@ def _box(alpha: np.ndarray) -> np.ndarray:
 def draw_sequence(split: str, index: int, length: int = SEQUENCE_LENGTH, seed: int = 0,
                   size: int = FRAME_SIZE) -> Sequence:
     """Sequence ``index`` of ``split`` (``train``/``test``): deterministic (see the module docstring)."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
-    rng = np.random.default_rng([seed, TASK_ID, SPLITS[split], index])
+    if split not in SPLIT_IDS:
+        raise ValueError(f"split must be one of {sorted(SPLIT_IDS)}, got {split!r}")
+    rng = np.random.default_rng([seed, STREAM_ID, SPLIT_IDS[split], index])
     frames = _background(rng, split, length, size)
-    lo, hi = SPRITE_RANGES[split]
+    lo, hi = sprite_range(split)
     target_index = int(rng.integers(lo, hi))
     labels = garment_labels()[lo:hi]
     same_class = np.flatnonzero(labels == labels[target_index - lo]) + lo
@@ -161,3 +153,17 @@ def draw_sequence(split: str, index: int, length: int = SEQUENCE_LENGTH, seed: i
         cover.append(cover_level(visible))
     return Sequence(f"GarmentTrack_{split}_{index:06d}", frames.astype(np.float32), np.stack(boxes),
                     np.array(cover, dtype=np.int64))
+
+
+def generated_dataset(cache_dir: str | Path, train_sequences: int, test_sequences: int, seed: int,
+                      length: int = SEQUENCE_LENGTH) -> Path:
+    """The folder of a generated GarmentTrack dataset in the GOT-10k layout, written once and then reused.
+
+    The folder name holds everything that determines its content; ``list.txt`` is written last, so a
+    split with one is complete."""
+    root = Path(cache_dir) / (f"tracking-v{GENERATOR_VERSION}-seed{seed}-{train_sequences}x"
+                              f"{test_sequences}-{length}f-{FRAME_SIZE}px")
+    for split, n in (("train", train_sequences), ("test", test_sequences)):
+        if not list_file(root, split).is_file():
+            write_split(root, split, [draw_sequence(split, i, length, seed) for i in range(n)])
+    return root

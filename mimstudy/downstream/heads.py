@@ -62,16 +62,6 @@ class DenseObjective(nn.Module):
         return self.head(features(self.backbone, self.standardise(images)))
 
 
-def paired_hflip(images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each (image, dense target) pair mirrored left-right with probability 1/2, one draw per pair."""
-    flip = torch.rand(images.shape[0]) < 0.5
-
-    def apply(x: torch.Tensor) -> torch.Tensor:
-        return torch.where(flip.view(-1, *[1] * (x.dim() - 1)).to(x.device), x.flip(-1), x)
-
-    return apply(images), apply(targets)
-
-
 def gaussian_heatmaps(keypoints: torch.Tensor, size: int, sigma: float = 1.0) -> torch.Tensor:
     """``[B, K, 2+]`` keypoints (continuous pixels, pixel ``i`` covers ``[i, i + 1)``) -> ``[B, K, size, size]``."""
     centers = torch.arange(size, dtype=keypoints.dtype, device=keypoints.device) + 0.5

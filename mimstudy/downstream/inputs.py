@@ -5,7 +5,7 @@ A checkpoint's stored config names its pre-training ``dataset`` (``fashion_mnist
 :func:`mimstudy.data.photo_composites.pixel_stats`, about 0.535 / 0.211); a checkpoint made before
 the config had the field pre-trained on ``fashion_mnist``, the field's default. Random weights saw
 no data: they are standardised as the study's presets pre-train (``RANDOM_INIT_DATASET``, a
-parameter of :func:`~mimstudy.downstream.finetune.run_downstream`), so a random-init control gets
+parameter of :func:`~mimstudy.downstream.transfer.run_downstream`), so a random-init control gets
 the same inputs as the pre-trained models it is compared with. Every task's objective applies a
 :class:`Standardise` to its [0, 1] grey crops before the backbone.
 """

@@ -20,8 +20,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mimstudy.downstream import puppets
-from mimstudy.downstream.coco_keypoints import KeypointCrops, oks_ap, read_split, write_split
+from mimstudy.downstream.coco_keypoints import KeypointCrops, oks_ap, read_split
 from mimstudy.downstream.heads import DenseObjective, decode_heatmaps, gaussian_heatmaps
+
+METRICS = ("ap", "ap50", "ap75")
+PRIMARY, HIGHER_IS_BETTER, TRIVIAL = "ap", True, "mean keypoints"
 
 
 def flip_keypoints(keypoints: torch.Tensor, pairs: list[tuple[int, int]], size: int) -> torch.Tensor:
@@ -120,23 +123,6 @@ def mean_keypoints(train: KeypointCrops) -> np.ndarray:
     return (kp[..., :2] * labelled).sum(0) / np.maximum(labelled.sum(0), 1)
 
 
-def generated_dataset(task: str, cache_dir: str | Path, train_size: int, test_size: int, img_size: int, seed: int) -> Path:
-    """The folder of a generated Puppet-Pose dataset in COCO format, written once and then reused.
-
-    The folder name holds everything that determines its content (task, generator version, seed,
-    sizes), so a changed generator or seed never reads a stale cache; the annotation files are
-    written last, atomically, so a folder with both is complete.
-    """
-    root = Path(cache_dir) / f"{task}-v{puppets.GENERATOR_VERSION}-seed{seed}-{train_size}x{test_size}-{img_size}px"
-    for split, n in (("train", train_size), ("test", test_size)):
-        if (root / "annotations" / f"person_keypoints_{split}.json").is_file():
-            continue
-        items = [puppets.draw_puppet(task, split, i, img_size, seed) for i in range(n)]
-        write_split(root, split, [p.image for p in items], [p.keypoints for p in items], [p.bbox for p in items],
-                    [p.area for p in items], puppets.KEYPOINTS, puppets.SKELETON)
-    return root
-
-
 def sigmas_for(names: tuple[str, ...]) -> tuple[float, ...]:
     """COCO's sigmas for COCO's 17 joints, ours (COCO's without eyes and ears) for Puppet-Pose's 13."""
     from mimstudy.downstream.coco_keypoints import COCO_SIGMAS
@@ -148,6 +134,34 @@ def sigmas_for(names: tuple[str, ...]) -> tuple[float, ...]:
     raise ValueError(f"no OKS sigmas known for keypoints {names}: use COCO's 17 or Puppet-Pose's 13")
 
 
-def load_splits(root: str | Path, img_size: int, train_split: str = "train", test_split: str = "test",
-                train_size: int | None = None, test_size: int | None = None) -> tuple[KeypointCrops, KeypointCrops]:
-    return (read_split(root, train_split, img_size, train_size), read_split(root, test_split, img_size, test_size))
+def load(root: str | Path, config) -> tuple[KeypointCrops, KeypointCrops]:
+    """``config``'s training and test splits of the COCO-keypoints folder ``root``."""
+    return (read_split(root, config.train_split, config.img_size, config.train_size),
+            read_split(root, config.test_split, config.img_size, config.test_size))
+
+
+def objective(backbone: nn.Module, train: KeypointCrops, config, stats: tuple[float, float]) -> PoseObjective:
+    return PoseObjective(backbone, train.keypoints.shape[1], train.flip_pairs, config.img_size, stats, config.augment)
+
+
+def targets(data: KeypointCrops) -> torch.Tensor:
+    return data.keypoints
+
+
+def evaluate(objective: PoseObjective, test: KeypointCrops, device: torch.device,
+             batch_size: int = 128) -> tuple[dict[str, float], np.ndarray]:
+    xy, peaks = predict_split(objective, test, batch_size, device)
+    return score(test, xy, peaks, sigmas_for(test.keypoint_names)), xy
+
+
+def trivial(train: KeypointCrops, test: KeypointCrops) -> dict[str, float]:
+    mean = mean_keypoints(train)
+    xy = np.broadcast_to(mean, (len(test), *mean.shape)).copy()
+    return score(test, xy, np.ones(xy.shape[:2]), sigmas_for(test.keypoint_names))
+
+
+def examples(test: KeypointCrops, predictions: np.ndarray, n: int):
+    data = {"example_image": (("example", "y", "x"), test.images[:n, 0].numpy()),
+            "example_keypoints": (("example", "joint", "coord"), test.keypoints[:n].numpy()),
+            "example_predicted_keypoints": (("example", "joint", "xy"), predictions[:n])}
+    return data, {"joint": list(test.keypoint_names), "coord": ["x", "y", "v"], "xy": ["x", "y"]}

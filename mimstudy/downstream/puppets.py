@@ -16,22 +16,25 @@ covered (by a later part, another figure or clutter), 0 = outside the image (sto
 Geometry: torso 9-12 px times a scale of 0.8-1.2, rotated by up to 40 degrees, centred within 2 px;
 the limbs bend at random within human-like ranges; the side turned away is drawn first, so the
 torso hides it. Rendering is 2x supersampled. Item ``i`` of split ``s`` of a dataset with seed
-``seed`` is drawn from ``np.random.default_rng([seed, task_id, split_id, i])`` alone, so every item
+``seed`` is drawn from ``np.random.default_rng([seed, STREAM_IDS[task], split_id, i])`` alone, so every item
 is reproducible on its own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
-from skimage import data as skdata
-from skimage.color import rgb2gray
 from skimage.draw import disk, polygon
 from skimage.transform import resize
 
-GENERATOR_VERSION = 2  # bump when the drawing changes: cached datasets are keyed on it (2: area = silhouette)
+from mimstudy.data.photo_composites import photo
+from mimstudy.downstream.coco_keypoints import annotation_file, write_split
+from mimstudy.downstream.garments import SPLIT_IDS, STREAM_IDS, garment_sprites, photos_for, sprite_range
+
+GENERATOR_VERSION = 3  # bump when the drawing changes: cached datasets are keyed on it (2: area = silhouette;
+# 3: photos by mimstudy.data.photo_composites.photo, float32: 4 of 614,400 8-bit pixels of 600 items moved by 1)
 KEYPOINTS = ("nose", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist",
              "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle")
 FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12))
@@ -39,11 +42,7 @@ FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12))
 SIGMAS = (0.026, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089)
 SKELETON = ((1, 2), (1, 3), (3, 5), (2, 4), (4, 6), (1, 7), (2, 8), (7, 8), (7, 9), (9, 11), (8, 10), (10, 12),
             (0, 1), (0, 2))  # 0-based joint pairs (written 1-based into the COCO file, as COCO does)
-SPLITS = {"train": 0, "test": 1}
-TASK_IDS = {"pose": 0, "crowdpose": 1}
-TRAIN_PHOTOS = ("camera", "brick", "grass", "coins", "page", "astronaut", "coffee", "chelsea", "hubble_deep_field")
-TEST_PHOTOS = ("gravel", "moon", "text", "clock", "rocket", "cell", "retina")
-SPRITE_RANGES = {"train": (0, 7000), "test": (7000, 10000)}  # Fashion-MNIST test-split indices
+VARIANTS = ("pose", "crowdpose")
 SUPERSAMPLE = 2
 
 # Parts: name, joints it spans, width as a fraction of the torso length. Joint ownership follows.
@@ -56,22 +55,6 @@ OWNERS = {0: {"head"}, 1: {"torso", "l_upper_arm"}, 2: {"torso", "r_upper_arm"},
           8: {"torso", "r_thigh"}, 9: {"l_thigh", "l_shin"}, 10: {"r_thigh", "r_shin"}, 11: {"l_shin"},
           12: {"r_shin"}}
 CLUTTER_ID = 255
-
-
-@lru_cache(maxsize=None)
-def photo(name: str) -> np.ndarray:
-    """A ``skimage.data`` photograph as grey float in [0, 1]."""
-    image = getattr(skdata, name)()
-    image = rgb2gray(image) if image.ndim == 3 else image.astype(np.float64) / 255.0
-    return np.asarray(image, dtype=np.float64)
-
-
-@lru_cache(maxsize=1)
-def garment_sprites() -> np.ndarray:
-    """Fashion-MNIST test images ``[10000, 28, 28]`` in [0, 1]."""
-    from mimstudy.data.fashion_mnist import load_split
-
-    return load_split("test")[0].astype(np.float64) / 255.0
 
 
 @dataclass
@@ -125,7 +108,7 @@ def _segment_polygon(a: np.ndarray, b: np.ndarray, width: float) -> np.ndarray:
 
 def _texture(rng: np.random.Generator, split: str, shape: tuple[int, int]) -> np.ndarray:
     """A garment's pixels stretched over ``shape``, mapped to a bright or dark tone band."""
-    lo, hi = SPRITE_RANGES[split]
+    lo, hi = sprite_range(split)
     sprite = garment_sprites()[rng.integers(lo, hi)]
     rows, cols = np.nonzero(sprite > 0.05)
     if len(rows):
@@ -141,8 +124,8 @@ class Canvas:
     def __init__(self, rng: np.random.Generator, split: str, size: int):
         self.size, self.scale = size, SUPERSAMPLE
         n = size * SUPERSAMPLE
-        names = TRAIN_PHOTOS if split == "train" else TEST_PHOTOS
-        source = photo(names[rng.integers(len(names))])
+        names = photos_for(split)
+        source = photo(names[rng.integers(len(names))], 1)
         side = int(rng.integers(n, min(source.shape) // 2 + 1))
         r0, c0 = rng.integers(0, source.shape[0] - side + 1), rng.integers(0, source.shape[1] - side + 1)
         crop = resize(source[r0:r0 + side, c0:c0 + side], (n, n), order=1, anti_aliasing=True)
@@ -171,7 +154,7 @@ class Canvas:
     def sprite(self, rng: np.random.Generator, split: str, layer_id: int) -> None:
         """A garment sprite (10-16 px) at a random place, its alpha from the garment's own pixels."""
         n = self.size * self.scale
-        lo, hi = SPRITE_RANGES[split]
+        lo, hi = sprite_range(split)
         side = int(rng.integers(10, 17)) * self.scale
         sprite = resize(garment_sprites()[rng.integers(lo, hi)], (side, side), order=1, anti_aliasing=True)
         r0, c0 = (int(v) for v in rng.integers(-side // 2, n - side // 2, size=2))
@@ -229,9 +212,9 @@ def visibility(joints: np.ndarray, layer: np.ndarray, figure: int, size: int) ->
 
 def draw_puppet(task: str, split: str, index: int, size: int = 32, seed: int = 0) -> Puppet:
     """Item ``index`` of ``split`` (``train``/``test``) of ``task`` (``pose``/``crowdpose``): deterministic."""
-    if task not in TASK_IDS or split not in SPLITS:
-        raise ValueError(f"task must be one of {sorted(TASK_IDS)} and split one of {sorted(SPLITS)}, got {task!r}, {split!r}")
-    rng = np.random.default_rng([seed, TASK_IDS[task], SPLITS[split], index])
+    if task not in VARIANTS or split not in SPLIT_IDS:
+        raise ValueError(f"task must be one of {sorted(VARIANTS)} and split one of {sorted(SPLIT_IDS)}, got {task!r}, {split!r}")
+    rng = np.random.default_rng([seed, STREAM_IDS[task], SPLIT_IDS[split], index])
     canvas = Canvas(rng, split, size)
     for _ in range(rng.integers(0, 3)):
         canvas.sprite(rng, split, CLUTTER_ID)
@@ -267,3 +250,21 @@ def silhouette_area(layer: np.ndarray, figure: int, scale: int) -> float:
     """Image pixels showing ``figure`` in the final layer map (supersampled by ``scale``): COCO's ``area``,
     the pixel count of the person's segmentation, which covers what is visible of it."""
     return float(((layer > figure * 16) & (layer <= figure * 16 + len(PARTS))).sum() / scale ** 2)
+
+
+def generated_dataset(cache_dir: str | Path, train_size: int, test_size: int, img_size: int, seed: int,
+                      task: str = "pose") -> Path:
+    """The folder of a generated Puppet-Pose dataset in COCO format, written once and then reused.
+
+    The folder name holds everything that determines its content (task, generator version, seed,
+    sizes), so a changed generator or seed never reads a stale cache; the annotation files are
+    written last, atomically, so a folder with both is complete.
+    """
+    root = Path(cache_dir) / f"{task}-v{GENERATOR_VERSION}-seed{seed}-{train_size}x{test_size}-{img_size}px"
+    for split, n in (("train", train_size), ("test", test_size)):
+        if annotation_file(root, split).is_file():
+            continue
+        items = [draw_puppet(task, split, i, img_size, seed) for i in range(n)]
+        write_split(root, split, [p.image for p in items], [p.keypoints for p in items], [p.bbox for p in items],
+                    [p.area for p in items], KEYPOINTS, SKELETON)
+    return root

@@ -40,10 +40,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mimstudy.downstream import garment_track
+from mimstudy.downstream.augment import photometric_jitter
 from mimstudy.downstream.backbone import feature_shape, features
 from mimstudy.downstream.coco_keypoints import crop_batch
-from mimstudy.downstream.depth import photometric_jitter
-from mimstudy.downstream.got10k import Sequence, list_file, read_split, score, write_split
+from mimstudy.downstream.got10k import Sequence, read_split, score
 from mimstudy.downstream.inputs import Standardise
 
 PAIRS_PER_SEQUENCE = 50  # the design's 30k pairs from 600 videos
@@ -53,7 +53,9 @@ SCALE_JITTER = 1.15
 TEMPLATE_FRACTION = 0.5  # the template: the central half of a search-sized crop (16 of 32 px)
 WINDOW_INFLUENCE = 0.3
 SIZE_RATE = 0.5
-PAIR_STREAM = 2  # rng stream of the training pairs: [seed, TASK_ID, PAIR_STREAM, i]
+PAIR_STREAM = 2  # rng stream of the training pairs: [seed, garment_track.STREAM_ID, PAIR_STREAM, i]
+METRICS = ("ao", "sr50", "sr75", "auc")
+PRIMARY, HIGHER_IS_BETTER, TRIVIAL = "ao", True, "first frame's box kept"
 
 
 def template_side(box: np.ndarray) -> np.ndarray:
@@ -109,7 +111,7 @@ def make_pairs(sequences: list[Sequence], n: int, img_size: int, seed: int = 0) 
     plans = []
     for i in range(n):
         seq = sequences[i % len(sequences)]
-        rng = np.random.default_rng([seed, garment_track.TASK_ID, PAIR_STREAM, i])
+        rng = np.random.default_rng([seed, garment_track.STREAM_ID, PAIR_STREAM, i])
         shown = np.ones(len(seq), dtype=bool) if seq.cover is None else seq.cover > 0
         visible = np.flatnonzero(shown & (seq.boxes[:, 2] > 0) & (seq.boxes[:, 3] > 0))
         a = int(rng.choice(visible))
@@ -295,29 +297,40 @@ def evaluate(objective: TrackingObjective, test: TrackingSequences, device: torc
     return score(tracks, test.sequences), padded(tracks)
 
 
-def generated_dataset(cache_dir: str | Path, train_sequences: int, test_sequences: int, seed: int,
-                      length: int = garment_track.SEQUENCE_LENGTH) -> Path:
-    """The folder of a generated GarmentTrack dataset in the GOT-10k layout, written once and then reused.
-
-    The folder name holds everything that determines its content; ``list.txt`` is written last, so a
-    split with one is complete."""
-    root = Path(cache_dir) / (f"tracking-v{garment_track.GENERATOR_VERSION}-seed{seed}-{train_sequences}x"
-                              f"{test_sequences}-{length}f-{garment_track.FRAME_SIZE}px")
-    for split, n in (("train", train_sequences), ("test", test_sequences)):
-        if not list_file(root, split).is_file():
-            write_split(root, split, [garment_track.draw_sequence(split, i, length, seed) for i in range(n)])
-    return root
-
-
 def sequences_for(pairs: int) -> int:
     """Training sequences read or generated for ``pairs`` training pairs."""
     return max(1, math.ceil(pairs / PAIRS_PER_SEQUENCE))
 
 
-def load_splits(root: str | Path, img_size: int, train_split: str = "train", test_split: str = "test",
-                train_size: int = 2000, test_size: int | None = None,
-                seed: int = 0) -> tuple[TrackingPairs, TrackingSequences]:
-    """``train_size`` pairs from the first sequences of ``train_split``; the first ``test_size`` test sequences."""
-    train = read_split(root, train_split, sequences_for(train_size))
-    return (make_pairs(train, train_size, img_size, seed),
-            TrackingSequences(read_split(root, test_split, test_size), img_size))
+def generated_dataset(cache_dir: str | Path, train_size: int, test_size: int, seed: int) -> Path:
+    """GarmentTrack (:mod:`mimstudy.downstream.garment_track`) with the sequences ``train_size`` training pairs
+    are cut from and ``test_size`` test sequences."""
+    return garment_track.generated_dataset(cache_dir, sequences_for(train_size), test_size, seed)
+
+
+def load(root: str | Path, config) -> tuple[TrackingPairs, TrackingSequences]:
+    """``config.train_size`` pairs from the first sequences of ``config.train_split`` of the GOT-10k-layout folder
+    ``root`` (drawn with ``config.seed``); its first ``config.test_size`` test sequences."""
+    train = read_split(root, config.train_split, sequences_for(config.train_size))
+    return (make_pairs(train, config.train_size, config.img_size, config.seed),
+            TrackingSequences(read_split(root, config.test_split, config.test_size), config.img_size))
+
+
+def objective(backbone: nn.Module, train: TrackingPairs, config, stats: tuple[float, float]) -> TrackingObjective:
+    return TrackingObjective(backbone, config.img_size, stats, config.augment)
+
+
+def targets(data: TrackingPairs) -> torch.Tensor:
+    return data.boxes
+
+
+def trivial(train: TrackingPairs, test: TrackingSequences) -> dict[str, float]:
+    return score(stay_tracks(test.sequences), test.sequences)
+
+
+def examples(test: TrackingSequences, predictions: np.ndarray, n: int):
+    sub = TrackingSequences(test.sequences[:n], test.img_size)
+    truth = sub.last_boxes([s.boxes for s in sub.sequences])
+    return {"example_image": (("example", "y", "x"), sub.images[:, 0].numpy()),
+            "example_box": (("example", "box"), truth),
+            "example_predicted_box": (("example", "box"), sub.last_boxes(predictions[:n]))}, {"box": ["x", "y", "w", "h"]}

@@ -29,7 +29,7 @@ from mimstudy import numerics
 from mimstudy.atomic import atomic_path
 from mimstudy.data.fashion_mnist import check_available
 from mimstudy.config import CONFIGS, RANDOM_WEIGHTS, ConfigError, DownstreamConfig, PretrainConfig, RunConfig, TrajectoryConfig
-from mimstudy.downstream.finetune import run_folder
+from mimstudy.downstream.transfer import run_folder
 from mimstudy.models.checkpoints.state import load_checkpoint
 from mimstudy.training.pretrain import checkpoint_path, run_dir, stale_checkpoint_fields
 from mimstudy.results import result_path, stored_attrs

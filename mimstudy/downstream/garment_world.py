@@ -7,22 +7,25 @@ garments standing on the ground 1-9 m away, each with its class's height in metr
 size and its contact row agree with its depth, painted far to near (occlusion). The horizon row is
 drawn anew for every scene (6-14 px from the top, with up to 5 degrees of roll), so the row index
 alone does not give the depth. Depth is in metres, capped at 10 m. Train and test use disjoint
-photographs and garments (as :mod:`mimstudy.downstream.puppets`). Item ``i`` of split ``s`` with
+photographs and garments (:mod:`mimstudy.downstream.garments`). Item ``i`` of split ``s`` with
 dataset seed ``seed`` comes from ``np.random.default_rng([seed, 2, split_id, i])`` alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from skimage.transform import resize
 
-from mimstudy.downstream.puppets import SPLITS, SPRITE_RANGES, TEST_PHOTOS, TRAIN_PHOTOS, garment_sprites, photo
+from mimstudy.data.photo_composites import photo
+from mimstudy.downstream.garments import SPLIT_IDS, STREAM_IDS, garment_labels, garment_sprites, photos_for, sprite_range
+from mimstudy.downstream.nyu_depth import list_file, write_split
 
-GENERATOR_VERSION = 1
-TASK_ID = 2
+GENERATOR_VERSION = 2  # cached datasets are keyed on it (2: photos by mimstudy.data.photo_composites.photo, float32:
+# 52 of 614,400 8-bit pixels of 600 items moved by 1)
+STREAM_ID = STREAM_IDS["garment_world"]
 CAMERA_HEIGHT = 1.5  # m
 FOCAL = 32.0  # px
 MAX_DEPTH = 10.0  # m
@@ -37,14 +40,6 @@ class Scene:
     depth: np.ndarray  # [size, size] metres in (0, MAX_DEPTH]
 
 
-@lru_cache(maxsize=1)
-def garment_labels() -> np.ndarray:
-    """Fashion-MNIST test labels ``[10000]`` (the classes of :func:`~mimstudy.downstream.puppets.garment_sprites`)."""
-    from mimstudy.data.fashion_mnist import load_split
-
-    return load_split("test")[1]
-
-
 def _sample(texture: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Bilinear-free lookup with wrap-around (a texture tiles the plane)."""
     h, w = texture.shape
@@ -53,11 +48,11 @@ def _sample(texture: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarr
 
 def draw_scene(split: str, index: int, size: int = 32, seed: int = 0) -> Scene:
     """Scene ``index`` of ``split`` (``train``/``test``): deterministic (see the module docstring)."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
-    rng = np.random.default_rng([seed, TASK_ID, SPLITS[split], index])
-    names = TRAIN_PHOTOS if split == "train" else TEST_PHOTOS
-    ground_tex, wall_tex = (photo(names[rng.integers(len(names))]) for _ in range(2))
+    if split not in SPLIT_IDS:
+        raise ValueError(f"split must be one of {sorted(SPLIT_IDS)}, got {split!r}")
+    rng = np.random.default_rng([seed, STREAM_ID, SPLIT_IDS[split], index])
+    names = photos_for(split)
+    ground_tex, wall_tex = (photo(names[rng.integers(len(names))], 1) for _ in range(2))
     horizon, roll = rng.uniform(6, 14), np.radians(rng.uniform(-5, 5))
     wall = rng.uniform(6, 10)
     offset = rng.uniform(0, 1000, size=2)
@@ -78,7 +73,7 @@ def draw_scene(split: str, index: int, size: int = 32, seed: int = 0) -> Scene:
     w_cols = offset[1] + u * wall / FOCAL * TEXTURE_PX_PER_M
     image = np.where(on_ground, 0.15 + 0.5 * g, 0.35 + 0.5 * _sample(wall_tex, w_rows, w_cols))
     image *= np.clip(1.1 - depth / (2 * MAX_DEPTH), 0.5, 1.0)  # a little haze with distance
-    lo, hi = SPRITE_RANGES[split]
+    lo, hi = sprite_range(split)
     objects = sorted(((rng.uniform(1, 9), rng.uniform(-0.4, 0.4) * size, int(rng.integers(lo, hi)), rng.uniform(0.9, 1.1),
                        rng.uniform(0.3, 1.0)) for _ in range(rng.integers(1, 5))), reverse=True)
     for z, lateral_px, sprite_index, stretch, tone in objects:  # far to near
@@ -102,3 +97,14 @@ def draw_scene(split: str, index: int, size: int = 32, seed: int = 0) -> Scene:
     image = image.reshape(size, s, size, s).mean(axis=(1, 3))
     depth = depth[s // 2::s, s // 2::s]  # the sample at each pixel's centre (s = 2: the lower-right one)
     return Scene(np.clip(image, 0, 1), depth)
+
+
+def generated_dataset(cache_dir: str | Path, train_size: int, test_size: int, img_size: int, seed: int) -> Path:
+    """The folder of a generated GarmentWorld-Depth dataset in the NYUv2 layout, written once and reused."""
+    root = Path(cache_dir) / f"depth-v{GENERATOR_VERSION}-seed{seed}-{train_size}x{test_size}-{img_size}px"
+    for split, n in (("train", train_size), ("test", test_size)):
+        if list_file(root, split).is_file():
+            continue
+        items = [draw_scene(split, i, img_size, seed) for i in range(n)]
+        write_split(root, split, [s.image for s in items], [s.depth for s in items])
+    return root

@@ -1,6 +1,7 @@
-"""One downstream fine-tuning path for every task: backbone + task head, trained by the pre-training engine.
+"""The downstream run: one transfer path for every task and both protocols (``finetune``: every weight
+trained; ``frozen``: the head over a frozen backbone), backbone + task head trained by the pre-training engine.
 
-For each fine-tuning seed: the backbone of ``init_from`` (or random ``arch``), cut or re-ordered as
+For each seed of ``finetune_seeds``: the backbone of ``init_from`` (or random ``arch``), cut or re-ordered as
 the config says (:mod:`mimstudy.downstream.backbone`), the task's head, AdamW with layer-wise lr decay
 (:func:`~mimstudy.objectives.finetune.layer_decay_param_groups`, through
 :func:`~mimstudy.training.optim.build_optimizer`) and a cosine schedule; epochs run by
@@ -104,7 +105,7 @@ class SeedRun:
     predictions: np.ndarray
 
 
-def finetune_seed(config: DownstreamConfig, task: Task, train, test, seed: int, order: list[int],
+def transfer_seed(config: DownstreamConfig, task: Task, train, test, seed: int, order: list[int],
                   device: torch.device, progress: bool = True, random_dataset: str = RANDOM_INIT_DATASET,
                   lr: float | None = None) -> SeedRun:
     """Fine-tune one seed (resuming from its checkpoint) and score it on ``test``.
@@ -178,7 +179,7 @@ def run_downstream(config: DownstreamConfig, progress: bool = True, random_datas
     data_seconds = time.perf_counter() - start
     scores = choose_lr(config, task, train, order, device, progress, random_dataset)
     lr = (max if task.higher_is_better else min)(scores, key=scores.get) if scores else reused_lr(config)
-    runs = {seed: finetune_seed(config, task, train, test, seed, order, device, progress, random_dataset, lr)
+    runs = {seed: transfer_seed(config, task, train, test, seed, order, device, progress, random_dataset, lr)
             for seed in config.seeds()}
     trivial = task.trivial(train, test)
     pretrained = {} if checkpoint is None else load_pretrain_checkpoint(checkpoint)["config"]
@@ -221,7 +222,7 @@ def choose_lr(config: DownstreamConfig, task: Task, train, order: list[int], dev
         return {}
     _, val = task.load(replace(config, test_split=config.val_split))
     seed = config.seeds()[0]
-    return {lr: float(finetune_seed(config, task, train, val, seed, order, device, progress, random_dataset,
+    return {lr: float(transfer_seed(config, task, train, val, seed, order, device, progress, random_dataset,
                                     lr).metrics[task.primary]) for lr in rates}
 
 
