@@ -41,3 +41,17 @@ def test_changes_to_rule_files_after_the_tag_are_listed(tmp_path):
     text = preregistration_markdown(tmp_path)
     assert "Changed after the pre-registration** (1 commit" in text and "gates: a wider band" in text
     assert f"tagged `{TAG}` at `{tagged_commit(tmp_path)[0][:10]}`" in text
+
+
+def test_a_clone_without_tags_finds_the_recorded_commit(tmp_path):
+    from mimstudy.book.claims.preregistration import RECORD
+
+    git(tmp_path, "init", "-q")
+    commit(tmp_path, RULE_FILES[0] + "verdicts.py", "A = 1\n", "rules")
+    rules = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit(tmp_path, str(RECORD), f"{rules} the verdict rules as pre-registered\n", "record the pre-registration")
+    assert tagged_commit(tmp_path)[0] == rules and changes_since(tmp_path) == []
+    commit(tmp_path, RULE_FILES[0] + "gates.py", "B = 2\n", "gates: later")
+    assert [s for _, _, s, _ in changes_since(tmp_path)] == ["gates: later"]
+    commit(tmp_path, str(RECORD), "0" * 40 + "\n", "a commit this clone lacks")
+    assert tagged_commit(tmp_path) is None  # said so, not invented

@@ -41,9 +41,16 @@ def _git(*args: str, root: Path) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+RECORD = Path("book") / "preregistration.txt"  # the pre-registered commit, for clones that carry no tags
+
+
 def tagged_commit(root: Path, tag: str = TAG) -> tuple[str, str] | None:
-    """``(commit, date)`` of ``tag`` in the repository at ``root``, or ``None`` when it is not there."""
+    """``(commit, date)`` of ``tag`` in the repository at ``root`` or, where the tag did not travel (a
+    clone without tags), of the commit :data:`RECORD` names; ``None`` when neither is there."""
     found = _git("log", "-1", "--format=%H%x09%ad", "--date=short", f"refs/tags/{tag}", "--", root=root)
+    record = root / RECORD
+    if not found and tag == TAG and record.is_file() and record.read_text().split():
+        found = _git("log", "-1", "--format=%H%x09%ad", "--date=short", record.read_text().split()[0], "--", root=root)
     if not found:
         return None
     commit, date = found.split("\t")
@@ -53,9 +60,10 @@ def tagged_commit(root: Path, tag: str = TAG) -> tuple[str, str] | None:
 def changes_since(root: Path, tag: str = TAG, files: tuple[str, ...] = RULE_FILES) -> list[tuple[str, str, str, str]] | None:
     """``(commit, date, subject, files)`` of every commit after ``tag`` that touched ``files``, newest first;
     ``None`` when the tag (or git) is not there."""
-    if tagged_commit(root, tag) is None:
+    tagged = tagged_commit(root, tag)
+    if tagged is None:
         return None
-    log = _git("log", "--format=%x00%h%x09%ad%x09%s", "--date=short", "--name-only", f"{tag}..HEAD", "--", *files,
+    log = _git("log", "--format=%x00%h%x09%ad%x09%s", "--date=short", "--name-only", f"{tagged[0]}..HEAD", "--", *files,
                root=root)
     if log is None:
         return None
