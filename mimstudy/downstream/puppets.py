@@ -23,19 +23,18 @@ is reproducible on its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from skimage import data as skdata
-from skimage.color import rgb2gray
 from skimage.draw import disk, polygon
 from skimage.transform import resize
 
+from mimstudy.data.photo_composites import photo
 from mimstudy.downstream.coco_keypoints import write_split
 from mimstudy.downstream.garments import SPLIT_IDS, STREAM_IDS, garment_sprites, photos_for, sprite_range, write_dataset
 
-GENERATOR_VERSION = 2  # bump when the drawing changes: cached datasets are keyed on it (2: area = silhouette)
+GENERATOR_VERSION = 3  # bump when the drawing changes: cached datasets are keyed on it (2: area = silhouette;
+# 3: photos by mimstudy.data.photo_composites.photo, float32: 4 of 614,400 8-bit pixels of 600 items moved by 1)
 KEYPOINTS = ("nose", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist",
              "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle")
 FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12))
@@ -56,14 +55,6 @@ OWNERS = {0: {"head"}, 1: {"torso", "l_upper_arm"}, 2: {"torso", "r_upper_arm"},
           8: {"torso", "r_thigh"}, 9: {"l_thigh", "l_shin"}, 10: {"r_thigh", "r_shin"}, 11: {"l_shin"},
           12: {"r_shin"}}
 CLUTTER_ID = 255
-
-
-@lru_cache(maxsize=None)
-def photo(name: str) -> np.ndarray:
-    """A ``skimage.data`` photograph as grey float in [0, 1]."""
-    image = getattr(skdata, name)()
-    image = rgb2gray(image) if image.ndim == 3 else image.astype(np.float64) / 255.0
-    return np.asarray(image, dtype=np.float64)
 
 
 @dataclass
@@ -134,7 +125,7 @@ class Canvas:
         self.size, self.scale = size, SUPERSAMPLE
         n = size * SUPERSAMPLE
         names = photos_for(split)
-        source = photo(names[rng.integers(len(names))])
+        source = photo(names[rng.integers(len(names))], 1)
         side = int(rng.integers(n, min(source.shape) // 2 + 1))
         r0, c0 = rng.integers(0, source.shape[0] - side + 1), rng.integers(0, source.shape[1] - side + 1)
         crop = resize(source[r0:r0 + side, c0:c0 + side], (n, n), order=1, anti_aliasing=True)
