@@ -16,5 +16,6 @@ Modules by role:
   K12-lite and iNat-lite concept sets);
 * model parts: ``backbone`` (a pre-trained or random backbone, its first k blocks, blocks loaded in
   a given order), ``inputs`` (the pre-training pixel statistics), ``heads`` (deconvolution heads,
-  heatmaps), ``pyramid`` (a simple feature pyramid), ``upernet`` (UPerNet-lite).
+  heatmaps), ``pyramid`` (a simple feature pyramid), ``upernet`` (UPerNet-lite), ``augment`` (the
+  training augmentations the tasks share).
 """

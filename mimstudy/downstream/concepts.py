@@ -42,7 +42,7 @@ from mimstudy.data.fashion_mnist import CLASS_NAMES
 from mimstudy.data.photo_composites import composite, photo
 from mimstudy.downstream import imagefolder
 from mimstudy.downstream.garments import (SPLIT_IDS, SPRITE_RANGES, STREAM_IDS, garment_labels, garment_sprites,
-                                          normalised, photos_for, sprite_range)
+                                          normalised, photos_for, sprite_range, write_dataset)
 
 GENERATOR_VERSION = 1  # bump when the drawing changes: cached datasets are keyed on it
 DIGIT_RANGES = {"train": (0, 1200), "val": (0, 1200), "test": (1200, 1797)}
@@ -282,17 +282,14 @@ def generated_dataset(name: str, cache_dir: str | Path, train_size: int, test_si
     val_size = test_size if val_size is None else val_size
     tail = "-longtail" if long_tail else ""
     root = Path(cache_dir) / f"{name}{tail}-v{GENERATOR_VERSION}-seed{seed}-{train_size}x{val_size}x{test_size}"
-    sizes = {"train": train_size, "val": val_size, "test": test_size}
     classes = CONCEPT_SETS[name].folder_names()
 
-    def writer(split: str, n: int):
-        def write(folder):
-            tailed = long_tail and split == "train"
-            images, labels = long_tailed_split(name, n, seed) if tailed else draw_split(name, split, n, seed)
-            imagefolder.write_split(folder, split, images, labels, classes)
-        return write
+    def write(folder: Path, split: str, n: int) -> None:
+        tailed = long_tail and split == "train"
+        images, labels = long_tailed_split(name, n, seed) if tailed else draw_split(name, split, n, seed)
+        imagefolder.write_split(folder, split, images, labels, classes)
 
-    return imagefolder.write_dataset(root, {split: writer(split, n) for split, n in sizes.items()})
+    return write_dataset(root, {"train": train_size, "val": val_size, "test": test_size}, write)
 
 
 LADDER_CANDIDATES = ("hybrids", "outfits", "digits", "shapes", "materials")

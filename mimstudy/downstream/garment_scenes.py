@@ -24,8 +24,7 @@ from mimstudy.data.fashion_mnist import CLASS_NAMES
 from mimstudy.data.photo_composites import background_crop
 from mimstudy.downstream import ade20k, coco_instances
 from mimstudy.downstream.garments import (SPLIT_IDS, STREAM_IDS, garment_cutout, garment_labels, normalised,
-                                          photos_for, sprite_range)
-from mimstudy.downstream.imagefolder import write_dataset
+                                          photos_for, sprite_range, write_dataset)
 
 GENERATOR_VERSION = 1
 STREAM_ID = STREAM_IDS["garment_scenes"]
@@ -113,9 +112,5 @@ def generated_dataset(cache_dir: str | Path, train_size: int, test_size: int, se
     written once and reused."""
     val_size = test_size if val_size is None else val_size
     root = Path(cache_dir) / f"{LAYOUTS[layout]}-v{GENERATOR_VERSION}-seed{seed}-{train_size}x{val_size}x{test_size}"
-
-    def writer(split: str, n: int):
-        return lambda folder: write_split(folder, split, [draw_scene(split, i, seed) for i in range(n)], layout)
-
-    sizes = {"train": train_size, "val": val_size, "test": test_size}
-    return write_dataset(root, {split: writer(split, n) for split, n in sizes.items()})
+    return write_dataset(root, {"train": train_size, "val": val_size, "test": test_size}, lambda folder, split, n:
+                         write_split(folder, split, [draw_scene(split, i, seed) for i in range(n)], layout))

@@ -26,8 +26,8 @@ from scipy.ndimage import affine_transform
 
 from mimstudy.data.photo_composites import MIN_CROP_STD, SCALES, photo
 from mimstudy.downstream.garments import (SPLIT_IDS, STREAM_IDS, garment_cutout, garment_labels, normalised,
-                                          photos_for, sprite_range)
-from mimstudy.downstream.got10k import Sequence, cover_level, list_file, write_split
+                                          photos_for, sprite_range, write_dataset)
+from mimstudy.downstream.got10k import Sequence, cover_level, write_split
 
 GENERATOR_VERSION = 1  # bump when the drawing changes: cached datasets are keyed on it
 STREAM_ID = STREAM_IDS["garment_track"]
@@ -159,11 +159,8 @@ def generated_dataset(cache_dir: str | Path, train_sequences: int, test_sequence
                       length: int = SEQUENCE_LENGTH) -> Path:
     """The folder of a generated GarmentTrack dataset in the GOT-10k layout, written once and then reused.
 
-    The folder name holds everything that determines its content; ``list.txt`` is written last, so a
-    split with one is complete."""
+    The folder name holds everything that determines its content."""
     root = Path(cache_dir) / (f"tracking-v{GENERATOR_VERSION}-seed{seed}-{train_sequences}x"
                               f"{test_sequences}-{length}f-{FRAME_SIZE}px")
-    for split, n in (("train", train_sequences), ("test", test_sequences)):
-        if not list_file(root, split).is_file():
-            write_split(root, split, [draw_sequence(split, i, length, seed) for i in range(n)])
-    return root
+    return write_dataset(root, {"train": train_sequences, "test": test_sequences}, lambda folder, split, n:
+                         write_split(folder, split, [draw_sequence(split, i, length, seed) for i in range(n)]))

@@ -20,8 +20,9 @@ import numpy as np
 from skimage.transform import resize
 
 from mimstudy.data.photo_composites import photo
-from mimstudy.downstream.garments import SPLIT_IDS, STREAM_IDS, garment_labels, garment_sprites, photos_for, sprite_range
-from mimstudy.downstream.nyu_depth import list_file, write_split
+from mimstudy.downstream.garments import (SPLIT_IDS, STREAM_IDS, garment_labels, garment_sprites, photos_for,
+                                          sprite_range, write_dataset)
+from mimstudy.downstream.nyu_depth import write_split
 
 GENERATOR_VERSION = 2  # cached datasets are keyed on it (2: photos by mimstudy.data.photo_composites.photo, float32:
 # 52 of 614,400 8-bit pixels of 600 items moved by 1)
@@ -102,9 +103,9 @@ def draw_scene(split: str, index: int, size: int = 32, seed: int = 0) -> Scene:
 def generated_dataset(cache_dir: str | Path, train_size: int, test_size: int, img_size: int, seed: int) -> Path:
     """The folder of a generated GarmentWorld-Depth dataset in the NYUv2 layout, written once and reused."""
     root = Path(cache_dir) / f"depth-v{GENERATOR_VERSION}-seed{seed}-{train_size}x{test_size}-{img_size}px"
-    for split, n in (("train", train_size), ("test", test_size)):
-        if list_file(root, split).is_file():
-            continue
+
+    def write(folder: Path, split: str, n: int) -> None:
         items = [draw_scene(split, i, img_size, seed) for i in range(n)]
-        write_split(root, split, [s.image for s in items], [s.depth for s in items])
-    return root
+        write_split(folder, split, [s.image for s in items], [s.depth for s in items])
+
+    return write_dataset(root, {"train": train_size, "test": test_size}, write)

@@ -1,4 +1,4 @@
-"""What every generated downstream analog is drawn from: Fashion-MNIST *test* garments over photographs.
+"""What every generated downstream analog shares: Fashion-MNIST *test* garments, photographs, random streams, a cache.
 
 The training split of Fashion-MNIST is pre-training data, so the generators (:mod:`puppets`,
 :mod:`garment_world`, :mod:`garment_track`, :mod:`garment_scenes`, :mod:`concepts`) take their
@@ -6,12 +6,19 @@ garments from the test split: images 0-6,999 for training and validation items, 
 test items (:func:`sprite_range`); backgrounds come from the disjoint training and test photographs
 of :mod:`mimstudy.data.photo_composites` (:func:`photos_for`). Item ``i`` of split ``s`` of a
 generator is drawn from ``np.random.default_rng([seed, STREAM_IDS[<generator>], SPLIT_IDS[s], i])``
-alone, so no two generators (or concept sets) draw the same numbers.
+alone, so no two generators (or concept sets) draw the same numbers. A generated dataset is written
+once, into a temporary folder renamed into place when every split is written
+(:func:`write_dataset`), so an interrupted generation leaves no half-written dataset to be reused.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from functools import lru_cache
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from scipy.ndimage import binary_fill_holes
@@ -64,3 +71,24 @@ def garment_cutout(index: int) -> tuple[np.ndarray, np.ndarray]:
     rows, cols = np.nonzero(alpha)
     box = slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1)
     return g[box], alpha[box].astype(np.float64)
+
+
+def write_dataset(root: str | Path, sizes: dict[str, int], write: Callable[[Path, str, int], object]) -> Path:
+    """The dataset at ``root``, generated once: ``write(folder, split, n)`` for each split and its size in
+    ``sizes``, into a temporary sibling folder renamed to ``root`` when every split is written (reused when
+    ``root`` exists)."""
+    root = Path(root)
+    if root.is_dir():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    try:
+        for split, n in sizes.items():
+            write(tmp, split, n)
+        os.replace(tmp, root)
+    except OSError:
+        if not root.is_dir():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # another process finished first, or an error: drop ours
+    return root

@@ -11,20 +11,12 @@ class folder is named). Images are read as grey (colour converted to luminance) 
 ``img_size`` when they differ, so the same reader reads a real folder dataset. ``limit`` keeps the
 first ``limit`` images taken round-robin over the classes (image 0 of every class, then image 1, ...),
 so a subset stays balanced where the folder is.
-
-Generated datasets are written into a temporary folder that is renamed into place when complete
-(:func:`write_dataset`, also used for the segmentation layout), so an interrupted generation leaves no
-half-written dataset to be reused.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -54,26 +46,6 @@ def write_split(root: str | Path, split: str, images: np.ndarray, labels: np.nda
     for i, (image, label) in enumerate(zip(images, labels)):
         write_grey(folder / classes[int(label)] / f"{i:05d}.png", image)
     return folder
-
-
-def write_dataset(root: str | Path, splits: dict[str, Callable[[Path], object]]) -> Path:
-    """The dataset at ``root``, generated once: each split's writer is called with a temporary sibling
-    folder, which is renamed to ``root`` when every split is written (reused when ``root`` exists)."""
-    root = Path(root)
-    if root.is_dir():
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
-    try:
-        for write in splits.values():
-            write(tmp)
-        os.replace(tmp, root)
-    except OSError:
-        if not root.is_dir():
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # another process finished first, or an error: drop ours
-    return root
 
 
 def class_folders(root: str | Path, split: str, classes: tuple[str, ...] | None = None) -> list[Path]:

@@ -30,8 +30,8 @@ from skimage.draw import disk, polygon
 from skimage.transform import resize
 
 from mimstudy.data.photo_composites import photo
-from mimstudy.downstream.coco_keypoints import annotation_file, write_split
-from mimstudy.downstream.garments import SPLIT_IDS, STREAM_IDS, garment_sprites, photos_for, sprite_range
+from mimstudy.downstream.coco_keypoints import write_split
+from mimstudy.downstream.garments import SPLIT_IDS, STREAM_IDS, garment_sprites, photos_for, sprite_range, write_dataset
 
 GENERATOR_VERSION = 3  # bump when the drawing changes: cached datasets are keyed on it (2: area = silhouette;
 # 3: photos by mimstudy.data.photo_composites.photo, float32: 4 of 614,400 8-bit pixels of 600 items moved by 1)
@@ -257,14 +257,13 @@ def generated_dataset(cache_dir: str | Path, train_size: int, test_size: int, im
     """The folder of a generated Puppet-Pose dataset in COCO format, written once and then reused.
 
     The folder name holds everything that determines its content (task, generator version, seed,
-    sizes), so a changed generator or seed never reads a stale cache; the annotation files are
-    written last, atomically, so a folder with both is complete.
+    sizes), so a changed generator or seed never reads a stale cache.
     """
     root = Path(cache_dir) / f"{task}-v{GENERATOR_VERSION}-seed{seed}-{train_size}x{test_size}-{img_size}px"
-    for split, n in (("train", train_size), ("test", test_size)):
-        if annotation_file(root, split).is_file():
-            continue
+
+    def write(folder: Path, split: str, n: int) -> None:
         items = [draw_puppet(task, split, i, img_size, seed) for i in range(n)]
-        write_split(root, split, [p.image for p in items], [p.keypoints for p in items], [p.bbox for p in items],
+        write_split(folder, split, [p.image for p in items], [p.keypoints for p in items], [p.bbox for p in items],
                     [p.area for p in items], KEYPOINTS, SKELETON)
-    return root
+
+    return write_dataset(root, {"train": train_size, "test": test_size}, write)

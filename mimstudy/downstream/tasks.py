@@ -30,8 +30,8 @@ from types import ModuleType
 from typing import Callable
 
 from mimstudy.config import DownstreamConfig
-from mimstudy.downstream import (classification, concepts, depth, detection, garment_scenes, garment_world, pose,
-                                 puppets, segmentation, tracking)
+from mimstudy.downstream import (classification, concepts, depth, detection, garment_scenes, garment_track,
+                                 garment_world, pose, puppets, segmentation, tracking)
 
 Generate = Callable[[Path, DownstreamConfig], Path]  # (cache folder, config) -> the generated dataset's root
 
@@ -89,7 +89,8 @@ def _garment_world(cache: Path, c: DownstreamConfig) -> Path:
 
 
 def _garment_track(cache: Path, c: DownstreamConfig) -> Path:
-    return tracking.generated_dataset(cache, c.train_size, c.test_size, c.seed)
+    """The sequences ``train_size`` training pairs are cut from, ``test_size`` test sequences."""
+    return garment_track.generated_dataset(cache, tracking.sequences_for(c.train_size), c.test_size, c.seed)
 
 
 def _garment_scenes(layout: str) -> Generate:

@@ -302,12 +302,6 @@ def sequences_for(pairs: int) -> int:
     return max(1, math.ceil(pairs / PAIRS_PER_SEQUENCE))
 
 
-def generated_dataset(cache_dir: str | Path, train_size: int, test_size: int, seed: int) -> Path:
-    """GarmentTrack (:mod:`mimstudy.downstream.garment_track`) with the sequences ``train_size`` training pairs
-    are cut from and ``test_size`` test sequences."""
-    return garment_track.generated_dataset(cache_dir, sequences_for(train_size), test_size, seed)
-
-
 def load(root: str | Path, config) -> tuple[TrackingPairs, TrackingSequences]:
     """``config.train_size`` pairs from the first sequences of ``config.train_split`` of the GOT-10k-layout folder
     ``root`` (drawn with ``config.seed``); its first ``config.test_size`` test sequences."""
