@@ -113,9 +113,11 @@ def nbval_preset(preset: str, root: Path, jobs: int = 2) -> list[subprocess.Comp
     (prepared / "pytest.ini").write_text("[pytest]\n")
     env = {**os.environ, **pinned_environment(), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    processes = [subprocess.Popen(c, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                 for c in commands]
-    return [subprocess.CompletedProcess(p.args, p.wait(timeout=1800), p.stdout.read(), "") for p in processes]
+    logs = [prepared / f"nbval_{j}.log" for j in range(len(commands))]  # files, not pipes: a full pipe blocks
+    processes = [subprocess.Popen(c, cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+                 for c, log in zip(commands, logs)]
+    return [subprocess.CompletedProcess(p.args, p.wait(timeout=1800), log.read_text(), "")
+            for p, log in zip(processes, logs)]
 
 
 @pytest.fixture(scope="session")
