@@ -95,8 +95,9 @@ def nbval_preset(preset: str, root: Path, jobs: int = 2) -> list[subprocess.Comp
 
     steps = plan(preset, results_dir=str(root / "results"), runs_dir=str(root / "runs"))
     shares: list[list[str]] = [[] for _ in range(jobs)]
-    for i, group in enumerate(independent_groups(steps)):
-        shares[i % jobs].extend(group)
+    size = {run: sum(s.config.run_id == run for s in steps) for run in {s.config.run_id for s in steps}}
+    for group in sorted(independent_groups(steps), key=lambda g: -sum(size[r] for r in g)):  # the largest first,
+        min(shares, key=lambda share: sum(size[r] for r in share)).extend(group)  # each to the lighter process
     prepared = root / "prepared"
     prepared.mkdir()
     commands = []
@@ -114,8 +115,10 @@ def nbval_preset(preset: str, root: Path, jobs: int = 2) -> list[subprocess.Comp
     env = {**os.environ, **pinned_environment(), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     logs = [prepared / f"nbval_{j}.log" for j in range(len(commands))]  # files, not pipes: a full pipe blocks
-    processes = [subprocess.Popen(c, cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
-                 for c, log in zip(commands, logs)]
+    processes = []
+    for command, log in zip(commands, logs):
+        with open(log, "w") as out:  # the child keeps its own copy of the file descriptor
+            processes.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT))
     return [subprocess.CompletedProcess(p.args, p.wait(timeout=1800), log.read_text(), "")
             for p, log in zip(processes, logs)]
 

@@ -17,6 +17,8 @@ package versions and the same thread count per process; the stored provenance na
 
 from __future__ import annotations
 
+import contextlib
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,7 @@ import numpy as np
 
 from mimstudy.config import PretrainConfig
 from mimstudy.models.checkpoints.weights import read_weights
-from mimstudy.results import load_dataset, result_path
+from mimstudy.results import load_dataset, result_path, stored_attrs
 from mimstudy.study.runner import Step, plan, run_preset, select_runs
 from mimstudy.training.pretrain import weights_path
 
@@ -102,6 +104,31 @@ def compare_steps(stored: list[Step], remade: list[Step]) -> list[Difference]:
     return differences
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def recorded_threads(steps: list[Step], log=print):
+    """Re-make with the torch thread count the stored results record (``torch_threads``): sums split
+    over another number of threads round differently. Without one recorded count, as the runner would."""
+    counts = {str((stored_attrs(s.result) or {}).get("torch_threads", "")) for s in steps}
+    if len(counts) != 1 or not next(iter(counts)).isdigit():
+        yield
+        return
+    threads = next(iter(counts))
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    os.environ.update({name: threads for name in THREAD_VARIABLES})
+    log(f"{threads} torch thread(s) per process, as the stored results record")
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def verify(preset: str, runs: list[str], results_dir: str = "results", scratch: str | Path | None = None,
            jobs: int = 1, log=print) -> list[Difference]:
     """Re-make ``runs`` of ``preset`` in ``scratch`` (default: a new temporary folder) and compare
@@ -112,8 +139,9 @@ def verify(preset: str, runs: list[str], results_dir: str = "results", scratch: 
     if missing:
         log(f"not stored under {results_dir}/, so not compared: {', '.join(missing)}")
     log(f"re-making {len(stored)} step(s) in {scratch}")
-    run_preset(preset, results_dir=str(scratch / "results"), runs_dir=str(scratch / "runs"), runs=runs, jobs=jobs,
-               log=log)
+    with recorded_threads([s for s in stored if s.result.is_file()], log):
+        run_preset(preset, results_dir=str(scratch / "results"), runs_dir=str(scratch / "runs"), runs=runs, jobs=jobs,
+                   log=log)
     remade = select_runs(plan(preset, str(scratch / "results"), str(scratch / "runs")), runs)
     differences = compare_steps([s for s in stored if s.result.is_file()],
                                 [r for s, r in zip(stored, remade) if s.result.is_file()])
