@@ -117,6 +117,7 @@ def _assert_close(a: dict, b: dict):
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=ATOL, msg=name)
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_reach_the_weights_of_one_and_resume(tmp_path, fashion_dir):
     params = dict(preset="t", run_id="r", runs_dir=str(tmp_path / "runs"), results_dir=str(tmp_path / "res"),
                   objective="simmim", arch="vit_micro_32", train_size=128, val_size=64, epochs=2,

@@ -65,6 +65,7 @@ def ci_subset(folder, runs=("vit_sup", "vit_simmim")) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 @requires_real_data
 def test_submitit_local_jobs_make_the_runs_of_each_group(tmp_path):
     preset, results, runs = ci_subset(tmp_path), str(tmp_path / "res"), str(tmp_path / "runs")

@@ -40,6 +40,7 @@ def tiny_folder(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run_id", PAPER_RUNS)  # in order: the fine-tuning reads swin_simmim's checkpoint
 def test_one_step_of_each_paper_run(run_id, tiny_folder, tmp_path_factory):
     runs = tmp_path_factory.getbasetemp() / "paper_runs"

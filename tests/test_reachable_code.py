@@ -209,6 +209,7 @@ def test_a_notebook_counts_up_to_the_cell_that_saves_its_result():
     assert reach("x = 1\ny = x\n") != reach("y = x\nx = 1\n")
 
 
+@pytest.mark.slow
 def test_the_runner_keeps_unreached_edits_current(repository, tmp_path, monkeypatch):
     scratch, commit = repository
     monkeypatch.setattr(mimstudy.provenance, "CODE_ROOT", scratch)

@@ -201,6 +201,7 @@ def _store(results, notebook, run, ds, parameters, seed=0):
     return save_dataset(ds.assign_coords(model=run), results / "pilot" / notebook / f"{run}.nc", parameters, "pilot", seed)
 
 
+@pytest.mark.slow
 @requires_real_data
 def test_pilot_summarises_one_seed_of_a_preset(tmp_path):
     from mimstudy.probes import probe_model

@@ -116,6 +116,7 @@ def test_bad_annotations_are_named(seg_root, tmp_path):
         ade20k.read_split(root, "test", 32, num_classes=NUM_CLASSES)
 
 
+@pytest.mark.slow
 @requires_real_data
 def test_segmentation_fine_tuning_beats_the_all_background_floor(tmp_path, one_thread):
     """A random vit_micro_32 + pyramid + UPerNet-lite head, 400 scenes x 5 epochs through the shared loop (~20 s, 1 thread).

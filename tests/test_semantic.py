@@ -137,6 +137,7 @@ def test_the_ladder_order_is_measured_and_the_covered_set_is_closest():
     assert concepts.measured_ladder({k: v for k, v in measured.items() if k != "garments"}, "nmi") == concepts.LADDER
 
 
+@pytest.mark.slow
 @requires_real_data
 def test_classification_fine_tuning_beats_the_majority_class(tmp_path, one_thread):
     """A random vit_micro_32 + linear head on the materials (CoG L2, K12 new domain) through the shared loop (~20 s, 1 thread)."""

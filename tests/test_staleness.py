@@ -68,6 +68,7 @@ def test_hashes_ignore_comments_and_see_code(tmp_path):
     assert code_hashes("missing_notebook", scratch) == {}
 
 
+@pytest.mark.slow
 def test_a_probe_edit_stales_its_results_and_an_unrelated_edit_does_not(tmp_path, monkeypatch):
     scratch = scratch_copy(tmp_path)
     monkeypatch.setattr(mimstudy.provenance, "CODE_ROOT", scratch)  # results record the scratch code

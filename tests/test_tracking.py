@@ -136,6 +136,7 @@ def test_shuffled_predictions_score_near_zero():
     assert score(shuffled, seqs)["ao"] < 0.1
 
 
+@pytest.mark.slow
 @requires_real_data
 def test_tracking_fine_tuning_beats_the_first_box(tmp_path):
     """A random vit_micro_32 + correlation head, 512 pairs x 6 epochs through the shared loop (~35 s, 1 thread)."""

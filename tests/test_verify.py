@@ -49,3 +49,15 @@ def test_a_stored_run_remade_is_bitwise_equal(ci_results, tmp_path, capsys):
     assert main(["verify", "--preset", "ci", "--runs", "sweep_r40_p4", "--results-dir", results,
                  "--scratch", str(tmp_path / "b")]) == 1
     assert f"differs         {stored}: {name}: max |diff| 1 in 1 of" in capsys.readouterr().out
+
+
+def test_durations_are_not_compared(tmp_path):
+    import xarray as xr
+
+    from mimstudy.study.verify import compare_results
+
+    for name, seconds in (("a", 1.0), ("b", 2.0)):
+        xr.Dataset({"loss": ("epoch", [0.5]), "seconds": ("epoch", [seconds])}, coords={"epoch": [1]}).to_netcdf(
+            tmp_path / f"{name}.nc", engine="h5netcdf")
+    found = compare_results(tmp_path / "a.nc", tmp_path / "b.nc")
+    assert [d.item.split(": ")[1] for d in found] == ["epoch", "loss"] and all(d.equal for d in found)
