@@ -40,8 +40,8 @@ book: install
 	$(BIN)/jupyter-book build . --warningiserror --keep-going --quiet
 	@echo "book: $(CURDIR)/_build/html/index.html"
 
-test: install data browser
-	$(BIN)/python -m pytest
+test: install data browser  # prints the 25 slowest tests' times (the README's table comes from it)
+	$(BIN)/python -m pytest --durations=25
 
 test-fast: install data  # the unit tests, for the edit-test loop (not the ci preset, the book or the browser)
 	$(BIN)/python -m pytest -m "not slow" -q

@@ -149,4 +149,16 @@ def ledger_markdown(rows: list[LedgerRow], preset_name: str) -> str:
         note = f" — {row.piece.note}" if row.piece.note else ""
         lines.append(f"| {i} | {row.piece.name}{note} | `{row.piece.runs}` | {wall} | {row.status} |")
     return (f"Make each piece with `mimstudy run --preset {preset_name} --jobs 2 --runs '<runs>'`.\n\n"
-            + "\n".join(lines))
+            + "\n".join(lines) + "\n\n" + totals_line(rows))
+
+
+def totals_line(rows: list[LedgerRow]) -> str:
+    """What the whole preset costs: measured, estimated for the rest, and how many pieces are unknown."""
+    done = [r for r in rows if r.status == "committed, current"]
+    measured = sum(r.wall_min for r in rows if r.wall_min is not None)
+    left = [r for r in rows if r.status != "committed, current"]
+    estimated = sum(r.piece.estimate_min for r in left if r.wall_min is None and r.piece.estimate_min is not None)
+    unknown = sum(r.wall_min is None and r.piece.estimate_min is None for r in left)
+    return (f"**Total**: {len(done)} of {len(rows)} pieces committed and current; {measured:.0f} min measured, "
+            f"~{estimated:.0f} min estimated for the {len(left)} left"
+            + (f", of which {unknown} not yet estimated (their pilot comes first)" if unknown else "") + ".")
