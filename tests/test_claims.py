@@ -401,3 +401,17 @@ def test_scale_free_statistics_closed_form():
     np.testing.assert_allclose(stats["entropy_fraction"], 0.5)
     with pytest.raises(ValueError, match="one model"):
         scale_free(one.expand_dims(model=["a"]))
+
+
+def test_the_stored_pilots_give_every_moco_seed_its_random_init_gate():
+    """The committed cpu pilots reach the gates whole: MoCo's random-init contrastive top-1 was once
+    dropped by load_pilots (only SimMIM's baselines were kept), leaving every MoCo gate unknown."""
+    from mimstudy.book.claims.evidence import load_pilots
+    from mimstudy.book.claims.gates import MOCO_RANDOM, check_gates
+    from mimstudy.book.stored import load_results
+
+    pilot, pretrain = load_pilots("cpu"), load_results("pretrain", "cpu")
+    moco = [str(m) for m in pretrain["model"].values if str(m).startswith("vit_moco-")]
+    assert MOCO_RANDOM in pilot and len(moco) >= 1
+    for model in moco:
+        assert check_gates(None, model, "moco", pretrain, None, pilot).status == "pass", model

@@ -23,7 +23,7 @@ from functools import cached_property
 import numpy as np
 import xarray as xr
 
-from mimstudy.book.claims.gates import BASELINES, GateResult, check_gates, masked_baselines, role_of
+from mimstudy.book.claims.gates import PILOT_VARIABLES, GateResult, check_gates, masked_baselines, role_of
 from mimstudy.book.stored import load_results, restrict, results_root, run_attr
 from mimstudy.book.claims.statistics import scale_free
 from mimstudy.book.claims.verdicts import N_BOOT, Blocker, Control, Estimate, bootstrap_samples, seed_estimate
@@ -37,12 +37,13 @@ _LOAD = object()  # "read it from results/<preset>/" (the default of every datas
 
 
 def load_pilots(preset: str) -> xr.Dataset | None:
-    """The masked-pixel baselines of every stored pilot of ``preset``, concatenated along ``model``."""
+    """What the gates read from every stored pilot of ``preset`` (SimMIM's masked-pixel baselines, MoCo's
+    contrastive top-1 at random init), concatenated along ``model``."""
     paths = sorted((results_root() / "regime" / "pilot").glob(f"{preset}_s*.nc"))
     if not paths:
         return None
     pilots = [load_dataset(p) for p in paths]
-    return xr.concat([ds[[b for b in BASELINES if b in ds]] for ds in pilots], dim="model")
+    return xr.concat([ds[[v for v in PILOT_VARIABLES if v in ds]] for ds in pilots], dim="model")
 
 
 def _load(notebook: str, preset: str, sweep: bool = False) -> xr.Dataset | None:

@@ -43,6 +43,7 @@ POOLS = {"labelled": "head", "self_supervised": "patch_mean"}  # the features ea
 RUN_SEED = re.compile(r"^(?P<role>.+?)(?:-s(?P<seed>\d+))?$")
 BASELINES = ("nearest_visible_l1", "visible_mean_l1", "position_mean_l1")  # hand predictors of masked pixels
 MOCO_RANDOM = "val_contrastive_top1_random_init"  # a pilot variable: MoCo's contrastive top-1 at random init
+PILOT_VARIABLES = (*BASELINES, MOCO_RANDOM)  # what the gates read from a preset's pilots
 
 
 @dataclass
