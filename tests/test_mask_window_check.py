@@ -84,3 +84,27 @@ def test_page_before_and_after_the_runs(tmp_path):
     from mimstudy.book.pages.swin import RUN_COMMAND, mask_window_markdown
 
     assert "Not run yet" in mask_window_markdown(tmp_path) and RUN_COMMAND in mask_window_markdown(tmp_path)
+
+
+def test_aligned_runs_are_the_swin_simmim_runs_with_8px_cells():
+    assert check.window_px("swinv2_micro_32") == 8 and check.window_px("vit_micro_32_sincos") is None
+    assert check.aligned_runs("swin_mask") == [("swin_simmim_p8", 8)]
+    assert check.aligned_runs("cpu") == []  # the check's decision: 4-px cells for cpu's SwinV2 SimMIM
+    assert ("swin_simmim", 8) in check.aligned_runs("quick")
+
+
+def test_the_check_as_committed_decides_4px():
+    """The committed check (results/swin_mask): 8-px cells alternate, 4-px cells do not; the cpu preset follows."""
+    result = check.outcome(check.stored_probes(REPO / "results"))
+    assert result.alternation[8] > 0.3 and result.chosen_cell == 4
+    swin = {s.config.run_id: s.config for s in plan("cpu") if s.notebook == "pretrain"}
+    assert all(c.mask_patch_size == result.chosen_cell for r, c in swin.items()
+               if c.objective == "simmim" and c.arch.startswith("swinv2"))
+
+
+def test_page_shows_the_committed_decision_and_the_runs_still_aligned():
+    from mimstudy.book.pages.swin import mask_window_markdown
+
+    text = mask_window_markdown(REPO / "results")
+    assert "**Decision.**" in text and "use 4-px cells" in text and "No decision" not in text
+    assert "`quick`: `swin_simmim` (8 px)" in text and "| 14 |" in text

@@ -91,3 +91,22 @@ def stored_probes(results_dir: str | Path = "results") -> dict[int, xr.Dataset]:
     """The stored probes of the check's runs that exist (``{cell px: dataset}``)."""
     folder = Path(results_dir) / PRESET / "probes"
     return {cell: load_dataset(folder / f"{run}.nc") for cell, run in RUNS.items() if (folder / f"{run}.nc").is_file()}
+
+
+def window_px(arch: str) -> int | None:
+    """A study SwinV2's stage-1 window in pixels (window tokens x patch pixels; ``None``: not a study Swin)."""
+    from mimstudy.models.backbones import STUDY_BACKBONES
+
+    spec = STUDY_BACKBONES.get(arch)
+    if spec is None or "window_size" not in spec.kwargs:
+        return None
+    return int(spec.kwargs["window_size"]) * int(spec.kwargs["patch_size"])
+
+
+def aligned_runs(preset: str) -> list[tuple[str, int]]:
+    """``(run id, cell px)`` of ``preset``'s SimMIM SwinV2 pre-trainings whose mask cell equals their
+    stage-1 window: the confound this check measured."""
+    from mimstudy.study.runner import plan
+
+    return [(s.config.run_id, s.config.mask_patch_size) for s in plan(preset) if s.notebook == "pretrain"
+            and s.config.objective == "simmim" and window_px(s.config.arch) == s.config.mask_patch_size]

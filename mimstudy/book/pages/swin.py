@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mimstudy.book.records import provenance_block, stale_reasons
-from mimstudy.book.stored import load_unique_runs, per_layer_table, results_root
+from mimstudy.book.stored import book_presets, load_unique_runs, per_layer_table, results_root
 from mimstudy.study import mask_window_check as check
 
 RUN_COMMAND = f"mimstudy run --preset {check.PRESET} --jobs 2"
@@ -39,6 +39,11 @@ def mask_window_markdown(results_dir: str | Path | None = None) -> str:
                        "runs use 4-px cells." if result.alignment_causes_it else
                        "the alignment is not its cause; the `cpu` preset's SwinV2 SimMIM runs keep 8-px cells."))
     per_block = check.block_locality(ds)
+    carrying = [f"`{preset}`: " + ", ".join(f"`{run}` ({cell} px)" for run, cell in runs)
+                for preset in book_presets() if (runs := check.aligned_runs(preset))]
+    if carrying:
+        decision += (" SimMIM SwinV2 runs whose mask cell still equals their window, so their alternation carries "
+                     "the confound: " + "; ".join(carrying) + ".")
     lines += ["", decision, "", "Locality λ per block (one seed, 2 epochs):", "",
               per_layer_table(per_block, digits=3), "", provenance_block(ds, "probes", root, "the check")]
     return "\n".join(lines)
