@@ -71,7 +71,7 @@ def time_ours(task, config, train, arch: str, batch_size: int, steps: int) -> fl
     objective = task.objective(backbone, train, config, STATS)
     optimizer, scheduler = build_optimizer(objective, 5e-4, 0.05, total_steps=10 * steps, warmup_steps=steps,
                                            min_lr=1e-6, layer_decay=0.75)
-    dataset = TensorDataset(train.images, task.targets(train))
+    dataset = TensorDataset(train.images, train.targets)
     batches = ShardedBatches(dataset, batch_size, seed=0, max_batches=steps)
     warm = ShardedBatches(dataset, batch_size, seed=1, max_batches=1)
     train_one_epoch(objective, warm, optimizer, scheduler, 0, torch.device("cpu"), 1.0, progress=False)
@@ -90,7 +90,7 @@ def bare_loss(task, config, train, arch: str, batch_size: int):
         return list(detector.parameters()), lambda: sum(detector(list(images), targets).values())
     if task.name == "segmentation":  # its logits standardise the images, as every objective does
         model = task.objective(backbone, train, config, STATS).train()
-        masks = train.masks[:batch_size]
+        masks = train.targets[:batch_size]
         return list(model.parameters()), lambda: F.cross_entropy(model.logits(images), masks, ignore_index=IGNORE_INDEX)
     x = Standardise(*STATS)(images)
     keypoints = train.keypoints[:batch_size]

@@ -396,11 +396,13 @@ def _int_list(text: str, name: str) -> list[int]:
 
 @dataclass
 class DownstreamConfig(RunConfig):
-    """Fine-tuning on a downstream task (``notebooks/downstream.ipynb``), over ``finetune_seeds``.
+    """Transfer to a downstream task (``notebooks/downstream.ipynb``), over the seeds ``transfer_seeds``.
 
     ``init_from`` names the pre-training run whose backbone starts the fine-tuning, or ``random``
     (then ``arch`` names the architecture). ``seed`` seeds the generated dataset; ``data_dir`` (a
-    COCO keypoints folder) replaces it. ``keep_blocks = k`` keeps the first k blocks (0: all;
+    folder in the task's layout: COCO keypoints or instances, ADE20K, ImageFolder, GOT-10k, NYUv2)
+    replaces it; ``stream`` reads its images from disk on demand with ``num_workers`` ``DataLoader``
+    workers (the real benchmarks) instead of holding every split in memory (our analogs). ``keep_blocks = k`` keeps the first k blocks (0: all;
     Figure 5); ``block_order`` loads pre-trained blocks into the first positions: ``''`` (as
     trained), ``'3,0,5'`` (those blocks, in that order) or ``'sample:<k>:<s>'`` (k blocks drawn
     without replacement with seed s; §3.2).
@@ -422,7 +424,7 @@ class DownstreamConfig(RunConfig):
     task: str = "pose"
     init_from: str = RANDOM_WEIGHTS
     arch: str = ""  # required with init_from 'random'; else checked against the checkpoint
-    data_dir: str = ""  # "": the generated benchmark, cached under <runs_dir>/data/; else a COCO keypoints / NYUv2 folder
+    data_dir: str = ""  # "": the generated benchmark, cached under <runs_dir>/data/; else a folder in the task's layout
     train_split: str = "train"
     test_split: str = "test"
     img_size: int = 32
@@ -440,7 +442,7 @@ class DownstreamConfig(RunConfig):
     augment: bool = True
     keep_blocks: int = 0
     block_order: str = ""
-    finetune_seeds: str = "0"
+    transfer_seeds: str = "0"
     num_examples: int = 8
     bf16: bool = False
     device: str = "auto"
@@ -451,13 +453,15 @@ class DownstreamConfig(RunConfig):
     lr_grid: str = ""  # "": train with lr; else comma-separated rates chosen among on val_split
     val_split: str = "val"  # the split lr_grid is chosen on (never the test split)
     lr_from: str = ""  # "": lr / lr_grid; else the downstream run id whose chosen rate is reused
+    stream: bool = False  # read images from disk on demand (the real benchmarks); False: hold each split in memory
+    num_workers: int = 0  # DataLoader workers reading a streamed split
 
     @property
     def random_weights(self) -> bool:
         return self.init_from == RANDOM_WEIGHTS
 
     def seeds(self) -> list[int]:
-        return _int_list(self.finetune_seeds, "finetune_seeds")
+        return _int_list(self.transfer_seeds, "transfer_seeds")
 
     def learning_rates(self) -> list[float]:
         """The rates of ``lr_grid`` (``[]``: none to choose among)."""
@@ -503,8 +507,9 @@ class DownstreamConfig(RunConfig):
         _require(0.0 < self.layer_decay <= 1.0, f"layer_decay must lie in (0, 1] (1 = none), got {self.layer_decay}")
         _require(0.0 <= self.drop_path < 1.0 and self.grad_clip >= 0, "need drop_path in [0, 1) and grad_clip >= 0")
         _require(self.keep_blocks >= 0, f"keep_blocks must be >= 0 (0: all blocks), got {self.keep_blocks}")
-        _require(bool(self.seeds()), f"finetune_seeds must name at least one seed, got {self.finetune_seeds!r}")
-        _require(self.num_examples >= 0 and self.max_steps >= 0, "num_examples and max_steps must be >= 0")
+        _require(bool(self.seeds()), f"transfer_seeds must name at least one seed, got {self.transfer_seeds!r}")
+        _require(self.num_examples >= 0 and self.max_steps >= 0 and self.num_workers >= 0,
+                 "num_examples, max_steps and num_workers must be >= 0")
         self.block_order_spec()  # syntax only; the backbone checks the range
         _require(self.protocol in DOWNSTREAM_PROTOCOLS,
                  f"protocol must be one of {list(DOWNSTREAM_PROTOCOLS)}, got {self.protocol!r}")

@@ -79,15 +79,35 @@ def test_coco_files_read_back_what_was_written(coco_root):
     first = content["annotations"][0]
     assert first["bbox"] == [2.0, 3.0, 10.0, 17.0] and first["area"] == 170.0 and first["iscrowd"] == 0
     assert isinstance(first["segmentation"]["counts"], str)
-    data = coco_instances.read_split(coco_root, "train", 32)
+    data = coco_instances.read_split(coco_root, "train", 32).hold()
     assert data.images.shape == (4, 1, 32, 32) and data.targets.shape == (4, 2, 5 + 32 * 32)
     for target, drawn in zip(coco_instances.unpack(data.targets), SCENES):
         assert target["labels"].tolist() == drawn.classes.tolist()
         assert np.array_equal(target["boxes"].numpy(), drawn.boxes)
         assert np.array_equal(target["masks"].numpy().astype(bool), drawn.instance_masks)
     assert np.abs(data.images[0, 0].numpy() - SCENES[0].image).max() <= 0.5 / 255 + 1e-6
-    small = coco_instances.read_split(coco_root, "train", 16, limit=1)
+    small = coco_instances.read_split(coco_root, "train", 16, limit=1).hold()
     assert small.targets[0, 0, 1:5].tolist() == [1.0, 1.5, 6.0, 10.0]  # boxes scaled with the image
+
+
+def test_category_ids_from_the_file_map_to_contiguous_labels(coco_root, tmp_path):
+    """COCO's ids are 80 of 1..90: any ids map, in increasing order, to labels 1..K; the head has K + 1 classes."""
+    path = coco_instances.annotation_path(coco_root, "train")
+    content = json.loads(path.read_text())
+    for entry in content["categories"] + content["annotations"]:
+        key = "id" if "name" in entry else "category_id"
+        entry[key] = 90 - 3 * entry[key]  # 87, 84, ..., 60: decreasing, gapped
+    root = tmp_path / "gapped"
+    shutil.copytree(coco_root, root)
+    coco_instances.annotation_path(root, "train").write_text(json.dumps(content))
+    data = coco_instances.read_split(root, "train", 32).hold()
+    assert data.category_ids == tuple(range(60, 88, 3)) and data.categories[0] == "Ankle boot"
+    original = coco_instances.read_split(coco_root, "train", 32).hold()
+    assert torch.equal(data.targets[:, :, 0], torch.where(original.targets[:, :, 0] > 0, 11 - original.targets[:, :, 0],
+                                                          original.targets[:, :, 0]))
+    backbone, _ = build_backbone("vit_micro_32", None)
+    head = detection.objective(backbone, data, DownstreamConfig(arch="vit_micro_32"), ((0.5,), (0.25,)))
+    assert head.detector.roi_heads.box_predictor.cls_score.out_features == 11
 
 
 def test_malformed_files_are_named(coco_root):
@@ -99,26 +119,26 @@ def test_malformed_files_are_named(coco_root):
 
     path.write_text("{not json")
     with pytest.raises(DatasetError, match=r"instances_train\.json is not valid JSON"):
-        coco_instances.read_split(coco_root, "train", 32)
+        coco_instances.read_split(coco_root, "train", 32).hold()
     write({"images": []})
     with pytest.raises(DatasetError, match=r"instances_train\.json is not a COCO annotation file: it lacks \['annotations', 'categories'\]"):
-        coco_instances.read_split(coco_root, "train", 32)
+        coco_instances.read_split(coco_root, "train", 32).hold()
     bad = json.loads(json.dumps(good))
     bad["annotations"][1]["category_id"] = 11
     write(bad)
     with pytest.raises(DatasetError, match=r"instances_train\.json: annotation 2 of scene_000000\.png has category_id 11"):
-        coco_instances.read_split(coco_root, "train", 32)
+        coco_instances.read_split(coco_root, "train", 32).hold()
     bad = json.loads(json.dumps(good))
     bad["annotations"][2]["bbox"] = [0, 0, 33, 8]
     write(bad)
     with pytest.raises(DatasetError, match=r"annotation 3 of scene_000002\.png has bbox \[0, 0, 33, 8\] outside"):
-        coco_instances.read_split(coco_root, "train", 32)
+        coco_instances.read_split(coco_root, "train", 32).hold()
     write(good)
     (coco_root / "images" / "train" / "scene_000003.png").unlink()
     with pytest.raises(DatasetError, match=r"images/train/scene_000003\.png is missing \(named in .*instances_train\.json"):
-        coco_instances.read_split(coco_root, "train", 32)
+        coco_instances.read_split(coco_root, "train", 32).hold()
     with pytest.raises(DatasetError, match=r"instances_nope\.json is missing"):
-        coco_instances.read_split(coco_root, "nope", 32)
+        coco_instances.read_split(coco_root, "nope", 32).hold()
 
 
 def perfect(data: coco_instances.InstanceImages) -> list[dict]:
@@ -127,7 +147,7 @@ def perfect(data: coco_instances.InstanceImages) -> list[dict]:
 
 
 def test_ap_is_one_for_the_truth_lower_for_shifted_boxes_and_spurious_detections(coco_root):
-    test = coco_instances.read_split(coco_root, "test", 32)
+    test = coco_instances.read_split(coco_root, "test", 32).hold()
     truth = perfect(test)
     assert set(detection.score(test, truth).values()) == {1.0}
     shifted = [{**p, "boxes": p["boxes"] + np.array([3.0, 0, 3.0, 0]), "masks": np.roll(p["masks"], 3, axis=-1)}
@@ -143,7 +163,7 @@ def test_ap_is_one_for_the_truth_lower_for_shifted_boxes_and_spurious_detections
 
 
 def test_trivial_predictors(coco_root):
-    train, test = (coco_instances.read_split(coco_root, split, 32) for split in ("train", "test"))
+    train, test = (coco_instances.read_split(coco_root, split, 32).hold() for split in ("train", "test"))
     assert detection.majority_class(train) == 4
     floor = detection.trivial(train, test)
     assert all(floor[f"empty_{k}"] == 0.0 for k in ("box_ap", "box_ap50", "mask_ap"))
@@ -154,7 +174,7 @@ def test_trivial_predictors(coco_root):
 def test_heldout_losses_are_seeded_and_leave_modes_and_random_state_alone(coco_root, one_thread):
     torch.manual_seed(0)
     backbone, _ = build_backbone("vit_micro_32_sincos", None, drop_path=0.1)
-    objective = detection.DetectionObjective(backbone, 32, (0.5, 0.25))
+    objective = detection.DetectionObjective(backbone, 32, ((0.5,), (0.25,)), 11)
     assert objective.backbone is backbone
     detector = objective.detector  # sized for 32 px, standardised with the given statistics, light heads
     assert detector.transform.min_size == (32,) and detector.transform.max_size == 32
@@ -163,12 +183,15 @@ def test_heldout_losses_are_seeded_and_leave_modes_and_random_state_alone(coco_r
     assert detector.roi_heads.box_predictor.cls_score.out_features == 11
     assert detector.rpn.anchor_generator.sizes == ((8, 12), (16, 24), (32, 48))
     assert detector.rpn.anchor_generator.num_anchors_per_location() == [6, 6, 6]
-    test = coco_instances.read_split(coco_root, "test", 32)
+    test = coco_instances.read_split(coco_root, "test", 32).hold()
     objective.train()
     before = torch.get_rng_state()
     a = detection.heldout(objective, test, torch.device("cpu"), seed=3)
     assert torch.equal(torch.get_rng_state(), before) and all(m.training for m in objective.modules())
     assert a == detection.heldout(objective, test, torch.device("cpu"), seed=3)
+    streamed = coco_instances.read_split(coco_root, "test", 32)  # read from disk by a DataLoader: the same losses
+    assert detection.heldout(objective, streamed, torch.device("cpu"), seed=3) == a
+    assert torch.equal(torch.get_rng_state(), before)
     assert set(a) == {"loss", *detection.LOSSES} and a["loss"] == pytest.approx(sum(a[k] for k in detection.LOSSES))
     objective.eval()
     detection.heldout(objective, test, torch.device("cpu"), seed=3)
@@ -196,7 +219,7 @@ def test_one_epoch_records_the_named_losses_on_train_and_heldout_images(coco_roo
 @requires_real_data
 def test_generated_scenes_are_written_as_coco_and_read_back(tmp_path):
     root = garment_scenes.generated_dataset(tmp_path, 6, 2, seed=0, val_size=1, layout="coco")
-    data = coco_instances.read_split(root, "train", 32)
+    data = coco_instances.read_split(root, "train", 32).hold()
     for i, target in enumerate(coco_instances.unpack(data.targets)):
         drawn = garment_scenes.draw_scene("train", i)
         assert target["labels"].tolist() == drawn.classes.tolist()

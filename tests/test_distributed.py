@@ -19,12 +19,14 @@ from torch.utils.data import TensorDataset
 
 from mimstudy import distributed
 from mimstudy.models.checkpoints.state import load_checkpoint
-from mimstudy.config import ConfigError, PretrainConfig
+from mimstudy.config import ConfigError, DownstreamConfig, PretrainConfig
 from mimstudy.objectives.masking import MaskGenerator
 from mimstudy.training.pretrain import checkpoint_path, epoch_checkpoint_path, pretrain, run_dir
 from mimstudy.results import result_path
 from mimstudy.data.sampling import ShardedBatches
 from mimstudy.study.train import build_parser, config_from_args
+
+from .conftest import requires_real_data
 
 REPO = Path(__file__).resolve().parents[1]
 ATOL = 2e-5
@@ -99,12 +101,12 @@ def test_a_preset_run_gives_the_defaults_and_flags_override_them():
     assert not from_preset and config.objective == "simmim" and config.train_size == PretrainConfig().train_size
 
 
-def _torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def _torchrun(args: list[str], cwd: Path, module: str = "mimstudy.study.train") -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
     run = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "mimstudy.study.train", *args],
+         "-m", module, *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -147,3 +149,29 @@ def test_torchrun_two_processes_reach_the_weights_of_one_and_resume(tmp_path, fa
     kept = load_checkpoint(epoch_checkpoint_path(ddp, 1))
     assert set(kept) == {"config", "epoch", "backbone"}
     _assert_close(kept["backbone"], {k[len("backbone."):]: v for k, v in after_one.items() if k.startswith("backbone.")})
+
+
+@pytest.mark.slow
+@requires_real_data
+def test_torchrun_two_processes_fine_tune_as_one(tmp_path):
+    """``mimstudy.study.transfer`` under torchrun: each process takes half of every global batch; without
+    augmentation, drop path or batch norm (a linear head), the weights and scores are those of one process."""
+    from mimstudy.downstream.transfer import run_downstream, seed_checkpoint
+    from mimstudy.results import load_dataset
+
+    params = dict(preset="t", run_id="r", runs_dir=str(tmp_path / "runs"), results_dir=str(tmp_path / "res"),
+                  task="k12_garments", init_from="random", arch="vit_micro_32", train_size=40, test_size=20, epochs=2,
+                  batch_size=8, warmup_epochs=0.5, augment=False, drop_path=0.0, layer_decay=1.0, num_examples=0,
+                  device="cpu")
+    single = DownstreamConfig.from_dict({**params, "run_id": "single"})
+    one = run_downstream(single, progress=False)
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in params.items() if not isinstance(v, bool)]
+    run = _torchrun(flags + ["--no-augment"], tmp_path,
+                    "mimstudy.study.transfer")
+    assert run.stdout.count("on 2 process(es)") == 1  # only rank 0 reports
+    ddp = DownstreamConfig.from_dict(params)
+    _assert_close(load_checkpoint(seed_checkpoint(ddp, 0))["model"], load_checkpoint(seed_checkpoint(single, 0))["model"])
+    with load_dataset(result_path(ddp)) as two:
+        assert abs(float(two.top1[0]) - float(one.top1[0])) <= 1 / 20  # rounding may flip one of 20 images
+        torch.testing.assert_close(torch.from_numpy(two.train_loss.values), torch.from_numpy(one.train_loss.values),
+                                   rtol=0, atol=ATOL)

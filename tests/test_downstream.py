@@ -107,10 +107,10 @@ def test_bad_dataset_files_are_named(pose_root, tmp_path):
         read_split(root, "val", 32)
     (root / "test" / "000000000003.png").unlink()
     with pytest.raises(DatasetError, match=r"000000000003\.png is missing"):
-        read_split(root, "test", 32)
+        read_split(root, "test", 32).hold()
     (root / "test" / "000000000003.png").write_bytes(b"not a png")
     with pytest.raises(DatasetError, match=r"000000000003\.png cannot be read"):
-        read_split(root, "test", 32)
+        read_split(root, "test", 32).hold()
     path = annotation_file(root, "train")
     path.write_text(path.read_text()[:-10])
     with pytest.raises(DatasetError, match=r"person_keypoints_train\.json is not valid JSON"):
@@ -134,8 +134,8 @@ def test_config_knows_every_task():
 
 
 def test_every_task_module_has_the_one_interface():
-    interface = ("load", "objective", "targets", "evaluate", "trivial", "examples", "METRICS", "PRIMARY",
-                 "HIGHER_IS_BETTER", "TRIVIAL")
+    interface = ("load", "objective", "evaluate", "trivial", "examples", "METRICS", "PRIMARY", "HIGHER_IS_BETTER",
+                 "TRIVIAL")  # the targets travel in the split's items
     for task in TASKS.values():
         assert all(hasattr(task.module, name) for name in interface), task.module.__name__
         assert task.primary in task.metrics and callable(task.generate)
@@ -220,7 +220,7 @@ def test_a_tiny_run_writes_metrics_examples_and_resumes(tmp_path):
 
     config = DownstreamConfig(preset="t", run_id="tiny", runs_dir=str(tmp_path), init_from="random",
                               arch="vit_micro_32", train_size=32, test_size=16, epochs=2, batch_size=16,
-                              warmup_epochs=0.5, finetune_seeds="0,1", num_examples=3)
+                              warmup_epochs=0.5, transfer_seeds="0,1", num_examples=3)
     ds = run_downstream(config, progress=False)
     assert list(ds.seed.values) == [0, 1] and ds.ap.dims == ("seed",) and ds.train_loss.shape == (2, 2)
     assert ds.example_image.shape == (3, 32, 32) and ds.example_predicted_keypoints.shape == (3, 13, 2)
@@ -281,14 +281,14 @@ def test_depth_scenes_are_deterministic_and_round_trip_through_the_nyu_layout(tm
     assert not np.array_equal(a.depth, garment_world.draw_scene("train", 3, seed=1).depth)
     assert 0 < a.depth.min() and a.depth.max() <= garment_world.MAX_DEPTH
     root = garment_world.generated_dataset(tmp_path, train_size=6, test_size=4, img_size=32, seed=0)
-    test = read_split(root, "test", 32)
+    test = read_split(root, "test", 32).hold()
     for i in range(4):
         drawn = garment_world.draw_scene("test", i)
-        np.testing.assert_allclose(test.depths[i, 0].numpy(), drawn.depth, atol=5e-4)
+        np.testing.assert_allclose(test.targets[i, 0].numpy(), drawn.depth, atol=5e-4)  # metres
         np.testing.assert_allclose(test.images[i, 0].numpy(), drawn.image, atol=1 / 255)
     (root / "test" / "sync_depth_00002.png").unlink()
     with pytest.raises(DatasetError, match=r"depth map .*sync_depth_00002\.png is missing"):
-        read_split(root, "test", 32)
+        read_split(root, "test", 32).hold()
     list_file(root, "train").write_text("/train/rgb_00000.png\n")
     with pytest.raises(DatasetError, match=r"train_list\.txt, line 1: expected '<image path> <depth path>'"):
         read_split(root, "train", 32)
@@ -379,30 +379,42 @@ def test_inputs_are_standardised_with_the_pretraining_datasets_statistics(tmp_pa
     from mimstudy.downstream import tracking
     from mimstudy.downstream.transfer import transfer_seed
     from mimstudy.downstream.got10k import Sequence
-    from mimstudy.downstream.inputs import RANDOM_INIT_DATASET, Standardise, dataset_stats, pretraining_dataset
+    from mimstudy.downstream.inputs import RANDOM_INIT_DATASET, Standardise, check_stats, dataset_stats, pretraining_dataset
 
     monkeypatch.setattr("mimstudy.data.photo_composites.pixel_stats", lambda folder=None: (0.6, 0.2))
     assert RANDOM_INIT_DATASET == "fashion_mnist_photos"
     assert pretraining_dataset({}) == "fashion_mnist_photos" and pretraining_dataset({}, "fashion_mnist") == "fashion_mnist"
     assert pretraining_dataset({"arch": "vit_micro_32"}) == "fashion_mnist"  # stored before the field existed
     assert pretraining_dataset({"dataset": "fashion_mnist_photos"}) == "fashion_mnist_photos"
-    assert dataset_stats("fashion_mnist") == (PIXEL_MEAN, PIXEL_STD) and dataset_stats("fashion_mnist_photos") == (0.6, 0.2)
-    with pytest.raises(ValueError, match="no grey pixel statistics for pre-training dataset 'image_folder'"):
-        dataset_stats("image_folder")
-    assert torch.allclose(Standardise(0.6, 0.2)(torch.tensor([0.6, 0.8])), torch.tensor([0.0, 1.0]))
+    assert dataset_stats("fashion_mnist") == ((PIXEL_MEAN,), (PIXEL_STD,))
+    assert dataset_stats("fashion_mnist_photos") == ((0.6,), (0.2,))
+    assert dataset_stats("image_folder") == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # ImageNet's, per channel
+    with pytest.raises(ValueError, match="no pixel statistics for pre-training dataset 'mnist'"):
+        dataset_stats("mnist")
+    with pytest.raises(ValueError, match="backbone takes 1 channel.*'image_folder' has statistics for 3"):
+        check_stats(dataset_stats("image_folder"), 1, "image_folder")
+    grey = Standardise(0.6, 0.2)(torch.tensor([0.6, 0.8]).view(1, 1, 1, 2))
+    assert torch.allclose(grey, torch.tensor([0.0, 1.0]).view(1, 1, 1, 2))
+    rgb = Standardise((0.5, 0.25, 0.0), (0.5, 0.25, 1.0))(torch.full((1, 3, 1, 1), 0.5))
+    assert rgb.flatten().tolist() == [0.0, 1.0, 0.5] and not Standardise(0.5, 0.5).state_dict()
+    with pytest.raises(ValueError, match="images have 1 channel.*the statistics 3"):
+        Standardise((0.5,) * 3, (0.5,) * 3)(torch.zeros(1, 1, 2, 2))
     for task in TASKS.values():  # every task's objective takes the statistics
         backbone, _ = build_backbone("vit_micro_32", None)
         train = type("Train", (), {"keypoints": torch.zeros(1, 13, 3), "flip_pairs": list(puppets.FLIP_PAIRS),
                                    "classes": ["a", "b", "c"]})()  # what pose and the classification tasks read
-        objective = task.objective(backbone, train, DownstreamConfig(arch="vit_micro_32"), (0.6, 0.2))
+        train.categories, train.num_classes = ("a", "b"), 3  # what detection and segmentation read
+        objective = task.objective(backbone, train, DownstreamConfig(arch="vit_micro_32"), ((0.6,), (0.2,)))
         if task.name == "detection":  # torchvision's detector standardises in its own transform
             transform = objective.detector.transform
             assert (transform.image_mean, transform.image_std) == ([0.6], [0.2])
             continue
-        assert (objective.standardise.mean, objective.standardise.std) == (0.6, 0.2), task.name
+        assert stats_of(objective) == pytest.approx((0.6, 0.2)), task.name  # float32 buffers
 
-    pairs = tracking.TrackingPairs(torch.rand(8, 2, 32, 32), torch.tensor([[12.0, 12.0, 8.0, 8.0]]).repeat(8, 1))
     boxes = np.array([[28.0, 28.0, 8.0, 8.0]] * 3)
+    sequence = Sequence("s", np.random.default_rng(0).random((3, 64, 64), np.float32), boxes)
+    pairs = tracking.make_pairs([sequence], 8, 32).hold()
+    assert pairs.images.shape == (8, 2, 32, 32) and pairs.targets.shape == (8, 4)
     test = tracking.TrackingSequences([Sequence("s", np.zeros((3, 64, 64), np.float32), boxes)], 32)
     config = DownstreamConfig(task="tracking", preset="t", runs_dir=str(tmp_path), results_dir=str(tmp_path),
                               init_from="src", train_size=8, test_size=1, epochs=1, batch_size=8, warmup_epochs=0.0,
@@ -412,16 +424,23 @@ def test_inputs_are_standardised_with_the_pretraining_datasets_statistics(tmp_pa
     write_source(config, state["backbone"], state["config"])
     task, device = get_task("tracking"), torch.device("cpu")
     run = transfer_seed(config, task, pairs, test, 0, [], device, progress=False)
-    assert (run.objective.standardise.mean, run.objective.standardise.std) == (PIXEL_MEAN, PIXEL_STD)
+    assert stats_of(run.objective) == pytest.approx((PIXEL_MEAN, PIXEL_STD))
     state["config"]["dataset"] = "fashion_mnist_photos"
     write_source(config, state["backbone"], state["config"])
     run = transfer_seed(config, task, pairs, test, 0, [], device, progress=False)
-    assert (run.objective.standardise.mean, run.objective.standardise.std) == (0.6, 0.2)
+    assert stats_of(run.objective) == pytest.approx((0.6, 0.2))
     random = DownstreamConfig(**{**config.to_dict(), "init_from": "random", "arch": "vit_micro_32"})
     run = transfer_seed(random, task, pairs, test, 0, [], device, progress=False)
-    assert run.objective.standardise.mean == 0.6
+    assert stats_of(run.objective)[0] == pytest.approx(0.6)
     run = transfer_seed(random, task, pairs, test, 0, [], device, progress=False, random_dataset="fashion_mnist")
-    assert run.objective.standardise.mean == PIXEL_MEAN
+    assert stats_of(run.objective)[0] == pytest.approx(PIXEL_MEAN)
+    with pytest.raises(ValueError, match="backbone takes 1 channel"):  # an RGB dataset's statistics, a grey backbone
+        transfer_seed(random, task, pairs, test, 0, [], device, progress=False, random_dataset="image_folder")
+
+
+def stats_of(objective) -> tuple[float, float]:
+    """The one-channel mean and std an objective standardises with."""
+    return float(objective.standardise.mean.item()), float(objective.standardise.std.item())
 
 
 @requires_real_data

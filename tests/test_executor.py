@@ -28,14 +28,16 @@ def test_resources_come_from_the_preset_block_then_the_flags(tmp_path):
 
 
 def test_a_multi_gpu_job_pretrains_with_torchrun_then_runs_the_group(tmp_path):
-    one = group_commands("quick", ["vit_simmim"], [("vit_simmim", False)], False, "res", "runs", gpus=1)
+    one = group_commands("quick", ["vit_simmim"], [("pretrain", "vit_simmim", False)], False, "res", "runs", gpus=1)
     assert [c[1:4] for c in one] == [["-m", "mimstudy.study.cli", "run"]]
-    four = group_commands("quick", ["swin_simmim", "swin_simmim_ft"], [("swin_simmim", True), ("swin_simmim_ft", False)],
-                          False, "res", "runs", gpus=4)
-    assert [c[:5] for c in four[:2]] == [[sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                          "--nproc_per_node=4"]] * 2
+    four = group_commands("quick", ["swin_simmim", "swin_simmim_ft", "pose_swin_simmim"],
+                          [("pretrain", "swin_simmim", True), ("pretrain", "swin_simmim_ft", False),
+                           ("downstream", "pose_swin_simmim", False)], False, "res", "runs", gpus=4)
+    assert [c[:5] for c in four[:3]] == [[sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                          "--nproc_per_node=4"]] * 3
+    assert [c[6] for c in four[:3]] == ["mimstudy.study.train"] * 2 + ["mimstudy.study.transfer"]
     assert four[0][-1] == "--force" and "--force" not in four[1]  # stale finished run: from scratch
-    assert four[2][-6:-4] == ["--runs", "swin_simmim,swin_simmim_ft"]
+    assert four[3][-6:-4] == ["--runs", "swin_simmim,swin_simmim_ft,pose_swin_simmim"]
 
 
 def test_slurm_jobs_ask_for_the_preset_resources(tmp_path, monkeypatch):

@@ -91,9 +91,9 @@ class SplitSpy:
     def __getattr__(self, name):
         return getattr(self.task, name)
 
-    def load(self, config):
+    def load(self, config, channels=1):
         self.asked.append(config.test_split)
-        return self.task.load(config)
+        return self.task.load(config, channels)
 
 
 def test_the_rate_is_chosen_on_validation_and_the_test_split_is_not_read(tmp_path, one_thread):
@@ -108,18 +108,18 @@ def test_the_rate_is_chosen_on_validation_and_the_test_split_is_not_read(tmp_pat
 
 
 def test_a_run_records_its_choice_and_trains_every_seed_with_it(tmp_path, one_thread):
-    config = DownstreamConfig(**TINY, runs_dir=str(tmp_path), lr_grid="1e-4,3e-3", finetune_seeds="0,1", max_steps=2,
+    config = DownstreamConfig(**TINY, runs_dir=str(tmp_path), lr_grid="1e-4,3e-3", transfer_seeds="0,1", max_steps=2,
                               protocol="frozen", head_lr_scale=10.0)
     ds = run_downstream(config, progress=False)
     scores = dict(zip(ds.lr_candidate.values.tolist(), ds.val_top1.values.tolist()))
-    assert float(ds.finetune_lr) == max(scores, key=scores.get) and str(ds.protocol.values) == "frozen"
-    chosen = float(ds.finetune_lr)
+    assert float(ds.chosen_lr) == max(scores, key=scores.get) and str(ds.protocol.values) == "frozen"
+    chosen = float(ds.chosen_lr)
     assert seed_checkpoint(config, 1, chosen).is_file() and not seed_checkpoint(config, 1).is_file()
     # the first seed's run at the chosen rate is the one scored on validation: scored again on test, not re-trained
     again = run_downstream(config, progress=False)
     np.testing.assert_array_equal(again.top1.values, ds.top1.values)
     plain = run_downstream(DownstreamConfig(**TINY, runs_dir=str(tmp_path), preset="plain", max_steps=2), progress=False)
-    assert float(plain.finetune_lr) == DownstreamConfig().lr and "lr_candidate" not in plain.dims
+    assert float(plain.chosen_lr) == DownstreamConfig().lr and "lr_candidate" not in plain.dims
 
 
 def test_a_reused_rate_is_the_one_its_source_chose(tmp_path, one_thread):
@@ -131,9 +131,9 @@ def test_a_reused_rate_is_the_one_its_source_chose(tmp_path, one_thread):
         reused_lr(reuse)
     chosen = run_downstream(source, progress=False)
     save_result(chosen, source)
-    assert reused_lr(reuse) == float(chosen.finetune_lr) and reused_lr(source) is None
+    assert reused_lr(reuse) == float(chosen.chosen_lr) and reused_lr(source) is None
     ds = run_downstream(reuse, progress=False)
-    assert float(ds.finetune_lr) == float(chosen.finetune_lr) and ds.finetune_lr.attrs["chosen_by"] == "run l1"
+    assert float(ds.chosen_lr) == float(chosen.chosen_lr) and ds.chosen_lr.attrs["chosen_by"] == "run l1"
     assert "lr_candidate" not in ds.dims
     other = DownstreamConfig(**{**TINY, "run_id": "l2", "init_from": "vit_sup", "arch": ""}, runs_dir=str(tmp_path),
                              results_dir=str(tmp_path / "r"), lr_from="l1")

@@ -12,7 +12,6 @@ from PIL import Image
 from mimstudy.config import DownstreamConfig
 from mimstudy.data.fashion_mnist import DatasetError
 from mimstudy.downstream import ade20k, garment_scenes, segmentation
-from mimstudy.downstream.garment_scenes import NUM_CLASSES
 from mimstudy.downstream.transfer import transfer_seed
 from mimstudy.downstream.tasks import get_task
 
@@ -85,14 +84,33 @@ def seg_root(tmp_path_factory):
 @requires_real_data
 def test_the_ade20k_layout_reads_back_what_was_drawn(seg_root):
     assert sorted(p.name for p in (seg_root / "annotations" / "val").iterdir()) == ["scene_000000.png", "scene_000001.png"]
-    back = ade20k.read_split(seg_root, "train", 32, num_classes=NUM_CLASSES)
-    assert back.images.shape == (6, 1, 32, 32) and back.masks.shape == (6, 32, 32) and back.masks.dtype == torch.int64
+    back = ade20k.read_split(seg_root, "train", 32).hold()
+    assert back.num_classes == 11 and not back.convention.reduce_zero_label  # classes.txt: background + 10
+    assert back.images.shape == (6, 1, 32, 32) and back.targets.shape == (6, 32, 32) and back.targets.dtype == torch.int64
     for i in range(6):
         drawn = garment_scenes.draw_scene("train", i)
-        assert np.array_equal(back.masks[i].numpy(), drawn.mask)
+        assert np.array_equal(back.targets[i].numpy(), drawn.mask)
         assert np.abs(back.images[i, 0].numpy() - drawn.image).max() <= 0.5 / 255 + 1e-6
-    small = ade20k.read_split(seg_root, "test", 16, limit=2, num_classes=NUM_CLASSES)
-    assert small.masks.shape == (2, 16, 16) and set(np.unique(small.masks)) <= set(np.unique(back.masks)) | set(range(11))
+    small = ade20k.read_split(seg_root, "test", 16, limit=2)
+    streamed = [small[i] for i in range(2)]  # read on demand: the same items as held
+    assert all(torch.equal(a, b) for (a, _), b in zip(streamed, small.hold().images))
+    assert small.targets.shape == (2, 16, 16) and set(np.unique(small.targets)) <= set(range(11))
+    rgb = ade20k.read_split(seg_root, "train", 32, limit=1, channels=3)[0][0]
+    assert rgb.shape == (3, 32, 32) and torch.equal(rgb[0], rgb[2])  # a grey file read as RGB: equal channels
+
+
+def test_ade20k_labels_are_reduced_as_mmseg_does(tmp_path):
+    """objectInfo150.txt makes the folder ADE20K: 150 classes, 0 -> ignored, k -> k - 1, 255 kept ignored."""
+    (tmp_path / ade20k.ADE20K_CLASSES_FILE).write_text("Idx\tRatio\tTrain\tVal\tName\n" + "".join(
+        f"{k}\t0.01\t10\t1\tclass{k}\n" for k in range(1, 151)))
+    convention = ade20k.label_convention(tmp_path)
+    assert convention.num_classes == 150 and convention.reduce_zero_label and convention.classes[0] == "class1"
+    values = np.array([[0, 1, 150], [255, 2, 0]], np.uint8)
+    assert convention.labels(values).tolist() == [[255, 0, 149], [255, 1, 255]]
+    assert convention.file_values == [*range(151), 255]
+    (tmp_path / ade20k.ADE20K_CLASSES_FILE).unlink()
+    with pytest.raises(DatasetError, match=r"neither objectInfo150\.txt .* nor classes\.txt"):
+        ade20k.label_convention(tmp_path)
 
 
 @requires_real_data
@@ -100,20 +118,20 @@ def test_bad_annotations_are_named(seg_root, tmp_path):
     root = tmp_path / "copy"
     shutil.copytree(seg_root, root)
     with pytest.raises(DatasetError, match=r"copy/images/nope is missing"):
-        ade20k.read_split(root, "nope", 32, num_classes=NUM_CLASSES)
+        ade20k.read_split(root, "nope", 32)
     annotation = root / "annotations" / "train" / "scene_000002.png"
     Image.fromarray(np.full((32, 32), 40, np.uint8)).save(annotation)
     with pytest.raises(DatasetError, match=r"scene_000002\.png holds class indices \[40\] outside 0-10"):
-        ade20k.read_split(root, "train", 32, num_classes=NUM_CLASSES)
+        ade20k.read_split(root, "train", 32).hold()
     Image.fromarray(np.zeros((16, 32), np.uint8)).save(annotation)
     with pytest.raises(DatasetError, match=r"annotation .*scene_000002\.png is \(16, 32\)"):
-        ade20k.read_split(root, "train", 32, num_classes=NUM_CLASSES)
+        ade20k.read_split(root, "train", 32).hold()
     annotation.unlink()
     with pytest.raises(DatasetError, match=r"annotation .*annotations/train/scene_000002\.png is missing"):
-        ade20k.read_split(root, "train", 32, num_classes=NUM_CLASSES)
+        ade20k.read_split(root, "train", 32).hold()
     (root / "images" / "test" / "scene_000001.png").write_bytes(b"")
     with pytest.raises(DatasetError, match=r"images/test/scene_000001\.png cannot be read"):
-        ade20k.read_split(root, "test", 32, num_classes=NUM_CLASSES)
+        ade20k.read_split(root, "test", 32).hold()
 
 
 @pytest.mark.slow
@@ -135,7 +153,7 @@ def test_segmentation_fine_tuning_beats_the_all_background_floor(tmp_path, one_t
     assert run.metrics["aacc"] > background["aacc"]
     with torch.no_grad():
         foreground = 1 - run.objective.eval().logits(test.images).softmax(1)[:, 0]
-    garment = test.masks > 0
+    garment = test.targets > 0
     scores, truth = foreground.flatten().numpy(), garment.flatten().numpy()
     order = scores.argsort().argsort() + 1.0  # ranks: the Mann-Whitney AUC
     auc = (order[truth].sum() - truth.sum() * (truth.sum() + 1) / 2) / (truth.sum() * (~truth).sum())
@@ -155,7 +173,7 @@ def test_the_upernet_head_reads_the_pyramid_and_gives_logits_at_the_input_size(a
     pyramid = {str(i): torch.rand(2, 64, 8 // 2 ** i, 8 // 2 ** i) for i in range(3)}
     assert head(pyramid).shape == (2, 11, 8, 8)
     backbone, _ = build_backbone(arch, None)
-    objective = segmentation.SegmentationObjective(backbone, 32, (0.5, 0.25))
+    objective = segmentation.SegmentationObjective(backbone, 32, ((0.5,), (0.25,)), 11)
     assert objective.backbone is backbone and objective.pyramid.backbone is backbone
     images, masks = torch.rand(2, 1, 32, 32), torch.randint(0, 11, (2, 32, 32))
     assert objective.logits(images).shape == (2, 11, 32, 32)

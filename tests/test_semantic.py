@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import shutil
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -25,9 +27,9 @@ def test_metrics_on_hand_made_predictions():
     assert classification.mean_class_accuracy(predicted, labels) == pytest.approx((1 + 0.5 + 0) / 3)
     # classes absent from the test labels do not count, whatever is predicted
     assert classification.mean_class_accuracy(np.array([1, 3]), np.array([1, 1])) == pytest.approx(0.5)
-    train = imagefolder.LabelledImages(torch.zeros(5, 1, 2, 2), torch.tensor([2, 1, 1, 2, 0]), ("a", "b", "c"))
+    train = imagefolder.LabelledImages([Path("unread.png")] * 5, [2, 1, 1, 2, 0], ("a", "b", "c"), 2, 1)
     assert classification.majority_class(train) == 1  # tie of 1 and 2: the lower label
-    test = imagefolder.LabelledImages(torch.zeros(10, 1, 2, 2), torch.from_numpy(labels), ("a", "b", "c"))
+    test = imagefolder.LabelledImages([Path("unread.png")] * 10, labels.tolist(), ("a", "b", "c"), 2, 1)
     assert classification.trivial(train, test) == {"top1": pytest.approx(0.2), "mean_class_acc": pytest.approx(1 / 3)}
 
 
@@ -90,13 +92,17 @@ def test_the_imagefolder_layout_reads_back_what_was_drawn(materials_root):
     for split in ("train", "val", "test"):
         assert sorted(p.name for p in (materials_root / split).iterdir()) == list(classes)
     assert sorted(p.name for p in (materials_root / "train" / "03_moon").iterdir()) == ["00003.png", "00013.png"]
-    back = imagefolder.read_split(materials_root, "train", 32)
+    back = imagefolder.read_split(materials_root, "train", 32).hold()
     assert back.classes == classes and back.images.shape == (20, 1, 32, 32)
     assert back.labels[:10].tolist() == list(range(10))  # round-robin over the classes
     for image, label, index in zip(back.images, back.labels, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]):
         drawn, drawn_label = concepts.draw_item("materials", "train", index)
         assert drawn_label == label and np.abs(image[0].numpy() - drawn).max() <= 0.5 / 255 + 1e-6
-    subset = imagefolder.read_split(materials_root, "test", 16, limit=5, classes=classes)
+    subset = imagefolder.read_split(materials_root, "test", 16, limit=5, classes=classes).hold()
+    rgb = imagefolder.read_split(materials_root, "test", 16, limit=1, classes=classes, channels=3)
+    assert rgb[0][0].shape == (3, 16, 16) and torch.equal(rgb[0][0][1], subset.images[0, 0])  # grey read as RGB
+    with pytest.raises(ValueError, match=r"1 \(grey\) or 3 \(RGB\) channels; the backbone takes 4"):
+        imagefolder.read_split(materials_root, "test", 16, channels=4)
     assert subset.images.shape == (5, 1, 16, 16) and subset.labels.tolist() == [0, 1, 2, 3, 4]
     # written once: a second call reuses the folder (same path, same files)
     again = concepts.generated_dataset("materials", materials_root.parent, 20, 10, seed=0, val_size=10)
@@ -114,7 +120,7 @@ def test_bad_folders_and_images_are_named(materials_root, tmp_path):
         imagefolder.read_split(root, "test", 32, classes=train.classes)
     (root / "train" / "02_gravel" / "00002.png").write_bytes(b"not a png")
     with pytest.raises(DatasetError, match=r"copy/train/02_gravel/00002\.png cannot be read"):
-        imagefolder.read_split(root, "train", 32)
+        imagefolder.read_split(root, "train", 32).hold()
     for f in (root / "val" / "05_page").iterdir():
         f.unlink()
     with pytest.raises(DatasetError, match=r"class folder .*copy/val/05_page holds no images"):

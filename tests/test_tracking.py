@@ -116,13 +116,20 @@ def test_bad_groundtruth_and_missing_frames_are_named(track_root, tmp_path):
 @requires_real_data
 def test_pairs_put_the_target_where_their_boxes_say(track_root):
     seqs = read_split(track_root, "train")
-    pairs = tracking.make_pairs(seqs, 8, 32, seed=0)
-    assert pairs.images.shape == (8, 2, 32, 32) and pairs.boxes.shape == (8, 4)
-    centres = pairs.boxes[:, :2] + pairs.boxes[:, 2:] / 2
+    pairs = tracking.make_pairs(seqs, 8, 32, seed=0).hold()
+    boxes = pairs.targets
+    assert pairs.images.shape == (8, 2, 32, 32) and boxes.shape == (8, 4)
+    centres = boxes[:, :2] + boxes[:, 2:] / 2
     assert torch.all((centres > 4) & (centres < 28))  # shifted by at most a quarter of the crop from its middle
-    assert torch.all((pairs.boxes[:, 2:] > 2) & (pairs.boxes[:, 2:] < 24))
-    again = tracking.make_pairs(seqs, 8, 32, seed=0)
+    assert torch.all((boxes[:, 2:] > 2) & (boxes[:, 2:] < 24))
+    again = tracking.make_pairs(seqs, 8, 32, seed=0).hold()
     assert torch.equal(pairs.images, again.images)
+    streamed = read_split(track_root, "train", stream=True)  # frames read from disk when a pair needs them
+    assert streamed[0].frames is None and streamed[0].frame_size == seqs[0].frame_size == (64, 64)
+    lazy = tracking.make_pairs(streamed, 8, 32, seed=0)
+    assert all(torch.equal(lazy[i][0], pairs.images[i]) and torch.equal(lazy[i][1], boxes[i]) for i in range(8))
+    rgb = read_split(track_root, "train", limit=1, channels=3, stream=True)[0].frames_at([0, 1])
+    assert rgb.shape == (2, 3, 64, 64) and torch.equal(rgb[:, 0], rgb[:, 1])  # grey JPEGs read as RGB
     box = np.array([[10.0, 20.0, 8.0, 6.0]])
     c, s = np.array([[14.0, 22.0]]), np.array([40.0])
     np.testing.assert_allclose(tracking.to_frame(tracking.to_crop(box, c, s, 32), c, s, 32), box)

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from mimstudy.downstream.augment import random_shift
 from mimstudy.downstream.backbone import feature_shape, features
 from mimstudy.downstream.imagefolder import LabelledImages, read_split
-from mimstudy.downstream.inputs import Standardise
+from mimstudy.downstream.inputs import Standardise, Stats
+from mimstudy.downstream.split import batches, example_images, stream_or_hold
 
 LABEL_SMOOTHING = 0.1
 HEAD_INIT_STD = 2e-5
@@ -33,12 +34,12 @@ PRIMARY, HIGHER_IS_BETTER, TRIVIAL = "top1", True, "majority class"
 class ClassifierObjective(nn.Module):
     """Backbone + linear head; ``forward(images, labels) -> (loss, {"loss", "acc"})``."""
 
-    def __init__(self, backbone: nn.Module, num_classes: int, img_size: int, stats: tuple[float, float],
+    def __init__(self, backbone: nn.Module, num_classes: int, img_size: int, stats: Stats,
                  augment: bool = True, label_smoothing: float = LABEL_SMOOTHING):
         super().__init__()
         self.backbone = backbone
-        self.standardise = Standardise(*stats)  # the pre-training dataset's pixel mean and std
-        channels, _ = feature_shape(backbone, img_size)
+        self.standardise = Standardise(*stats)  # the pre-training dataset's per-channel pixel mean and std
+        channels, _ = feature_shape(backbone, img_size, self.standardise.channels)
         self.head = nn.Linear(channels, num_classes)
         nn.init.normal_(self.head.weight, std=HEAD_INIT_STD)
         nn.init.zeros_(self.head.bias)
@@ -56,12 +57,11 @@ class ClassifierObjective(nn.Module):
 
 
 @torch.no_grad()
-def predict_argmax(objective: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 256) -> np.ndarray:
-    """The argmax over classes (dim 1) of ``objective.logits`` for ``images``, in batches, in eval mode
-    (image labels here, pixel labels for segmentation)."""
+def predict_argmax(objective: nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The argmax over classes (dim 1) of ``objective.logits`` for a batch of ``images``, in eval mode
+    (image labels here, pixel labels for segmentation), on the CPU."""
     objective.eval()
-    return torch.cat([objective.logits(images[i:i + batch_size].to(device)).argmax(1).cpu()
-                      for i in range(0, len(images), batch_size)]).numpy()
+    return objective.logits(images.to(device)).argmax(1).cpu()
 
 
 def top1(predicted: np.ndarray, labels: np.ndarray) -> float:
@@ -83,22 +83,21 @@ def majority_class(train: LabelledImages) -> int:
     return int(np.bincount(train.labels.numpy()).argmax())
 
 
-def load(root: str | Path, config) -> tuple[LabelledImages, LabelledImages]:
-    """``config``'s training and test splits of the ImageFolder tree ``root`` (the test split holds the training classes)."""
-    train = read_split(root, config.train_split, config.img_size, config.train_size)
-    return train, read_split(root, config.test_split, config.img_size, config.test_size, train.classes)
+def load(root: str | Path, config, channels: int = 1) -> tuple[LabelledImages, LabelledImages]:
+    """``config``'s training and test splits of the ImageFolder tree ``root`` (the test split holds the
+    training classes; their number is the head's), read with ``channels``."""
+    train = read_split(root, config.train_split, config.img_size, config.train_size, channels=channels)
+    test = read_split(root, config.test_split, config.img_size, config.test_size, train.classes, channels)
+    return stream_or_hold(train, config), stream_or_hold(test, config)
 
 
-def objective(backbone: nn.Module, train: LabelledImages, config, stats: tuple[float, float]) -> ClassifierObjective:
+def objective(backbone: nn.Module, train: LabelledImages, config, stats: Stats) -> ClassifierObjective:
     return ClassifierObjective(backbone, len(train.classes), config.img_size, stats, config.augment)
 
 
-def targets(data: LabelledImages) -> torch.Tensor:
-    return data.labels
-
-
-def evaluate(objective: ClassifierObjective, test: LabelledImages, device: torch.device) -> tuple[dict, np.ndarray]:
-    predicted = predict_argmax(objective, test.images, device)
+def evaluate(objective: ClassifierObjective, test: LabelledImages, device: torch.device,
+             batch_size: int = 256) -> tuple[dict, np.ndarray]:
+    predicted = torch.cat([predict_argmax(objective, images, device) for images, _ in batches(test, batch_size)]).numpy()
     return score(predicted, test.labels.numpy()), predicted
 
 
@@ -107,6 +106,6 @@ def trivial(train: LabelledImages, test: LabelledImages) -> dict[str, float]:
 
 
 def examples(test: LabelledImages, predictions: np.ndarray, n: int):
-    return {"example_image": (("example", "y", "x"), test.images[:n, 0].numpy()),
+    return {"example_image": example_images(test, n),
             "example_label": (("example",), test.labels[:n].numpy()),
             "example_predicted_label": (("example",), np.asarray(predictions[:n]))}, {}

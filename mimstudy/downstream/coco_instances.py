@@ -2,12 +2,15 @@
 
 **Layout** (COCO's)::
 
-    <root>/images/<split>/<file_name>                 the image (read as grey)
+    <root>/images/<split>/<file_name>                 the image (read with the backbone's channels);
+                                                      <root>/<split>/ as COCO 2017's release when images/ is absent
     <root>/annotations/instances_<split>.json         images, annotations, categories
 
 An annotation has ``bbox [x, y, w, h]`` (pixels, pixel ``i`` spanning ``[i, i + 1)``), its
-``segmentation`` as an uncompressed-string RLE (``pycocotools.mask.encode``), ``area`` (mask pixels),
-``iscrowd`` 0 and a ``category_id`` among the file's ``categories``. Images with no annotation are
+``segmentation`` (polygons as COCO's files, or an RLE: we write ``pycocotools.mask.encode``'s with a
+string ``counts``), ``area`` (mask pixels), ``iscrowd`` and a ``category_id`` among the file's
+``categories``, whose ids may be any (COCO uses 80 of 1..90): they map, in increasing order, to the
+contiguous labels 1..K the detector predicts (0: background), so the head's class count is the file's. Images with no annotation are
 allowed. Reading checks what COCO's tools would trip over later and raises
 :class:`~mimstudy.data.fashion_mnist.DatasetError` naming the file: malformed JSON or missing
 fields, a missing or unreadable image, an unknown category, a box outside its image.
@@ -15,7 +18,7 @@ fields, a missing or unreadable image, an unknown category, a box outside its im
 **Packed targets.** One image's instances travel as one row of a fixed-shape tensor
 ``[K, 5 + S * S]`` (``K``: the most instances of any image of the split): the class index
 (-1 for padding), the box ``x0, y0, x1, y1`` and the mask flattened, so a split's targets are one
-``[N, K, 5 + S * S]`` tensor for the shared fine-tuning loop's ``TensorDataset``; :func:`unpack`
+``[N, K, 5 + S * S]`` tensor (an item of the split one row of it); :func:`unpack`
 gives torchvision's list of target dicts back.
 
 **Scoring**: pycocotools' ``COCOeval`` for ``bbox`` and ``segm`` (AP over IoU 0.50:0.95, AP50, AP75,
@@ -30,15 +33,16 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mimstudy.atomic import atomic_path
 from mimstudy.data.fashion_mnist import DatasetError
 from mimstudy.downstream.coco_keypoints import load_coco_json
-from mimstudy.downstream.images import read_grey, write_grey
+from mimstudy.downstream.images import check_channels, read_image, resized, write_grey
+from mimstudy.downstream.split import Split
 
 PAD = -1
 
@@ -55,10 +59,16 @@ def rle(mask: np.ndarray) -> dict:
     return {"size": [int(s) for s in encoded["size"]], "counts": encoded["counts"].decode("ascii")}
 
 
-def decode(segmentation: dict) -> np.ndarray:
+def decode(segmentation: dict | list, height: int, width: int) -> np.ndarray:
+    """A COCO ``segmentation`` as a boolean ``[height, width]`` mask: polygons (``[[x, y, ...], ...]``,
+    COCO's usual form), an uncompressed RLE (``counts`` a list) or a compressed one (``counts`` a string)."""
     from pycocotools import mask as mask_utils
 
+    if isinstance(segmentation, list):
+        return mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))).astype(bool)
     counts = segmentation["counts"]
+    if isinstance(counts, list):
+        return mask_utils.decode(mask_utils.frPyObjects(segmentation, height, width)).astype(bool)
     return mask_utils.decode({"size": segmentation["size"],
                               "counts": counts.encode("ascii") if isinstance(counts, str) else counts}).astype(bool)
 
@@ -135,82 +145,118 @@ def unpack(packed: torch.Tensor) -> list[dict[str, torch.Tensor]]:
     return targets
 
 
-@dataclass
-class InstanceImages:
-    """A split: ``images [N, 1, S, S]`` in [0, 1] and ``targets [N, K, 5 + S * S]`` (:func:`pack`)."""
+class InstanceImages(Split):
+    """A COCO instances split: items ``(image [C, S, S], packed instances [K, 5 + S * S])`` (:func:`pack`;
+    ``K`` the most instances of any image of the split). ``categories`` are the file's category names
+    in increasing id order; label ``k`` (1-based, 0: background) is ``category_ids[k - 1]``."""
 
-    images: torch.Tensor
-    targets: torch.Tensor
-    categories: tuple[str, ...]
-    source: Path
+    def __init__(self, path: Path, folder: Path, images: list[dict], annotations: list[list[dict]],
+                 category_ids: tuple[int, ...], categories: tuple[str, ...], img_size: int, channels: int):
+        self.source, self.folder, self.entries, self.annotations = path, folder, images, annotations
+        self.category_ids, self.categories = category_ids, categories
+        self.label_of = {cid: k for k, cid in enumerate(category_ids, start=1)}
+        self.img_size, self.image_channels = img_size, channels
+        self.max_instances = max([len(a) for a in annotations] + [1])
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.entries)
+
+    def instance_labels(self) -> np.ndarray:
+        """The label of every instance of the split (from the annotations alone)."""
+        return np.array([self.label_of[ann["category_id"]] for anns in self.annotations for ann in anns], np.int64)
+
+    def instances(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """Image ``i``'s labels ``[k]``, boxes ``[k, 4]`` (x0, y0, x1, y1) and masks ``[k, H, W]`` at its own
+        size ``(H, W)`` (from the json's ``height`` and ``width``); malformed entries raise naming the file."""
+        entry, path = self.entries[i], self.source
+        h, w = int(entry["height"]), int(entry["width"])
+        c, b, m = [], [], []
+        for ann in self.annotations[i]:
+            x, y, bw, bh = ann["bbox"]
+            if not (x >= 0 and y >= 0 and bw > 0 and bh > 0 and x + bw <= w + 1e-2 and y + bh <= h + 1e-2):
+                raise DatasetError(f"{path}: annotation {ann['id']} of {entry['file_name']} has bbox {ann['bbox']} "
+                                   f"outside its {w}x{h} image (or empty)")
+            mask = decode(ann["segmentation"], h, w)
+            if mask.shape != (h, w):
+                raise DatasetError(f"{path}: annotation {ann['id']}'s mask is {mask.shape}, its image "
+                                   f"{entry['file_name']} {(h, w)}")
+            c.append(self.label_of[ann["category_id"]])
+            b.append([x, y, x + bw, y + bh])
+            m.append(mask)
+        masks = torch.from_numpy(np.array(m, bool).reshape(-1, h, w)).float()
+        return torch.tensor(c, dtype=torch.int64), torch.tensor(b, dtype=torch.float32).reshape(-1, 4), masks, (h, w)
+
+    def packed(self, i: int) -> torch.Tensor:
+        classes, boxes, masks, (h, w) = self.instances(i)
+        size = self.img_size
+        if (h, w) != (size, size):
+            masks = resized(masks, size, "nearest")
+            boxes = boxes * torch.tensor([size / w, size / h] * 2)
+        return pack([classes], [boxes], [masks], size, self.max_instances)[0]
+
+    def item(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        file = self.folder / self.entries[i]["file_name"]
+        image = torch.from_numpy(read_image(file, self.image_channels, "image", str(self.source)))
+        expected = (int(self.entries[i]["height"]), int(self.entries[i]["width"]))
+        if tuple(image.shape[1:]) != expected:
+            raise DatasetError(f"image {file} is {tuple(image.shape[1:])}, {self.source} says {expected} (height, width)")
+        return resized(image, self.img_size), self.packed(i)
+
+    def target(self, i: int) -> torch.Tensor:
+        return self.packed(i)
 
 
-def read_split(root: str | Path, split: str, img_size: int, limit: int | None = None) -> InstanceImages:
-    """The images of ``instances_<split>.json`` (sorted by file name; the first ``limit``) with their
-    instances, resized to ``img_size``; problems raise :class:`DatasetError` naming the file."""
+def read_split(root: str | Path, split: str, img_size: int, limit: int | None = None,
+               channels: int = 1) -> InstanceImages:
+    """Index the images of ``instances_<split>.json`` (sorted by file name; the first ``limit``) with their
+    instances (crowd annotations left out, as torchvision's references train), categories from the file
+    (any ids, mapped in increasing order to labels 1..K); problems raise :class:`DatasetError` naming the file."""
     root = Path(root)
     path = annotation_path(root, split)
     content = load_coco_json(path, "a COCO instances dataset needs annotations/instances_<split>.json")
     try:
         categories = {int(c["id"]): str(c["name"]) for c in content["categories"]}
         images = sorted(content["images"], key=lambda im: im["file_name"])[:limit]
+        for image in images:
+            int(image["id"]), int(image["height"]), int(image["width"]), str(image["file_name"])
         by_image: dict[int, list[dict]] = {int(im["id"]): [] for im in images}
         for ann in content["annotations"]:
-            if int(ann["image_id"]) in by_image:
+            if int(ann["image_id"]) in by_image and not ann.get("iscrowd", 0):
                 by_image[int(ann["image_id"])].append(ann)
+                ann["bbox"], ann["segmentation"], ann["id"]
     except (KeyError, TypeError, ValueError) as err:
-        raise DatasetError(f"{path} has a malformed entry ({err!r})") from err
-    if sorted(categories) != list(range(1, len(categories) + 1)):
-        raise DatasetError(f"{path}: category ids must be 1..{len(categories)}, got {sorted(categories)}")
+        raise DatasetError(f"{path} has a malformed entry (missing or bad {err!r}): COCO images need id, "
+                           "file_name, height, width; annotations id, image_id, category_id, bbox, segmentation") from err
+    if not categories:
+        raise DatasetError(f"{path} lists no categories")
     if not images:
         raise DatasetError(f"{path} lists no images")
-    pixels, classes, boxes, masks = [], [], [], []
     for image in images:
-        file = root / "images" / split / image["file_name"]
-        grey = read_grey(file, "image", str(path))
-        h, w = grey.shape
-        c, b, m = [], [], []
         for ann in by_image[int(image["id"])]:
             if ann.get("category_id") not in categories:
-                raise DatasetError(f"{path}: annotation {ann.get('id')} of {file.name} has category_id "
+                raise DatasetError(f"{path}: annotation {ann.get('id')} of {image['file_name']} has category_id "
                                    f"{ann.get('category_id')!r}, not one of {sorted(categories)}")
-            x, y, bw, bh = ann["bbox"]
-            if not (x >= 0 and y >= 0 and bw > 0 and bh > 0 and x + bw <= w and y + bh <= h):
-                raise DatasetError(f"{path}: annotation {ann['id']} of {file.name} has bbox {ann['bbox']} outside "
-                                   f"its {w}x{h} image (or empty)")
-            mask = decode(ann["segmentation"])
-            if mask.shape != (h, w):
-                raise DatasetError(f"{path}: annotation {ann['id']}'s mask is {mask.shape}, its image {file.name} {(h, w)}")
-            c.append(ann["category_id"])
-            b.append([x, y, x + bw, y + bh])
-            m.append(mask)
-        grey_t = torch.from_numpy(grey)[None, None]
-        mask_t = torch.from_numpy(np.array(m, bool).reshape(-1, h, w)).float()[None]
-        box_t = torch.tensor(b, dtype=torch.float32).reshape(-1, 4)
-        if (h, w) != (img_size, img_size):
-            grey_t = F.interpolate(grey_t, size=(img_size, img_size), mode="bilinear", align_corners=False, antialias=True)
-            mask_t = F.interpolate(mask_t, size=(img_size, img_size), mode="nearest")
-            box_t = box_t * torch.tensor([img_size / w, img_size / h] * 2)
-        pixels.append(grey_t[0])
-        classes.append(torch.tensor(c, dtype=torch.int64))
-        boxes.append(box_t)
-        masks.append(mask_t[0])
-    names = tuple(categories[i] for i in range(1, len(categories) + 1))
-    return InstanceImages(torch.stack(pixels), pack(classes, boxes, masks, img_size), names, path)
+    ids = tuple(sorted(categories))
+    folder = root / "images" / split if (root / "images" / split).is_dir() else root / split
+    return InstanceImages(path, folder, images, [by_image[int(im["id"])] for im in images], ids,
+                          tuple(categories[i] for i in ids), img_size, check_channels(channels))
 
 
-def ground_truth(targets: torch.Tensor, num_categories: int):
-    """A pycocotools ``COCO`` index of packed targets (image ``i`` has id ``i + 1``)."""
+def ground_truth(targets: Iterable[torch.Tensor], num_categories: int):
+    """A pycocotools ``COCO`` index of packed targets (image ``i`` has id ``i + 1``): ``[N, K, 5 + S * S]``,
+    or any iterable of one image's ``[K, 5 + S * S]`` (:meth:`~mimstudy.downstream.split.Split.each_target`:
+    a streamed split's images one at a time, its masks kept only as RLE)."""
     from pycocotools.coco import COCO
 
-    size = round((targets.shape[-1] - 5) ** 0.5)
-    images = [{"id": i + 1, "file_name": f"{i}", "height": size, "width": size} for i in range(len(targets))]
-    unpacked = unpack(targets)
-    content = instances_json(images, [t["masks"].numpy().astype(bool) for t in unpacked],
-                             [t["labels"].numpy() for t in unpacked], tuple(str(i) for i in range(1, num_categories + 1)))
+    images, annotations = [], []
+    for i, rows in enumerate(targets):
+        target = unpack(rows[None])[0]
+        size = round((rows.shape[-1] - 5) ** 0.5)
+        images.append({"id": i + 1, "file_name": f"{i}", "height": size, "width": size})
+        for mask, cls in zip(target["masks"].numpy().astype(bool), target["labels"].numpy()):
+            annotations.append(annotation(len(annotations) + 1, i + 1, int(cls), mask))
+    content = {"images": images, "annotations": annotations,
+               "categories": [{"id": i, "name": str(i)} for i in range(1, num_categories + 1)]}
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
         gt.dataset = content
@@ -247,7 +293,7 @@ def average_precision(gt, results: list[dict], iou_type: str) -> dict[str, float
     return {"ap": stats[0], "ap50": stats[1], "ap75": stats[2]}
 
 
-def score(targets: torch.Tensor, results: list[dict], num_categories: int) -> dict[str, float]:
+def score(targets: Iterable[torch.Tensor], results: list[dict], num_categories: int) -> dict[str, float]:
     """Box and mask AP (``box_ap``, ``box_ap50``, ..., ``mask_ap75``) of COCO ``results`` on packed targets."""
     gt = ground_truth(targets, num_categories)
     metrics = {}

@@ -9,7 +9,10 @@ The same reader serves our generated benchmark and COCO itself (``split="val2017
 annotation with labelled keypoints becomes one square crop around its box (side = 1.25 x the longer
 box side, as top-down pose estimators crop), resampled to ``img_size`` with the continuous-coordinate
 convention of the keypoints (pixel ``i`` covers ``[i, i + 1)``; ``grid_sample(align_corners=False)``).
-Left/right pairs for flipping come from the category's keypoint names (``left_*`` / ``right_*``).
+Left/right pairs for flipping come from the category's keypoint names (``left_*`` / ``right_*``);
+the person category is the file's one category with a ``keypoints`` list, whatever its id. Images
+are read with the backbone's channels (grey or RGB) and cropped when an item is read, so a split
+streams from disk or is held whole (:mod:`mimstudy.downstream.split`).
 
 Scoring is pycocotools' ``COCOeval(iouType="keypoints")`` with the per-keypoint sigmas given (COCO's
 values for COCO's 17 joints or our 13) and each ground truth's ``area`` as the OKS scale.
@@ -20,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +30,14 @@ import torch
 import torch.nn.functional as F
 from mimstudy.atomic import atomic_path
 from mimstudy.data.fashion_mnist import DatasetError
-from mimstudy.downstream.images import read_grey, write_grey
+from mimstudy.downstream.images import check_channels, read_image, write_grey
+from mimstudy.downstream.split import Split
 
 # pycocotools' default sigmas for COCO's 17 keypoints
 COCO_SIGMAS = (0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107,
                0.087, 0.087, 0.089, 0.089)
+# CrowdPose's 14 (crowdposetools' cocoeval: COCO's shoulders to ankles, then head top and neck)
+CROWDPOSE_SIGMAS = (0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089, 0.079, 0.079)
 CROP_PADDING = 1.25
 PERSON = 1
 
@@ -74,19 +79,26 @@ def write_split(root: str | Path, split: str, images: list[np.ndarray], keypoint
     return path
 
 
-@dataclass
-class KeypointCrops:
-    """A split read top-down: one crop per annotated person, in memory."""
+class KeypointCrops(Split):
+    """A split read top-down: one crop per annotated person; items ``(crop [C, S, S], keypoints [K, 3])``
+    (x, y in crop pixels, v as annotated), the crop cut from its image when read."""
 
-    images: torch.Tensor  # [N, 1, S, S] float in [0, 1]
-    keypoints: torch.Tensor  # [N, K, 3]: x, y in crop pixels, v as annotated
-    image_ids: np.ndarray  # [N] the COCO image of each crop
-    crops: np.ndarray  # [N, 3]: x0, y0, side of each crop in its image (crop pixel = (x - x0) * S / side)
-    annotation_path: Path
-    keypoint_names: tuple[str, ...]
+    def __init__(self, files: list[Path], keypoints: torch.Tensor, image_ids: np.ndarray, crops: np.ndarray,
+                 annotation_path: Path, keypoint_names: tuple[str, ...], category_id: int, img_size: int, channels: int):
+        self.files, self.keypoints, self.image_ids, self.crops = files, keypoints, image_ids, crops
+        self.annotation_path, self.keypoint_names, self.category_id = annotation_path, keypoint_names, category_id
+        self.img_size, self.image_channels = img_size, channels
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.files)
+
+    def item(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = torch.from_numpy(read_image(self.files[i], self.image_channels, "image", str(self.annotation_path)))
+        x0, y0, side = self.crops[i]
+        return crop(image[None], x0, y0, side, self.img_size), self.keypoints[i]
+
+    def target(self, i: int) -> torch.Tensor:
+        return self.keypoints[i]
 
     @property
     def flip_pairs(self) -> list[tuple[int, int]]:
@@ -95,7 +107,7 @@ class KeypointCrops:
     def to_image_coords(self, xy: np.ndarray) -> np.ndarray:
         """Crop-pixel ``[N, K, 2]`` -> image-pixel coordinates."""
         x0, y0, side = (self.crops[:, i][:, None] for i in range(3))
-        size = self.images.shape[-1]
+        size = self.img_size
         return np.stack([xy[..., 0] * side / size + x0, xy[..., 1] * side / size + y0], axis=-1)
 
 
@@ -120,19 +132,17 @@ def load_coco_json(path: Path, layout: str = "a COCO keypoints dataset needs ann
     return spec
 
 
-def _person_category(spec: dict, path: Path) -> dict:
-    people = [c for c in spec["categories"] if c.get("id") == PERSON and c.get("keypoints")]
-    if not people:
-        raise DatasetError(f"{path}: no category with id {PERSON} and a 'keypoints' list (COCO's person category)")
+def keypoint_category(spec: dict, path: Path) -> dict:
+    """The file's category with a ``keypoints`` list (COCO's and CrowdPose's person, whatever its id)."""
+    people = [c for c in spec["categories"] if isinstance(c, dict) and c.get("keypoints")]
+    if len(people) != 1:
+        raise DatasetError(f"{path}: expected exactly one category with a 'keypoints' list (the person category), "
+                           f"found {len(people)}")
     return people[0]
 
 
-def _read_image(path: Path) -> torch.Tensor:
-    return torch.from_numpy(read_grey(path, "image", "the annotation file"))[None, None]
-
-
 def crop(image: torch.Tensor, x0: float, y0: float, side: float, size: int) -> torch.Tensor:
-    """The square ``[x0, x0 + side) x [y0, y0 + side)`` of ``image [1, 1, H, W]`` resampled to ``size``."""
+    """The square ``[x0, x0 + side) x [y0, y0 + side)`` of ``image [1, C, H, W]`` resampled to ``size``: ``[C, size, size]``."""
     return crop_batch(image, torch.tensor([x0]), torch.tensor([y0]), torch.tensor([side]), size)[0]
 
 
@@ -148,24 +158,23 @@ def crop_batch(images: torch.Tensor, x0: torch.Tensor, y0: torch.Tensor, side: t
     return F.grid_sample(images, grid.to(images), mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def read_split(root: str | Path, split: str, img_size: int, limit: int | None = None) -> KeypointCrops:
-    """Read a split top-down (see the module docstring); ``limit`` keeps its first annotations.
-
-    A missing or malformed file raises :class:`DatasetError` naming it and what is wrong.
-    """
+def read_split(root: str | Path, split: str, img_size: int, limit: int | None = None, channels: int = 1) -> KeypointCrops:
+    """Index a split top-down (see the module docstring); ``limit`` keeps its first annotations. The crops
+    are cut when read (:class:`KeypointCrops`). A missing or malformed file raises :class:`DatasetError`
+    naming it and what is wrong."""
     root = Path(root)
     path = annotation_file(root, split)
     spec = load_coco_json(path)
-    names = tuple(_person_category(spec, path)["keypoints"])
+    category = keypoint_category(spec, path)
+    names = tuple(category["keypoints"])
     try:
         files = {int(r["id"]): r["file_name"] for r in spec["images"]}
     except (KeyError, TypeError, ValueError) as err:
         raise DatasetError(f"{path}: an entry of 'images' lacks 'id' or 'file_name' ({err})") from err
-    images, keypoints, image_ids, crops = [], [], [], []
-    cache: dict[int, torch.Tensor] = {}
+    paths, keypoints, image_ids, crops = [], [], [], []
     for ann in spec["annotations"]:
         try:
-            if ann.get("iscrowd", 0) or ann.get("category_id") != PERSON or ann.get("num_keypoints", 0) == 0:
+            if ann.get("iscrowd", 0) or ann.get("category_id") != category["id"] or ann.get("num_keypoints", 0) == 0:
                 continue
             kp = np.asarray(ann["keypoints"], dtype=np.float64)
             x, y, w, h = (float(v) for v in ann["bbox"])
@@ -177,27 +186,25 @@ def read_split(root: str | Path, split: str, img_size: int, limit: int | None = 
                                f"expected 3 x {len(names)} (x, y, v per keypoint)")
         if image_id not in files:
             raise DatasetError(f"{path}: annotation {ann.get('id', '?')} names image {image_id}, absent from 'images'")
-        if image_id not in cache:
-            cache[image_id] = _read_image(root / split / files[image_id])
         side = max(w, h, 1.0) * CROP_PADDING
         x0, y0 = x + w / 2 - side / 2, y + h / 2 - side / 2
         kp = kp.reshape(-1, 3)
         local = np.stack([(kp[:, 0] - x0) * img_size / side, (kp[:, 1] - y0) * img_size / side, kp[:, 2]], axis=1)
         local[kp[:, 2] == 0, :2] = 0.0
-        images.append(crop(cache[image_id], x0, y0, side, img_size))
+        paths.append(root / split / files[image_id])
         keypoints.append(torch.from_numpy(local).float())
         image_ids.append(image_id)
         crops.append((x0, y0, side))
-        if limit is not None and len(images) >= limit:
+        if limit is not None and len(paths) >= limit:
             break
-    if not images:
+    if not paths:
         raise DatasetError(f"{path} holds no person annotation with keypoints")
-    return KeypointCrops(torch.stack(images), torch.stack(keypoints), np.array(image_ids), np.array(crops, dtype=np.float64),
-                         path, names)
+    return KeypointCrops(paths, torch.stack(keypoints), np.array(image_ids), np.array(crops, dtype=np.float64), path,
+                         names, int(category["id"]), img_size, check_channels(channels))
 
 
 def oks_ap(annotation_path: str | Path, image_ids: np.ndarray, xy: np.ndarray, scores: np.ndarray,
-           sigmas: tuple[float, ...]) -> dict[str, float]:
+           sigmas: tuple[float, ...], category_id: int = PERSON) -> dict[str, float]:
     """OKS AP, AP50 and AP75 of one prediction per ground-truth person, by pycocotools' ``COCOeval``.
 
     ``xy [N, K, 2]`` in image pixels; ``scores [N]`` rank the predictions; ``image_ids`` names each
@@ -208,7 +215,7 @@ def oks_ap(annotation_path: str | Path, image_ids: np.ndarray, xy: np.ndarray, s
 
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         gt = COCO(str(annotation_path))
-        results = [{"image_id": int(i), "category_id": PERSON, "score": float(s),
+        results = [{"image_id": int(i), "category_id": category_id, "score": float(s),
                     "keypoints": np.concatenate([p, np.ones((len(p), 1))], axis=1).reshape(-1).tolist()}
                    for i, p, s in zip(image_ids, np.asarray(xy, dtype=np.float64), scores)]
         dt = gt.loadRes(results)

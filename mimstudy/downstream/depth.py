@@ -18,6 +18,8 @@ import torch.nn as nn
 
 from mimstudy.downstream.augment import paired_hflip, photometric_jitter
 from mimstudy.downstream.heads import DenseObjective
+from mimstudy.downstream.inputs import Stats
+from mimstudy.downstream.split import batches, example_images, stream_or_hold
 from mimstudy.downstream.nyu_depth import MAX_DEPTH, MIN_DEPTH, DepthPairs, depth_metrics, read_split
 
 METRICS = ("rmse", "abs_rel", "delta1")
@@ -34,7 +36,7 @@ def silog_loss(pred: torch.Tensor, gt: torch.Tensor, lambd: float = 0.5) -> torc
 class DepthObjective(DenseObjective):
     """Backbone + depth head; ``forward(images, depths) -> (loss, {"loss": loss})``."""
 
-    def __init__(self, backbone: nn.Module, img_size: int, stats: tuple[float, float], augment: bool = True,
+    def __init__(self, backbone: nn.Module, img_size: int, stats: Stats, augment: bool = True,
                  max_depth: float = MAX_DEPTH):
         super().__init__(backbone, img_size, stats, 1, width=32, kernel=2, final_kernel=3)
         self.augment, self.max_depth = augment, max_depth
@@ -57,49 +59,56 @@ class DepthObjective(DenseObjective):
         return pred
 
 
-def predict_split(objective: DepthObjective, data: DepthPairs, batch_size: int, device: torch.device) -> np.ndarray:
-    objective.eval()
-    return torch.cat([objective.predict(data.images[i:i + batch_size].to(device)).cpu()
-                      for i in range(0, len(data), batch_size)]).numpy()[:, 0]
+def per_image(predict, data: DepthPairs, batch_size: int) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+    """Per-image metrics of ``predict(images) -> [B, S, S]`` over ``data``'s batches, and the predictions."""
+    metrics, predictions = [], []
+    for images, depths in batches(data, batch_size):
+        pred = predict(images)
+        metrics.append(depth_metrics(pred, depths.numpy()[:, 0]))
+        predictions.append(pred)
+    return {k: np.concatenate([m[k] for m in metrics]) for k in metrics[0]}, predictions
 
 
-def score(pred: np.ndarray, data: DepthPairs) -> dict[str, float]:
-    return {k: float(v.mean()) for k, v in depth_metrics(pred, data.depths.numpy()[:, 0]).items()}
+def summary(metrics: dict[str, np.ndarray]) -> dict[str, float]:
+    return {k: float(v.mean()) for k, v in metrics.items()}
 
 
-def mean_depth_map(train: DepthPairs) -> np.ndarray:
-    """The trivial predictor: the per-pixel mean over measured training pixels."""
-    d = train.depths.numpy()[:, 0]
-    valid = d > MIN_DEPTH
-    return (d * valid).sum(0) / np.maximum(valid.sum(0), 1)
+def mean_depth_map(train: DepthPairs, batch_size: int = 256) -> np.ndarray:
+    """The trivial predictor: the per-pixel mean over measured training pixels (summed map by map)."""
+    total = count = None
+    for _, depths in batches(train, batch_size):
+        for d in depths.numpy()[:, 0]:
+            valid = d > MIN_DEPTH
+            total = d * valid if total is None else total + d * valid
+            count = valid.astype(np.int64) if count is None else count + valid
+    return total / np.maximum(count, 1)
 
 
-def load(root: str | Path, config) -> tuple[DepthPairs, DepthPairs]:
-    """``config``'s training and test splits of the NYUv2-layout folder ``root``."""
-    return (read_split(root, config.train_split, config.img_size, config.train_size),
-            read_split(root, config.test_split, config.img_size, config.test_size))
+def load(root: str | Path, config, channels: int = 1) -> tuple[DepthPairs, DepthPairs]:
+    """``config``'s training and test splits of the NYUv2-layout folder ``root``, read with ``channels``."""
+    return tuple(stream_or_hold(read_split(root, split, config.img_size, size, channels), config)
+                 for split, size in ((config.train_split, config.train_size), (config.test_split, config.test_size)))
 
 
-def objective(backbone: nn.Module, train: DepthPairs, config, stats: tuple[float, float]) -> DepthObjective:
+def objective(backbone: nn.Module, train: DepthPairs, config, stats: Stats) -> DepthObjective:
     return DepthObjective(backbone, config.img_size, stats, config.augment)
-
-
-def targets(data: DepthPairs) -> torch.Tensor:
-    return data.depths
 
 
 def evaluate(objective: DepthObjective, test: DepthPairs, device: torch.device,
              batch_size: int = 128) -> tuple[dict[str, float], np.ndarray]:
-    pred = predict_split(objective, test, batch_size, device)
-    return score(pred, test), pred
+    objective.eval()
+    metrics, predictions = per_image(lambda images: objective.predict(images.to(device)).cpu().numpy()[:, 0],
+                                     test, batch_size)
+    return summary(metrics), np.concatenate(predictions)
 
 
 def trivial(train: DepthPairs, test: DepthPairs) -> dict[str, float]:
     mean = mean_depth_map(train)
-    return score(np.broadcast_to(mean, (len(test), *mean.shape)).copy(), test)
+    return summary(per_image(lambda images: np.broadcast_to(mean, (len(images), *mean.shape)).copy(), test, 256)[0])
 
 
 def examples(test: DepthPairs, predictions: np.ndarray, n: int):
-    return {"example_image": (("example", "y", "x"), test.images[:n, 0].numpy()),
-            "example_depth": (("example", "y", "x"), test.depths[:n, 0].numpy()),
+    depths = torch.cat([depths for _, depths in batches(test, n, limit=n)]).numpy()
+    return {"example_image": example_images(test, n),
+            "example_depth": (("example", "y", "x"), depths[:, 0]),
             "example_predicted_depth": (("example", "y", "x"), predictions[:n])}, {}

@@ -10,8 +10,9 @@ pixels an instance of its class 1-10) or any folder in COCO's instances layout
 not resized (``min_size = max_size = img_size``), anchors 8 and 12 px on the stride-4 level, 16 and
 24 on stride 8, 32 and 48 on stride 16, x ratios 0.5 / 1 / 2 (:data:`ANCHOR_SIZES`), RPN top-n 200
 before NMS and 100 after, RoIAlign over the three levels (7x7
-for boxes, 14x14 for masks), a ``TwoMLPHead(64 * 49, 128)`` + ``FastRCNNPredictor(128, 11)`` and a
-light mask head (``MaskRCNNHeads(64, [64, 64], 1)`` + ``MaskRCNNPredictor(64, 64, 11)``). The heads
+for boxes, 14x14 for masks), a ``TwoMLPHead(64 * 49, 128)`` + ``FastRCNNPredictor(128, K + 1)`` and a
+light mask head (``MaskRCNNHeads(64, [64, 64], 1)`` + ``MaskRCNNPredictor(64, 64, K + 1)``; K: the
+training file's categories, 10 for GarmentScenes). The heads
 are passed whole and ``num_classes=None`` (torchvision refuses both; ``representation_size`` would
 be ignored). Inputs are standardised with the backbone's pre-training pixel statistics, as every
 task's (here by the detector's own transform: ``image_mean``, ``image_std``). No augmentation.
@@ -42,8 +43,9 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.ops import MultiScaleRoIAlign
 
 from mimstudy.downstream import coco_instances
-from mimstudy.downstream.garment_scenes import NUM_CLASSES  # background + the ten Fashion-MNIST classes
+from mimstudy.downstream.inputs import Stats
 from mimstudy.downstream.pyramid import SimpleFeaturePyramid
+from mimstudy.downstream.split import batches, example_images, stream_or_hold
 
 # px, per pyramid level. The design's 4 / 8 / 16 (one per level) fit these garments badly: over the visible
 # boxes of 200 test scenes (median 13 x 15 px) the best anchor's IoU has median 0.39 (22% >= 0.5); with
@@ -61,21 +63,22 @@ METRICS = ("box_ap", "box_ap50", "box_ap75", "mask_ap", "mask_ap50", "mask_ap75"
 PRIMARY, HIGHER_IS_BETTER, TRIVIAL = "box_ap", True, "one whole-image box of the majority class"
 
 
-def load(root: str | Path, config) -> tuple[coco_instances.InstanceImages, coco_instances.InstanceImages]:
-    """``config``'s training and test splits of the COCO-layout folder ``root``."""
-    return (coco_instances.read_split(root, config.train_split, config.img_size, config.train_size),
-            coco_instances.read_split(root, config.test_split, config.img_size, config.test_size))
+def load(root: str | Path, config, channels: int = 1) -> tuple[coco_instances.InstanceImages, coco_instances.InstanceImages]:
+    """``config``'s training and test splits of the COCO-layout folder ``root``, read with ``channels``."""
+    return tuple(stream_or_hold(coco_instances.read_split(root, split, config.img_size, size, channels), config)
+                 for split, size in ((config.train_split, config.train_size), (config.test_split, config.test_size)))
 
 
-def mask_rcnn(pyramid: SimpleFeaturePyramid, img_size: int, stats: tuple[float, float],
-              num_classes: int = NUM_CLASSES, anchor_sizes: tuple[tuple[int, ...], ...] = ANCHOR_SIZES) -> MaskRCNN:
-    """torchvision's Mask R-CNN on ``pyramid``, sized for ``img_size``-px grey images (module docstring)."""
+def mask_rcnn(pyramid: SimpleFeaturePyramid, img_size: int, stats: Stats,
+              num_classes: int, anchor_sizes: tuple[tuple[int, ...], ...] = ANCHOR_SIZES) -> MaskRCNN:
+    """torchvision's Mask R-CNN on ``pyramid``, sized for ``img_size``-px images (module docstring);
+    ``num_classes`` counts the background."""
     names = [str(i) for i in range(len(pyramid.strides))]
     if len(names) != len(anchor_sizes) or len({len(s) for s in anchor_sizes}) != 1:
         raise ValueError(f"anchor sizes for each of the {len(names)} pyramid levels, as many at each, got {anchor_sizes}")
     channels = pyramid.out_channels
     return MaskRCNN(
-        pyramid, num_classes=None, min_size=img_size, max_size=img_size, image_mean=[stats[0]], image_std=[stats[1]],
+        pyramid, num_classes=None, min_size=img_size, max_size=img_size, image_mean=list(stats[0]), image_std=list(stats[1]),
         rpn_anchor_generator=AnchorGenerator(tuple(anchor_sizes), (ASPECT_RATIOS,) * len(names)),
         rpn_pre_nms_top_n_train=RPN_TOP_N[0], rpn_pre_nms_top_n_test=RPN_TOP_N[0],
         rpn_post_nms_top_n_train=RPN_TOP_N[1], rpn_post_nms_top_n_test=RPN_TOP_N[1],
@@ -88,9 +91,10 @@ def mask_rcnn(pyramid: SimpleFeaturePyramid, img_size: int, stats: tuple[float, 
 class DetectionObjective(nn.Module):
     """Backbone + pyramid + Mask R-CNN; ``forward(images, packed targets) -> (sum of losses, {"loss", *LOSSES})``."""
 
-    def __init__(self, backbone: nn.Module, img_size: int, stats: tuple[float, float], num_classes: int = NUM_CLASSES):
+    def __init__(self, backbone: nn.Module, img_size: int, stats: Stats, num_classes: int):
         super().__init__()
-        self.detector = mask_rcnn(SimpleFeaturePyramid(backbone, img_size), img_size, stats, num_classes)
+        pyramid = SimpleFeaturePyramid(backbone, img_size, in_chans=len(stats[0]))
+        self.detector = mask_rcnn(pyramid, img_size, stats, num_classes)
 
     @property
     def backbone(self) -> nn.Module:
@@ -106,13 +110,9 @@ class DetectionObjective(nn.Module):
         return total, {"loss": total.detach(), **{name: losses[name].detach() for name in LOSSES}}
 
 
-def objective(backbone: nn.Module, train: coco_instances.InstanceImages, config,
-              stats: tuple[float, float]) -> DetectionObjective:
-    return DetectionObjective(backbone, config.img_size, stats)
-
-
-def targets(data: coco_instances.InstanceImages) -> torch.Tensor:
-    return data.targets
+def objective(backbone: nn.Module, train: coco_instances.InstanceImages, config, stats: Stats) -> DetectionObjective:
+    """Mask R-CNN predicting the training file's categories (and the background)."""
+    return DetectionObjective(backbone, config.img_size, stats, len(train.categories) + 1)
 
 
 @torch.no_grad()
@@ -133,8 +133,7 @@ def heldout(objective: DetectionObjective, data: coco_instances.InstanceImages, 
             module.training = True
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            for i in range(0, n, batch_size):
-                images, targets = data.images[i:min(i + batch_size, n)], data.targets[i:min(i + batch_size, n)]
+            for images, targets in batches(data, batch_size, limit=n):
                 _, metrics = objective(images.to(device), targets.to(device))
                 for name, value in metrics.items():
                     sums[name] += float(value) * len(images)
@@ -144,13 +143,13 @@ def heldout(objective: DetectionObjective, data: coco_instances.InstanceImages, 
 
 
 @torch.no_grad()
-def predict(objective: DetectionObjective, images: torch.Tensor, device: torch.device,
+def predict(objective: DetectionObjective, data: coco_instances.InstanceImages, device: torch.device,
             batch_size: int = 64) -> list[dict[str, np.ndarray]]:
     """Per image ``boxes [d, 4]``, ``scores [d]``, ``labels [d]`` and boolean ``masks [d, H, W]`` (eval mode)."""
     objective.eval()
     out = []
-    for i in range(0, len(images), batch_size):
-        for det in objective.detector(list(images[i:i + batch_size].to(device))):
+    for images, _ in batches(data, batch_size):
+        for det in objective.detector(list(images.to(device))):
             out.append({"boxes": det["boxes"].cpu().numpy(), "scores": det["scores"].cpu().numpy(),
                         "labels": det["labels"].cpu().numpy(),
                         "masks": (det["masks"][:, 0] > MASK_THRESHOLD).cpu().numpy()})
@@ -164,7 +163,7 @@ def results(predicted: list[dict[str, np.ndarray]]) -> list[dict]:
 
 
 def score(test: coco_instances.InstanceImages, predicted: list[dict[str, np.ndarray]]) -> dict[str, float]:
-    return coco_instances.score(test.targets, results(predicted), len(test.categories))
+    return coco_instances.score(test.each_target(), results(predicted), len(test.categories))
 
 
 def as_array(predicted: list[dict[str, np.ndarray]]) -> np.ndarray:
@@ -179,19 +178,18 @@ def as_array(predicted: list[dict[str, np.ndarray]]) -> np.ndarray:
 
 def evaluate(objective: DetectionObjective, test: coco_instances.InstanceImages,
              device: torch.device) -> tuple[dict, np.ndarray]:
-    predicted = predict(objective, test.images, device)
+    predicted = predict(objective, test, device)
     return score(test, predicted), as_array(predicted)
 
 
 def majority_class(data: coco_instances.InstanceImages) -> int:
     """The most frequent instance class of ``data`` (the lowest on a tie)."""
-    labels = data.targets[:, :, 0].flatten().long()
-    return int(torch.bincount(labels[labels > 0]).argmax())
+    return int(np.bincount(data.instance_labels()).argmax())
 
 
 def whole_image(test: coco_instances.InstanceImages, label: int) -> list[dict[str, np.ndarray]]:
     """One detection per image: the whole image (box and mask) labelled ``label``, score 1."""
-    h, w = test.images.shape[-2:]
+    h = w = test.size
     return [{"boxes": np.array([[0.0, 0.0, w, h]]), "scores": np.ones(1), "labels": np.array([label]),
              "masks": np.ones((1, h, w), bool)} for _ in range(len(test))]
 
@@ -205,8 +203,8 @@ def trivial(train: coco_instances.InstanceImages, test: coco_instances.InstanceI
 
 def examples(test: coco_instances.InstanceImages, predictions: np.ndarray, n: int):
     """The first ``n`` test images, their true instances (label -1: padding) and the predicted detections."""
-    truth = test.targets[:n, :, :5].numpy()
-    return {"example_image": (("example", "y", "x"), test.images[:n, 0].numpy()),
+    truth = torch.cat([targets[:, :, :5] for _, targets in batches(test, n, limit=n)]).numpy()
+    return {"example_image": example_images(test, n),
             "example_instances": (("example", "instance", "instance_field"), truth),
             "example_predicted_instances": (("example", "detection", "detection_field"), np.asarray(predictions[:n]))}, \
         {"instance_field": ["label", "x0", "y0", "x1", "y1"], "detection_field": list(FIELDS)}

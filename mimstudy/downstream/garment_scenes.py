@@ -26,9 +26,8 @@ from mimstudy.downstream import ade20k, coco_instances
 from mimstudy.downstream.garments import (SPLIT_IDS, STREAM_IDS, garment_cutout, garment_labels, normalised,
                                           photos_for, sprite_range, write_dataset)
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: the ADE20K layout writes classes.txt (the same scenes as 1)
 STREAM_ID = STREAM_IDS["garment_scenes"]
-NUM_CLASSES = 11  # background + the ten Fashion-MNIST classes
 SIZE = 32
 GARMENTS = (1, 3)
 GARMENT_SIDE = (12, 22)
@@ -98,7 +97,7 @@ def write_split(root: str | Path, split: str, scenes: list[GarmentScene], layout
     """``scenes`` as ``split`` of a dataset in ``layout`` (:data:`LAYOUTS`), atomically per file."""
     images = [scene.image for scene in scenes]
     if layout == "ade20k":
-        ade20k.write_split(root, split, images, [scene.mask for scene in scenes])
+        ade20k.write_split(root, split, images, [scene.mask for scene in scenes], ("background", *CLASS_NAMES))
     elif layout == "coco":
         coco_instances.write_split(root, split, images, [s.instance_masks for s in scenes], [s.classes for s in scenes],
                                    CLASS_NAMES)

@@ -7,7 +7,8 @@ Layout (as GOT-10k's ``train/`` and ``val/``)::
     <root>/<split>/<sequence>/groundtruth.txt     one "x,y,w,h" box a frame (pixels, top-left origin)
     <root>/<split>/<sequence>/cover.label         optional: the target's visible ratio per frame, 0-8
 
-Frames are read as grey (luminance); our generated frames are JPEG (quality 95), as GOT-10k's.
+Frames are read with the backbone's channels (grey or RGB), held in memory or read on demand;
+our generated frames are grey JPEG (quality 95), GOT-10k's RGB JPEG.
 GOT-10k's ``test/`` split gives only the first frame's box; its boxes are scored by the evaluation
 server, so read ``val`` (or ``train``) for local scores. A malformed ``groundtruth.txt`` (a line
 without four numbers, fewer lines than frames), a ``list.txt`` naming a missing folder or a missing
@@ -29,10 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from PIL import Image
 
 from mimstudy.atomic import atomic_path
 from mimstudy.data.fashion_mnist import DatasetError
-from mimstudy.downstream.images import read_grey, write_grey
+from mimstudy.downstream.images import check_channels, read_image, write_grey
 
 FRAME_PATTERN = "{:08d}.jpg"
 IOU_THRESHOLDS = np.linspace(0.0, 1.0, 101)
@@ -41,15 +44,36 @@ COVER_LEVELS = 8  # cover.label: 0 = fully covered ... 8 = fully visible
 
 @dataclass
 class Sequence:
-    """One video in memory: grey frames, a box per frame and (when annotated) the visible ratio."""
+    """One video: its frames (in memory, or read from ``frame_files`` when asked for), a box per frame and
+    (when annotated) the visible ratio."""
 
     name: str
-    frames: np.ndarray  # [T, H, W] float32 in [0, 1]
+    frames: np.ndarray | None  # [T, H, W] grey or [T, C, H, W] float32 in [0, 1]; None: streamed from frame_files
     boxes: np.ndarray  # [T, 4] x, y, w, h in pixels
     cover: np.ndarray | None = None  # [T] int in 0..8 (0: the target is fully covered)
+    frame_files: tuple[Path, ...] = ()
+    channels: int = 1
 
     def __len__(self) -> int:
-        return len(self.frames)
+        return len(self.frame_files) if self.frames is None else len(self.frames)
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the frames."""
+        if self.frames is not None:
+            return tuple(self.frames.shape[-2:])
+        with Image.open(self.frame_files[0]) as image:
+            return image.height, image.width
+
+    def frames_at(self, indices) -> torch.Tensor:
+        """Frames ``indices`` as ``[n, C, H, W]`` float32 (read from disk when streamed)."""
+        indices = [int(t) for t in np.atleast_1d(indices)]
+        if self.frames is None:
+            return torch.stack([torch.from_numpy(read_image(self.frame_files[t], self.channels, "frame",
+                                                            f"the frame numbering of {self.frame_files[t].parent}"))
+                                for t in indices])
+        frames = torch.from_numpy(np.ascontiguousarray(self.frames[indices], dtype=np.float32))
+        return frames[:, None] if frames.dim() == 3 else frames
 
 
 def list_file(root: str | Path, split: str) -> Path:
@@ -111,7 +135,7 @@ def _read_cover(path: Path, frames: int) -> np.ndarray | None:
     return cover[:frames]
 
 
-def read_sequence(folder: Path) -> Sequence:
+def read_sequence(folder: Path, channels: int = 1, stream: bool = False) -> Sequence:
     """One sequence folder: frames ``00000001.jpg ...`` in order, its boxes and its cover levels.
 
     The sequence has as many frames as the highest frame number or the box lines, whichever is more:
@@ -133,19 +157,25 @@ def read_sequence(folder: Path) -> Sequence:
     if len(boxes) < count:
         raise DatasetError(f"{gt} has {len(boxes)} box line(s) for {count} frames: give one 'x,y,w,h' line per "
                            "frame (GOT-10k's test split holds only the first box: score on val)")
-    frames = np.stack([read_grey(folder / name, "frame", f"the frame numbering of {folder}") for name in names])
-    return Sequence(folder.name, frames, boxes, _read_cover(folder / "cover.label", count))
+    files = tuple(folder / name for name in names)
+    cover = _read_cover(folder / "cover.label", count)
+    if stream:
+        return Sequence(folder.name, None, boxes, cover, files, channels)
+    frames = np.stack([read_image(file, channels, "frame", f"the frame numbering of {folder}") for file in files])
+    return Sequence(folder.name, frames[:, 0] if channels == 1 else frames, boxes, cover, files, channels)
 
 
-def read_split(root: str | Path, split: str, limit: int | None = None) -> list[Sequence]:
-    """The sequences ``list.txt`` names (the first ``limit``), in its order."""
+def read_split(root: str | Path, split: str, limit: int | None = None, channels: int = 1,
+               stream: bool = False) -> list[Sequence]:
+    """The sequences ``list.txt`` names (the first ``limit``), in its order; their frames read with ``channels``,
+    held in memory or (``stream``) read when asked for."""
     path = list_file(root, split)
     if not path.is_file():
         raise DatasetError(f"{path} is missing: a GOT-10k split needs list.txt naming its sequence folders")
     names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if not names:
         raise DatasetError(f"{path} names no sequences")
-    return [read_sequence(path.parent / name) for name in names[:limit]]
+    return [read_sequence(path.parent / name, check_channels(channels), stream) for name in names[:limit]]
 
 
 def rect_iou(a: np.ndarray, b: np.ndarray, bound: tuple[float, float] | None = None) -> np.ndarray:
@@ -166,7 +196,7 @@ def rect_iou(a: np.ndarray, b: np.ndarray, bound: tuple[float, float] | None = N
 
 def sequence_ious(predicted: np.ndarray, seq: Sequence) -> np.ndarray:
     """IoU over frames ``1 ..`` where the target is visible (the toolkit's per-sequence list)."""
-    height, width = seq.frames.shape[1:]
+    height, width = seq.frame_size
     ious = rect_iou(np.asarray(predicted)[1:], seq.boxes[1:], bound=(width, height))
     return ious if seq.cover is None else ious[seq.cover[1:] > 0]
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from mimstudy.downstream.backbone import feature_shape, features
-from mimstudy.downstream.inputs import Standardise
+from mimstudy.downstream.inputs import Standardise, Stats
 
 
 class DeconvHead(nn.Module):
@@ -47,14 +47,14 @@ class DeconvHead(nn.Module):
 
 class DenseObjective(nn.Module):
     """The body the dense tasks share (pose heatmaps, depth): the backbone on inputs
-    standardised with its pre-training dataset's pixel mean and std, and a :class:`DeconvHead` with
+    standardised with its pre-training dataset's per-channel pixel mean and std, and a :class:`DeconvHead` with
     ``out_channels`` outputs over its last feature map (``head`` : the head's keyword arguments)."""
 
-    def __init__(self, backbone: nn.Module, img_size: int, stats: tuple[float, float], out_channels: int, **head):
+    def __init__(self, backbone: nn.Module, img_size: int, stats: Stats, out_channels: int, **head):
         super().__init__()
         self.backbone = backbone
         self.standardise = Standardise(*stats)
-        channels, stride = feature_shape(backbone, img_size)
+        channels, stride = feature_shape(backbone, img_size, self.standardise.channels)
         self.head = DeconvHead(channels, out_channels, stride, **head)
 
     def dense(self, images: torch.Tensor) -> torch.Tensor:

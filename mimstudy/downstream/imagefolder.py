@@ -1,4 +1,4 @@
-"""The ImageNet / torchvision ``ImageFolder`` layout for classification tasks: write, read, and cache whole.
+"""The ImageNet / torchvision ``ImageFolder`` layout for classification tasks: write it, read it (streamed or held).
 
 Layout::
 
@@ -15,27 +15,35 @@ so a subset stays balanced where the folder is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mimstudy.data.fashion_mnist import DatasetError
-from mimstudy.downstream.images import read_grey, write_grey
+from mimstudy.downstream.images import check_channels, read_image, resized, write_grey
+from mimstudy.downstream.split import Split
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
 
-@dataclass
-class LabelledImages:
-    images: torch.Tensor  # [N, 1, S, S] in [0, 1]
-    labels: torch.Tensor  # [N] int64, indices into classes
-    classes: tuple[str, ...]
+class LabelledImages(Split):
+    """An ImageFolder split: ``files[i]`` of class ``labels[i]``; items ``(image [C, S, S], label)``."""
+
+    def __init__(self, files: list[Path], labels: list[int], classes: tuple[str, ...], img_size: int, channels: int):
+        self.files, self.labels, self.classes = files, torch.tensor(labels, dtype=torch.int64), classes
+        self.img_size, self.image_channels = img_size, channels
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.files)
+
+    def item(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        path = self.files[i]
+        image = torch.from_numpy(read_image(path, self.image_channels, "image", f"class folder {path.parent}"))
+        return resized(image, self.img_size), self.labels[i]
+
+    def target(self, i: int) -> torch.Tensor:
+        return self.labels[i]
 
 
 def write_split(root: str | Path, split: str, images: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> Path:
@@ -65,8 +73,9 @@ def class_folders(root: str | Path, split: str, classes: tuple[str, ...] | None 
 
 
 def read_split(root: str | Path, split: str, img_size: int, limit: int | None = None,
-               classes: tuple[str, ...] | None = None) -> LabelledImages:
-    """Read a split (see the module docstring); missing folders and unreadable images raise :class:`DatasetError` naming them."""
+               classes: tuple[str, ...] | None = None, channels: int = 1) -> LabelledImages:
+    """Index a split (see the module docstring; images are read on demand, or held by :meth:`Split.hold`);
+    missing folders and unreadable images raise :class:`DatasetError` naming them."""
     folders = class_folders(root, split, classes)
     files = []
     for folder in folders:
@@ -77,11 +86,5 @@ def read_split(root: str | Path, split: str, img_size: int, limit: int | None = 
     order = [(label, files[label][k]) for k in range(max(map(len, files))) for label in range(len(files))
              if k < len(files[label])]
     order = order[:limit] if limit is not None else order
-    images, labels = [], []
-    for label, path in order:
-        grey = torch.from_numpy(read_grey(path, "image", f"class folder {path.parent}"))[None, None]
-        if grey.shape[-2:] != (img_size, img_size):
-            grey = F.interpolate(grey, size=(img_size, img_size), mode="bilinear", align_corners=False, antialias=True)
-        images.append(grey[0])
-        labels.append(label)
-    return LabelledImages(torch.stack(images), torch.tensor(labels, dtype=torch.int64), tuple(f.name for f in folders))
+    return LabelledImages([path for _, path in order], [label for label, _ in order], tuple(f.name for f in folders),
+                          img_size, check_channels(channels))

@@ -3,7 +3,8 @@
 Layout::
 
     <root>/<split>_list.txt          one pair per line: "/<split>/rgb_00000.png /<split>/sync_depth_00000.png"
-    <root>/<split>/rgb_<i>.png       the image (read as grey for our one-channel backbones)
+                                     (further fields, as BTS's focal length, ignored)
+    <root>/<split>/rgb_<i>.png       the image (read with the backbone's channels: RGB, or grey for ours)
     <root>/<split>/sync_depth_<i>.png  depth in millimetres, uint16 (0 = no measurement)
 
 as GLPDepth's ``nyudepthv2.py`` reads it (``cv2.imread(..., IMREAD_UNCHANGED) / 1000.0``). Images of
@@ -14,17 +15,16 @@ that range), then averaged over images: RMSE, AbsRel and delta1 = mean(max(p/g, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from mimstudy.atomic import atomic_path
 from mimstudy.data.fashion_mnist import DatasetError
-from mimstudy.downstream.images import open_image, write_grey
+from mimstudy.downstream.images import check_channels, open_image, read_image, resized, write_grey
+from mimstudy.downstream.split import Split
 
 MIN_DEPTH, MAX_DEPTH = 1e-3, 10.0
 
@@ -50,45 +50,54 @@ def write_split(root: str | Path, split: str, images: list[np.ndarray], depths: 
     return path
 
 
-@dataclass
-class DepthPairs:
-    images: torch.Tensor  # [N, 1, S, S] in [0, 1]
-    depths: torch.Tensor  # [N, 1, S, S] metres (0: no measurement)
+class DepthPairs(Split):
+    """A split's listed pairs; items ``(image [C, S, S], depth [1, S, S] in metres, 0: no measurement)``."""
+
+    def __init__(self, list_path: Path, pairs: list[tuple[int, Path, Path]], img_size: int, channels: int):
+        self.list_path, self.pairs, self.img_size, self.image_channels = list_path, pairs, img_size, channels
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.pairs)
+
+    def metres(self, i: int) -> torch.Tensor:
+        """Depth map ``i`` in metres at its own size ``[1, H, W]``."""
+        number, _, depth = self.pairs[i]
+        return torch.from_numpy(np.asarray(open_image(depth, "depth map", f"{self.list_path}, line {number}"),
+                                           dtype=np.float32) / 1000.0)[None]
+
+    def item(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        number, image_path, _ = self.pairs[i]
+        image = torch.from_numpy(read_image(image_path, self.image_channels, "image", f"{self.list_path}, line {number}"))
+        metres = self.metres(i)
+        if image.shape[1:] != metres.shape[1:]:
+            raise DatasetError(f"{self.list_path}, line {number}: image {tuple(image.shape[1:])} and depth "
+                               f"{tuple(metres.shape[1:])} differ in size")
+        return resized(image, self.img_size), resized(metres, self.img_size, "nearest")
+
+    def target(self, i: int) -> torch.Tensor:
+        return resized(self.metres(i), self.img_size, "nearest")
 
 
-def read_split(root: str | Path, split: str, img_size: int, limit: int | None = None) -> DepthPairs:
-    """Read a split's pairs (the first ``limit``); a missing or malformed file raises :class:`DatasetError` naming it."""
+def read_split(root: str | Path, split: str, img_size: int, limit: int | None = None, channels: int = 1) -> DepthPairs:
+    """Index a split's pairs (the first ``limit``): extra fields of a line (BTS's focal length) are ignored;
+    a missing list or a malformed line raises :class:`DatasetError` naming it (a missing image when read)."""
     root = Path(root)
     path = list_file(root, split)
     if not path.is_file():
         raise DatasetError(f"{path} is missing: an NYUv2-style dataset needs <split>_list.txt listing image/depth pairs")
-    images, depths = [], []
+    pairs = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split()
         if len(parts) < 2:
             raise DatasetError(f"{path}, line {number}: expected '<image path> <depth path>', got {line!r}")
-        image = open_image(root / parts[0].lstrip("/"), "image")
-        depth = open_image(root / parts[1].lstrip("/"), "depth map")
-        grey = torch.from_numpy(np.asarray(image.convert("L"), dtype=np.float32) / 255.0)[None, None]
-        metres = torch.from_numpy(np.asarray(depth, dtype=np.float32) / 1000.0)[None, None]
-        if grey.shape != metres.shape:
-            raise DatasetError(f"{path}, line {number}: image {tuple(grey.shape[2:])} and depth {tuple(metres.shape[2:])} "
-                               "differ in size")
-        if grey.shape[-1] != img_size or grey.shape[-2] != img_size:
-            grey = F.interpolate(grey, size=(img_size, img_size), mode="bilinear", align_corners=False, antialias=True)
-            metres = F.interpolate(metres, size=(img_size, img_size), mode="nearest")
-        images.append(grey[0])
-        depths.append(metres[0])
-        if limit is not None and len(images) >= limit:
+        pairs.append((number, root / parts[0].lstrip("/"), root / parts[1].lstrip("/")))
+        if limit is not None and len(pairs) >= limit:
             break
-    if not images:
+    if not pairs:
         raise DatasetError(f"{path} lists no image/depth pairs")
-    return DepthPairs(torch.stack(images), torch.stack(depths))
+    return DepthPairs(path, pairs, img_size, check_channels(channels))
 
 
 def depth_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, np.ndarray]:

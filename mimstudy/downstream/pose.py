@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from mimstudy.downstream import puppets
 from mimstudy.downstream.coco_keypoints import KeypointCrops, oks_ap, read_split
 from mimstudy.downstream.heads import DenseObjective, decode_heatmaps, gaussian_heatmaps
+from mimstudy.downstream.inputs import Stats
+from mimstudy.downstream.split import batches, example_images, stream_or_hold
 
 METRICS = ("ap", "ap50", "ap75")
 PRIMARY, HIGHER_IS_BETTER, TRIVIAL = "ap", True, "mean keypoints"
@@ -67,7 +69,7 @@ class PoseObjective(DenseObjective):
     """Backbone + deconvolution head; ``forward(images, keypoints) -> (loss, {"loss": loss})``."""
 
     def __init__(self, backbone: nn.Module, num_keypoints: int, pairs: list[tuple[int, int]], img_size: int,
-                 stats: tuple[float, float], augment: bool = True, rotation: float = 30.0, scale: float = 0.25,
+                 stats: Stats, augment: bool = True, rotation: float = 30.0, scale: float = 0.25,
                  sigma: float = 1.0):
         super().__init__(backbone, img_size, stats, num_keypoints)
         self.pairs, self.img_size, self.sigma = list(pairs), img_size, sigma
@@ -104,8 +106,8 @@ def predict_split(objective: PoseObjective, data: KeypointCrops, batch_size: int
     """Crop-pixel keypoints ``[N, K, 2]`` and peak values ``[N, K]`` of every crop, in eval mode."""
     objective.eval()
     xy, peaks = [], []
-    for start in range(0, len(data), batch_size):
-        p, s = objective.predict(data.images[start:start + batch_size].to(device))
+    for images, _ in batches(data, batch_size):
+        p, s = objective.predict(images.to(device))
         xy.append(p.cpu())
         peaks.append(s.cpu())
     return torch.cat(xy).numpy(), torch.cat(peaks).numpy()
@@ -113,7 +115,8 @@ def predict_split(objective: PoseObjective, data: KeypointCrops, batch_size: int
 
 def score(data: KeypointCrops, xy: np.ndarray, peaks: np.ndarray, sigmas: tuple[float, ...]) -> dict[str, float]:
     """OKS AP / AP50 / AP75 of crop-pixel predictions (mapped back to image pixels)."""
-    return oks_ap(data.annotation_path, data.image_ids, data.to_image_coords(xy), peaks.mean(axis=1), sigmas)
+    return oks_ap(data.annotation_path, data.image_ids, data.to_image_coords(xy), peaks.mean(axis=1), sigmas,
+                  data.category_id)
 
 
 def mean_keypoints(train: KeypointCrops) -> np.ndarray:
@@ -124,28 +127,28 @@ def mean_keypoints(train: KeypointCrops) -> np.ndarray:
 
 
 def sigmas_for(names: tuple[str, ...]) -> tuple[float, ...]:
-    """COCO's sigmas for COCO's 17 joints, ours (COCO's without eyes and ears) for Puppet-Pose's 13."""
-    from mimstudy.downstream.coco_keypoints import COCO_SIGMAS
+    """COCO's sigmas for COCO's 17 joints, CrowdPose's for its 14, ours (COCO's without eyes and ears) for
+    Puppet-Pose's 13."""
+    from mimstudy.downstream.coco_keypoints import COCO_SIGMAS, CROWDPOSE_SIGMAS
 
     if len(names) == 17:
         return COCO_SIGMAS
+    if len(names) == 14:
+        return CROWDPOSE_SIGMAS
     if tuple(names) == puppets.KEYPOINTS:
         return puppets.SIGMAS
-    raise ValueError(f"no OKS sigmas known for keypoints {names}: use COCO's 17 or Puppet-Pose's 13")
+    raise ValueError(f"no OKS sigmas known for keypoints {names}: use COCO's 17, CrowdPose's 14 or Puppet-Pose's 13")
 
 
-def load(root: str | Path, config) -> tuple[KeypointCrops, KeypointCrops]:
-    """``config``'s training and test splits of the COCO-keypoints folder ``root``."""
-    return (read_split(root, config.train_split, config.img_size, config.train_size),
-            read_split(root, config.test_split, config.img_size, config.test_size))
+def load(root: str | Path, config, channels: int = 1) -> tuple[KeypointCrops, KeypointCrops]:
+    """``config``'s training and test splits of the COCO-keypoints folder ``root``, read with ``channels``."""
+    return tuple(stream_or_hold(read_split(root, split, config.img_size, size, channels), config)
+                 for split, size in ((config.train_split, config.train_size), (config.test_split, config.test_size)))
 
 
-def objective(backbone: nn.Module, train: KeypointCrops, config, stats: tuple[float, float]) -> PoseObjective:
+def objective(backbone: nn.Module, train: KeypointCrops, config, stats: Stats) -> PoseObjective:
+    """One heatmap per keypoint of the training file's person category."""
     return PoseObjective(backbone, train.keypoints.shape[1], train.flip_pairs, config.img_size, stats, config.augment)
-
-
-def targets(data: KeypointCrops) -> torch.Tensor:
-    return data.keypoints
 
 
 def evaluate(objective: PoseObjective, test: KeypointCrops, device: torch.device,
@@ -161,7 +164,7 @@ def trivial(train: KeypointCrops, test: KeypointCrops) -> dict[str, float]:
 
 
 def examples(test: KeypointCrops, predictions: np.ndarray, n: int):
-    data = {"example_image": (("example", "y", "x"), test.images[:n, 0].numpy()),
+    data = {"example_image": example_images(test, n),
             "example_keypoints": (("example", "joint", "coord"), test.keypoints[:n].numpy()),
             "example_predicted_keypoints": (("example", "joint", "xy"), predictions[:n])}
     return data, {"joint": list(test.keypoint_names), "coord": ["x", "y", "v"], "xy": ["x", "y"]}

@@ -5,7 +5,8 @@ Data: GarmentScenes-Seg (:mod:`mimstudy.downstream.garment_scenes`) or any folde
 down): the simple feature pyramid of :mod:`mimstudy.downstream.pyramid` (strides 4, 8, 16; 64
 channels) and the UPerNet-lite head of :mod:`mimstudy.downstream.upernet` (pyramid pooling 1, 2, 4 +
 FPN), its stride-4 logits upsampled bilinearly to the input; cross-entropy over labelled pixels,
-random horizontal flips. The trivial predictor labels every pixel background.
+random horizontal flips. The head's classes come from the data's files (``classes.txt``, or
+ADE20K's ``objectInfo150.txt`` with ``reduce_zero_label``). The trivial predictor labels every pixel 0.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mimstudy.downstream.ade20k import IGNORE_INDEX, SegmentationPairs, read_split, score
+from mimstudy.downstream.ade20k import IGNORE_INDEX, SegmentationPairs, confusion_matrix, iou_metrics, read_split
 from mimstudy.downstream.augment import paired_hflip
 from mimstudy.downstream.classification import predict_argmax
-from mimstudy.downstream.garment_scenes import NUM_CLASSES
-from mimstudy.downstream.inputs import Standardise
+from mimstudy.downstream.inputs import Standardise, Stats
+from mimstudy.downstream.split import batches, example_images, stream_or_hold
 from mimstudy.downstream.pyramid import SimpleFeaturePyramid
 from mimstudy.downstream.upernet import UPerHead
 
@@ -32,11 +33,10 @@ PRIMARY, HIGHER_IS_BETTER, TRIVIAL = "miou", True, "all background"
 class SegmentationObjective(nn.Module):
     """Backbone + simple feature pyramid + UPerNet-lite head; ``forward(images, masks) -> (loss, {"loss": loss})``."""
 
-    def __init__(self, backbone: nn.Module, img_size: int, stats: tuple[float, float], augment: bool = True,
-                 num_classes: int = NUM_CLASSES):
+    def __init__(self, backbone: nn.Module, img_size: int, stats: Stats, num_classes: int, augment: bool = True):
         super().__init__()
         self.standardise = Standardise(*stats)
-        self.pyramid = SimpleFeaturePyramid(backbone, img_size)
+        self.pyramid = SimpleFeaturePyramid(backbone, img_size, in_chans=self.standardise.channels)
         self.head = UPerHead(self.pyramid.out_channels, len(self.pyramid.strides), num_classes)
         self.augment = augment
 
@@ -57,31 +57,37 @@ class SegmentationObjective(nn.Module):
         return loss, {"loss": loss.detach()}
 
 
-def objective(backbone: nn.Module, train: SegmentationPairs, config, stats: tuple[float, float]) -> SegmentationObjective:
-    return SegmentationObjective(backbone, config.img_size, stats, config.augment)
+def objective(backbone: nn.Module, train: SegmentationPairs, config, stats: Stats) -> SegmentationObjective:
+    """The head has the training split's classes (:func:`~mimstudy.downstream.ade20k.label_convention`)."""
+    return SegmentationObjective(backbone, config.img_size, stats, train.num_classes, config.augment)
 
 
-def targets(data: SegmentationPairs) -> torch.Tensor:
-    return data.masks
+def load(root: str | Path, config, channels: int = 1) -> tuple[SegmentationPairs, SegmentationPairs]:
+    """``config``'s training and test splits of the ADE20K-layout folder ``root``, read with ``channels``."""
+    return tuple(stream_or_hold(read_split(root, split, config.img_size, size, channels), config)
+                 for split, size in ((config.train_split, config.train_size), (config.test_split, config.test_size)))
 
 
-def load(root: str | Path, config) -> tuple[SegmentationPairs, SegmentationPairs]:
-    """``config``'s training and test splits of the ADE20K-layout folder ``root``."""
-    return (read_split(root, config.train_split, config.img_size, config.train_size, num_classes=NUM_CLASSES),
-            read_split(root, config.test_split, config.img_size, config.test_size, num_classes=NUM_CLASSES))
-
-
-def evaluate(objective: SegmentationObjective, test: SegmentationPairs, device: torch.device) -> tuple[dict, np.ndarray]:
-    predicted = predict_argmax(objective, test.images, device, batch_size=128)
-    return score(predicted, test.masks.numpy(), NUM_CLASSES), predicted
+def evaluate(objective: SegmentationObjective, test: SegmentationPairs, device: torch.device,
+             batch_size: int = 128) -> tuple[dict, np.ndarray]:
+    """mIoU from the confusion matrix summed over batches; the predicted label maps (uint8: up to 256 classes)."""
+    confusion, predicted = 0, []
+    for images, masks in batches(test, batch_size):
+        labels = predict_argmax(objective, images, device).numpy()
+        confusion = confusion + confusion_matrix(labels, masks.numpy(), test.num_classes)
+        predicted.append(labels.astype(np.uint8))
+    return iou_metrics(confusion), np.concatenate(predicted)
 
 
 def trivial(train: SegmentationPairs, test: SegmentationPairs) -> dict[str, float]:
-    return score(np.zeros(test.masks.shape, np.int64), test.masks.numpy(), NUM_CLASSES)
+    """Every pixel labelled 0 (background in our analog; the first class, wall, in ADE20K)."""
+    confusion = sum(confusion_matrix(np.zeros(masks.shape, np.int64), masks.numpy(), test.num_classes)
+                    for _, masks in batches(test, 256))
+    return iou_metrics(confusion)
 
 
 def examples(test: SegmentationPairs, predictions: np.ndarray, n: int):
-    return {"example_image": (("example", "y", "x"), test.images[:n, 0].numpy()),
-            "example_mask": (("example", "y", "x"), test.masks[:n].numpy()),
+    masks = torch.cat([masks for _, masks in batches(test, n, limit=n)]).numpy()
+    return {"example_image": example_images(test, n),
+            "example_mask": (("example", "y", "x"), masks),
             "example_predicted_mask": (("example", "y", "x"), np.asarray(predictions[:n]))}, {}
-

@@ -4,11 +4,13 @@ Every task is fine-tuned by the one path of :mod:`mimstudy.downstream.transfer`.
 (:mod:`pose`, :mod:`depth`, :mod:`tracking`, :mod:`classification`, :mod:`segmentation`,
 :mod:`detection`) has the same interface:
 
-* ``load(root, config) -> (train, test)``: ``config``'s splits of the folder ``root`` in the task's
-  file format (objects with ``images``, a target tensor and ``__len__``);
-* ``objective(backbone, train, config, stats)``: the backbone and the task's head (``stats``: the
-  pixel mean and std of the backbone's pre-training dataset, :mod:`mimstudy.downstream.inputs`);
-* ``targets(data)``: the tensor its objective takes beside the images;
+* ``load(root, config, channels) -> (train, test)``: ``config``'s splits of the folder ``root`` in the
+  task's file format, images read with ``channels`` (the backbone's ``in_chans``). The training split
+  is a :class:`~mimstudy.downstream.split.Split`, a ``Dataset`` of ``(image, target)`` items streamed
+  from disk (``config.stream``) or held in memory; class counts and label maps come from its files;
+* ``objective(backbone, train, config, stats)``: the backbone and the task's head, sized by ``train``
+  (``stats``: the per-channel pixel mean and std of the backbone's pre-training dataset,
+  :mod:`mimstudy.downstream.inputs`);
 * ``evaluate(objective, test, device) -> (metrics, predictions)``;
 * ``trivial(train, test) -> metrics``: the learnability floor (named by ``TRIVIAL``);
 * ``examples(test, predictions, n) -> (data vars, coords)``: a few inputs, targets and predictions
@@ -64,16 +66,15 @@ class Task:
     objective = _FromModule("objective")
     evaluate = _FromModule("evaluate")
     trivial = _FromModule("trivial")
-    targets = _FromModule("targets")
     examples = _FromModule("examples")
     heldout = _FromModule("heldout", optional=True)
     metrics = _FromModule("METRICS")
     higher_is_better = _FromModule("HIGHER_IS_BETTER")
     trivial_name = _FromModule("TRIVIAL")
 
-    def load(self, config: DownstreamConfig):
-        """``(train, test)`` of ``config`` (:func:`dataset_root`)."""
-        return self.module.load(dataset_root(config, self.generate), config)
+    def load(self, config: DownstreamConfig, channels: int = 1):
+        """``(train, test)`` of ``config`` (:func:`dataset_root`), images read with ``channels``."""
+        return self.module.load(dataset_root(config, self.generate), config, channels)
 
     @property
     def primary(self) -> str:

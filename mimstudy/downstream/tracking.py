@@ -44,7 +44,8 @@ from mimstudy.downstream.augment import photometric_jitter
 from mimstudy.downstream.backbone import feature_shape, features
 from mimstudy.downstream.coco_keypoints import crop_batch
 from mimstudy.downstream.got10k import Sequence, read_split, score
-from mimstudy.downstream.inputs import Standardise
+from mimstudy.downstream.inputs import Standardise, Stats
+from mimstudy.downstream.split import Split, image_variable, stream_or_hold
 
 PAIRS_PER_SEQUENCE = 50  # the design's 30k pairs from 600 videos
 MAX_GAP = 20  # frames between template and search
@@ -90,20 +91,24 @@ def to_frame(boxes: np.ndarray, centres: np.ndarray, sides: np.ndarray, size: in
     return np.concatenate([boxes[:, :2] * scale + origin, boxes[:, 2:] * scale], axis=1)
 
 
-def _frames(seq: Sequence) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(seq.frames, dtype=np.float32))[:, None]
+class TrackingPairs(Split):
+    """Training pairs; item ``i``: ``(image [2C, S, S], box [4])``, channels ``:C`` the search crop and ``C:``
+    the template frame's crop of the same side centred on the target, ``box`` the target in search-crop
+    pixels (x, y, w, h). ``plans[i]``: (sequence, template frame, search frame, side, search centre)."""
 
-
-@dataclass
-class TrackingPairs:
-    """Training pairs: ``images[:, 0]`` the search crop, ``images[:, 1]`` the template frame's crop of the
-    same side centred on the target; ``boxes`` the target in search-crop pixels (x, y, w, h)."""
-
-    images: torch.Tensor  # [N, 2, S, S] in [0, 1]
-    boxes: torch.Tensor  # [N, 4]
+    def __init__(self, sequences: list[Sequence], plans: list[tuple], img_size: int):
+        self.sequences, self.plans, self.img_size = sequences, plans, img_size
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.plans)
+
+    def item(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        s, a, b, side, search_centre = self.plans[i]
+        seq, sides = self.sequences[s], np.array([side])
+        search = search_crops(seq.frames_at([b]), search_centre[None], sides, self.img_size)[0]
+        template = search_crops(seq.frames_at([a]), centre(seq.boxes[a:a + 1]), sides, self.img_size)[0]
+        box = to_crop(seq.boxes[b:b + 1], search_centre[None], sides, self.img_size)[0]
+        return torch.cat([search, template]), torch.from_numpy(box).float()
 
 
 def make_pairs(sequences: list[Sequence], n: int, img_size: int, seed: int = 0) -> TrackingPairs:
@@ -119,19 +124,7 @@ def make_pairs(sequences: list[Sequence], n: int, img_size: int, seed: int = 0) 
         side = 2 * template_side(seq.boxes[a]) * math.exp(rng.uniform(-1, 1) * math.log(SCALE_JITTER))
         shift = rng.uniform(-SHIFT, SHIFT, size=2) * side
         plans.append((i % len(sequences), a, b, side, centre(seq.boxes[b]) + shift))
-    images, boxes = torch.zeros(n, 2, img_size, img_size), np.zeros((n, 4))
-    for s, seq in enumerate(sequences):
-        rows = [i for i, plan in enumerate(plans) if plan[0] == s]
-        if not rows:
-            continue
-        frames = _frames(seq)
-        a, b = [plans[i][1] for i in rows], [plans[i][2] for i in rows]
-        sides = np.array([plans[i][3] for i in rows])
-        search_centres = np.stack([plans[i][4] for i in rows])
-        images[rows, 0] = search_crops(frames[b], search_centres, sides, img_size)[:, 0]
-        images[rows, 1] = search_crops(frames[a], centre(seq.boxes[a]), sides, img_size)[:, 0]
-        boxes[rows] = to_crop(seq.boxes[b], search_centres, sides, img_size)
-    return TrackingPairs(images, torch.from_numpy(boxes).float())
+    return TrackingPairs(sequences, plans, img_size)
 
 
 @dataclass
@@ -147,14 +140,14 @@ class TrackingSequences:
     @property
     def images(self) -> torch.Tensor:
         size = (self.img_size, self.img_size)
-        return torch.cat([F.interpolate(_frames(s)[-1:], size=size, mode="bilinear", align_corners=False,
+        return torch.cat([F.interpolate(s.frames_at([len(s) - 1]), size=size, mode="bilinear", align_corners=False,
                                         antialias=True) for s in self.sequences])
 
     def last_boxes(self, tracks: np.ndarray | list[np.ndarray]) -> np.ndarray:
         """The last box of each track in the pixels of :attr:`images`."""
         out = []
         for seq, track in zip(self.sequences, tracks):
-            height, width = seq.frames.shape[1:]
+            height, width = seq.frame_size
             out.append(np.asarray(track)[len(seq) - 1] * np.array([self.img_size / width, self.img_size / height] * 2))
         return np.stack(out)
 
@@ -181,12 +174,12 @@ class CorrelationHead(nn.Module):
 class TrackingObjective(nn.Module):
     """Backbone + correlation head; ``forward(images [B, 2, S, S], boxes [B, 4]) -> (loss, parts)``."""
 
-    def __init__(self, backbone: nn.Module, img_size: int, stats: tuple[float, float], augment: bool = True,
+    def __init__(self, backbone: nn.Module, img_size: int, stats: Stats, augment: bool = True,
                  width: int = 64):
         super().__init__()
         self.backbone = backbone
         self.standardise = Standardise(*stats)  # the pre-training dataset's pixel mean and std
-        channels, self.stride = feature_shape(backbone, img_size)
+        channels, self.stride = feature_shape(backbone, img_size, self.standardise.channels)
         self.cells = img_size // self.stride
         self.kernel = max(1, round(self.cells * TEMPLATE_FRACTION))
         self.head = CorrelationHead(channels, width)
@@ -222,8 +215,9 @@ class TrackingObjective(nn.Module):
             boxes = torch.where(flip.view(-1, 1), mirrored, boxes)
             images = photometric_jitter(images)
         b = images.shape[0]
-        kernel = self.template_kernel(images[:, 1:])
-        logits, raw = self.head(kernel, features(self.backbone, self.standardise(images[:, :1])))
+        c = self.standardise.channels
+        kernel = self.template_kernel(images[:, c:])
+        logits, raw = self.head(kernel, features(self.backbone, self.standardise(images[:, :c])))
         predicted = self.decode(raw)
         true = boxes[:, None, None, :]
         tx, ty = true[..., 0] + true[..., 2] / 2, true[..., 1] + true[..., 3] / 2
@@ -259,7 +253,7 @@ def track(objective: TrackingObjective, sequences: list[Sequence], device: torch
         batch = sequences[start:start + batch_size]
         first = np.stack([s.boxes[0] for s in batch])
         sides = 2 * template_side(first)
-        templates = torch.cat([search_crops(_frames(s)[:1], centre(s.boxes[:1]), sides[i:i + 1], size)
+        templates = torch.cat([search_crops(s.frames_at([0]), centre(s.boxes[:1]), sides[i:i + 1], size)
                                for i, s in enumerate(batch)])
         kernel = objective.template_kernel(templates.to(device))
         boxes = [[s.boxes[0].astype(np.float64)] for s in batch]
@@ -267,10 +261,10 @@ def track(objective: TrackingObjective, sequences: list[Sequence], device: torch
             live = [i for i, s in enumerate(batch) if len(s) > t]
             previous = np.stack([boxes[i][-1] for i in live])
             centres, sides = centre(previous), 2 * template_side(previous)
-            crops = search_crops(torch.cat([_frames(batch[i])[t:t + 1] for i in live]), centres, sides, size)
+            crops = search_crops(torch.cat([batch[i].frames_at([t]) for i in live]), centres, sides, size)
             found = to_frame(objective.best_boxes(kernel[live], crops.to(device)).cpu().numpy(), centres, sides, size)
             for row, i in enumerate(live):
-                height, width = batch[i].frames.shape[1:]
+                height, width = batch[i].frame_size
                 wh = (1 - SIZE_RATE) * previous[row, 2:] + SIZE_RATE * np.maximum(found[row, 2:], 2.0)
                 c = np.clip(centre(found[row]), 0, [width, height])
                 boxes[i].append(np.concatenate([c - wh / 2, wh]))
@@ -302,20 +296,18 @@ def sequences_for(pairs: int) -> int:
     return max(1, math.ceil(pairs / PAIRS_PER_SEQUENCE))
 
 
-def load(root: str | Path, config) -> tuple[TrackingPairs, TrackingSequences]:
+def load(root: str | Path, config, channels: int = 1) -> tuple[TrackingPairs, TrackingSequences]:
     """``config.train_size`` pairs from the first sequences of ``config.train_split`` of the GOT-10k-layout folder
-    ``root`` (drawn with ``config.seed``); its first ``config.test_size`` test sequences."""
-    train = read_split(root, config.train_split, sequences_for(config.train_size))
-    return (make_pairs(train, config.train_size, config.img_size, config.seed),
-            TrackingSequences(read_split(root, config.test_split, config.test_size), config.img_size))
+    ``root`` (drawn with ``config.seed``); its first ``config.test_size`` test sequences. Frames are read with
+    ``channels``; with ``config.stream`` they are read when a pair or a tracked frame needs them."""
+    train = read_split(root, config.train_split, sequences_for(config.train_size), channels, config.stream)
+    test = read_split(root, config.test_split, config.test_size, channels, config.stream)
+    return (stream_or_hold(make_pairs(train, config.train_size, config.img_size, config.seed), config),
+            TrackingSequences(test, config.img_size))
 
 
-def objective(backbone: nn.Module, train: TrackingPairs, config, stats: tuple[float, float]) -> TrackingObjective:
+def objective(backbone: nn.Module, train: TrackingPairs, config, stats: Stats) -> TrackingObjective:
     return TrackingObjective(backbone, config.img_size, stats, config.augment)
-
-
-def targets(data: TrackingPairs) -> torch.Tensor:
-    return data.boxes
 
 
 def trivial(train: TrackingPairs, test: TrackingSequences) -> dict[str, float]:
@@ -325,6 +317,6 @@ def trivial(train: TrackingPairs, test: TrackingSequences) -> dict[str, float]:
 def examples(test: TrackingSequences, predictions: np.ndarray, n: int):
     sub = TrackingSequences(test.sequences[:n], test.img_size)
     truth = sub.last_boxes([s.boxes for s in sub.sequences])
-    return {"example_image": (("example", "y", "x"), sub.images[:, 0].numpy()),
+    return {"example_image": image_variable(sub.images.numpy()),
             "example_box": (("example", "box"), truth),
             "example_predicted_box": (("example", "box"), sub.last_boxes(predictions[:n]))}, {"box": ["x", "y", "w", "h"]}

@@ -1,7 +1,7 @@
 """The downstream run: one transfer path for every task and both protocols (``finetune``: every weight
 trained; ``frozen``: the head over a frozen backbone), backbone + task head trained by the pre-training engine.
 
-For each seed of ``finetune_seeds``: the backbone of ``init_from`` (or random ``arch``), cut or re-ordered as
+For each seed of ``transfer_seeds``: the backbone of ``init_from`` (or random ``arch``), cut or re-ordered as
 the config says (:mod:`mimstudy.downstream.backbone`), the task's head, AdamW with layer-wise lr decay
 (:func:`~mimstudy.objectives.finetune.layer_decay_param_groups`, through
 :func:`~mimstudy.training.optim.build_optimizer`) and a cosine schedule; epochs run by
@@ -25,15 +25,18 @@ import numpy as np
 import torch
 import torch.nn as nn
 import xarray as xr
-from torch.utils.data import TensorDataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, TensorDataset
 
+from mimstudy import distributed
 from mimstudy.config import DownstreamConfig
-from mimstudy.data.sampling import ShardedBatches
+from mimstudy.data.sampling import ShardedBatches, ShardedIndices
 from mimstudy.distributed import resolve_device
 from mimstudy.downstream.backbone import block_indices, build_backbone, flat_blocks, orderable_blocks
-from mimstudy.downstream.inputs import RANDOM_INIT_DATASET, dataset_stats, pretraining_dataset
+from mimstudy.downstream.inputs import RANDOM_INIT_DATASET, check_stats, dataset_stats, pretraining_dataset
+from mimstudy.downstream.split import Split
 from mimstudy.downstream.tasks import Task, get_task
-from mimstudy.models.backbones import create_backbone
+from mimstudy.models.backbones import create_backbone, in_chans_of
 from mimstudy.models.checkpoints.state import CheckpointError, load_checkpoint, load_pretrain_checkpoint, save_checkpoint
 from mimstudy.models.checkpoints.weights import file_sha256, weights_file
 from mimstudy.results import load_dataset, result_path
@@ -41,7 +44,10 @@ from mimstudy.training.engine import train_one_epoch
 from mimstudy.training.optim import build_optimizer
 from mimstudy.training.pretrain import epoch_seed
 
-RESUME_NEUTRAL = {"resume", "results_dir", "runs_dir", "device", "finetune_seeds", "num_examples"}
+# config fields a fine-tuning checkpoint may differ in and still resume ("finetune_seeds": transfer_seeds'
+# name in checkpoints written before the rename; stream and num_workers change how images are read, not which)
+RESUME_NEUTRAL = {"resume", "results_dir", "runs_dir", "device", "transfer_seeds", "finetune_seeds", "num_examples",
+                  "num_workers", "stream"}
 
 
 def pretrained_weights(config: DownstreamConfig) -> Path | None:
@@ -89,12 +95,15 @@ def source_stamp(weights: Path | None) -> str:
     return "random" if weights is None else file_sha256(weights)
 
 
-def block_count(config: DownstreamConfig, checkpoint: Path | None) -> int:
-    """The blocks ``block_order`` may name: every ViT block, a Swin's first stage."""
+def backbone_geometry(config: DownstreamConfig, checkpoint: Path | None) -> tuple[int, int]:
+    """The blocks ``block_order`` may name (every ViT block, a Swin's first stage) and the image channels
+    the backbone takes (its ``in_chans``: 1 for the study's micro models, 3 for the paper's): the data
+    are read with as many."""
     arch = config.arch
     if checkpoint is not None:
         arch = load_pretrain_checkpoint(checkpoint)["config"]["arch"]
-    return orderable_blocks(create_backbone(arch))
+    model = create_backbone(arch)
+    return orderable_blocks(model), in_chans_of(model)
 
 
 @dataclass
@@ -110,17 +119,24 @@ def transfer_seed(config: DownstreamConfig, task: Task, train, test, seed: int, 
                   lr: float | None = None) -> SeedRun:
     """Fine-tune one seed (resuming from its checkpoint) and score it on ``test``.
 
-    Inputs are standardised with the pixel statistics of the backbone's pre-training dataset (from
-    its checkpoint's config; ``random_dataset``'s for random weights: :mod:`mimstudy.downstream.inputs`).
-    ``lr``: a rate of ``lr_grid`` being scored (its own checkpoint); ``None``: ``config.lr``."""
+    Inputs are standardised with the per-channel pixel statistics of the backbone's pre-training
+    dataset (from its checkpoint's config; ``random_dataset``'s for random weights:
+    :mod:`mimstudy.downstream.inputs`). ``lr``: a rate of ``lr_grid`` being scored (its own
+    checkpoint); ``None``: ``config.lr``. Under torchrun each process trains its share of every global
+    batch (:func:`training_batches`) through ``DistributedDataParallel``; rank 0 writes the checkpoints;
+    every process scores the test split (the same numbers)."""
     torch.manual_seed(seed * 7919 + 17)  # head and, for random weights, backbone initialisation
     frozen = config.protocol == "frozen"
     backbone, pretrained = build_backbone(config.arch, None if config.random_weights else str(pretrained_weights(config)),
                                           config.keep_blocks, order, 0.0 if frozen else config.drop_path)
     if frozen:
         freeze(backbone)
-    stats = dataset_stats(pretraining_dataset(pretrained, random_dataset))
+    source_dataset = pretraining_dataset(pretrained, random_dataset)
+    stats = check_stats(dataset_stats(source_dataset), in_chans_of(backbone), source_dataset)
     objective = task.objective(backbone, train, config, stats).to(device)
+    world = distributed.world_size()
+    model = objective if world == 1 else DistributedDataParallel(
+        objective, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
     steps_per_epoch = len(train) // config.batch_size
     total = steps_per_epoch * config.epochs
     optimizer, scheduler = build_optimizer(objective, config.lr if lr is None else lr, config.weight_decay,
@@ -142,23 +158,37 @@ def transfer_seed(config: DownstreamConfig, task: Task, train, test, seed: int, 
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history, start = list(state["history"]), int(state["epoch"])
-    dataset = TensorDataset(train.images, task.targets(train))
-    cap = config.max_steps or None
     for epoch in range(start, config.epochs):
         torch.manual_seed(epoch_seed(seed, epoch))
-        batches = ShardedBatches(dataset, config.batch_size, seed=epoch_seed(seed, epoch), max_batches=cap)
         record = {"epoch": epoch + 1}
-        record.update(train_one_epoch(objective, batches, optimizer, scheduler, epoch, device, config.grad_clip,
-                                      config.bf16, progress))
+        record.update(train_one_epoch(model, training_batches(config, train, epoch_seed(seed, epoch), device),
+                                      optimizer, scheduler, epoch, device, config.grad_clip, config.bf16,
+                                      progress and distributed.is_main_process()))
         if task.heldout is not None:  # losses on held-out images (Figure 7), seeded per epoch
             record.update({f"heldout_{name}": value for name, value in
                            task.heldout(objective, test, device, epoch_seed(seed, epoch)).items()})
         history.append(record)
-        save_checkpoint({"config": config.to_dict(), "source": source, "epoch": epoch + 1, "model": objective.state_dict(),
-                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                         "history": history}, path)
+        if distributed.is_main_process():
+            save_checkpoint({"config": config.to_dict(), "source": source, "epoch": epoch + 1,
+                             "model": objective.state_dict(), "optimizer": optimizer.state_dict(),
+                             "scheduler": scheduler.state_dict(), "history": history}, path)
+        distributed.barrier()  # the epoch's checkpoint is whole before any process goes on
     metrics, predictions = task.evaluate(objective, test, device)
     return SeedRun(objective, history, metrics, predictions)
+
+
+def training_batches(config: DownstreamConfig, train: Split, seed: int, device: torch.device):
+    """One epoch's batches of this process: the global batches of ``batch_size`` in the order seeded by
+    ``seed`` (:class:`~mimstudy.data.sampling.ShardedIndices`, this process's rows of each), the first
+    ``max_steps`` of them when capped; slices of an in-memory split, or items read from disk by
+    ``num_workers`` ``DataLoader`` workers for a streamed one."""
+    rank, world, cap = distributed.rank(), distributed.world_size(), config.max_steps or None
+    if train.in_memory:
+        return ShardedBatches(TensorDataset(train.images, train.targets), config.batch_size, seed=seed, rank=rank,
+                              world_size=world, max_batches=cap)
+    indices = ShardedIndices(len(train), config.batch_size, seed=seed, rank=rank, world_size=world, max_batches=cap)
+    return DataLoader(train, batch_sampler=indices, num_workers=config.num_workers, pin_memory=device.type == "cuda",
+                      generator=torch.Generator().manual_seed(seed * 1_000 + rank))
 
 
 def run_downstream(config: DownstreamConfig, progress: bool = True, random_dataset: str = RANDOM_INIT_DATASET) -> xr.Dataset:
@@ -172,12 +202,13 @@ def run_downstream(config: DownstreamConfig, progress: bool = True, random_datas
     if checkpoint is not None and not checkpoint.is_file():
         raise CheckpointError(f"no weights at {checkpoint}: run the pre-training run {config.init_from!r} first "
                               f"(mimstudy run --preset {config.preset} --runs {config.run_id})")
-    order = block_indices(config.block_order_spec(), block_count(config, checkpoint))
+    blocks, channels = backbone_geometry(config, checkpoint)
+    order = block_indices(config.block_order_spec(), blocks)
     device = resolve_device(config.device)
     start = time.perf_counter()
-    train, test = task.load(config)
+    train, test = task.load(config, channels)
     data_seconds = time.perf_counter() - start
-    scores = choose_lr(config, task, train, order, device, progress, random_dataset)
+    scores = choose_lr(config, task, train, order, device, progress, random_dataset, channels)
     lr = (max if task.higher_is_better else min)(scores, key=scores.get) if scores else reused_lr(config)
     runs = {seed: transfer_seed(config, task, train, test, seed, order, device, progress, random_dataset, lr)
             for seed in config.seeds()}
@@ -188,8 +219,8 @@ def run_downstream(config: DownstreamConfig, progress: bool = True, random_datas
                 "blocks": len(flat_blocks(runs[config.seeds()[0]].objective.backbone)),
                 "total_blocks": len(flat_blocks(create_backbone(pretrained.get("arch", config.arch))))}
     ds = downstream_dataset(config, task, runs, trivial, test, order, data_seconds, identity)
-    ds["finetune_lr"] = ((), config.lr if lr is None else lr)  # the rate every seed trained with
-    ds["finetune_lr"].attrs["chosen_by"] = (f"lr_grid on {config.val_split}" if scores else
+    ds["chosen_lr"] = ((), config.lr if lr is None else lr)  # the rate every seed trained with
+    ds["chosen_lr"].attrs["chosen_by"] = (f"lr_grid on {config.val_split}" if scores else
                                             f"run {config.lr_from}" if config.lr_from else "lr")
     if scores:
         ds[f"val_{task.primary}"] = xr.DataArray(list(scores.values()), coords={"lr_candidate": list(scores)},
@@ -197,8 +228,14 @@ def run_downstream(config: DownstreamConfig, progress: bool = True, random_datas
     return ds.assign_coords(protocol=config.protocol)
 
 
+def stored_lr(result: xr.Dataset) -> float:
+    """The rate a stored downstream result trained with: ``chosen_lr`` (``finetune_lr`` in results made
+    before the rename)."""
+    return float(result["chosen_lr" if "chosen_lr" in result else "finetune_lr"].item())
+
+
 def reused_lr(config: DownstreamConfig) -> float | None:
-    """The rate run ``lr_from`` trained with (its stored ``finetune_lr``); ``None`` without ``lr_from``."""
+    """The rate run ``lr_from`` trained with (its stored ``chosen_lr``); ``None`` without ``lr_from``."""
     if not config.lr_from:
         return None
     path = result_path(replace(config, run_id=config.lr_from))
@@ -210,17 +247,17 @@ def reused_lr(config: DownstreamConfig) -> float | None:
         if str(source["pretrain_run"].item()) != config.init_from:
             raise ValueError(f"{path} was fine-tuned from {source['pretrain_run'].item()!r}, not {config.init_from!r}: "
                              "lr_from must name a run of the same pre-training")
-        return float(source["finetune_lr"].item())
+        return stored_lr(source)
 
 
 def choose_lr(config: DownstreamConfig, task: Task, train, order: list[int], device: torch.device,
-              progress: bool = True, random_dataset: str = RANDOM_INIT_DATASET) -> dict[float, float]:
+              progress: bool = True, random_dataset: str = RANDOM_INIT_DATASET, channels: int = 1) -> dict[float, float]:
     """``{rate: primary metric on val_split}`` for each rate of ``lr_grid``, fine-tuned with the
     first seed on the training split (``{}`` without a grid). The test split plays no part."""
     rates = config.learning_rates()
     if not rates:
         return {}
-    _, val = task.load(replace(config, test_split=config.val_split))
+    _, val = task.load(replace(config, test_split=config.val_split), channels)
     seed = config.seeds()[0]
     return {lr: float(transfer_seed(config, task, train, val, seed, order, device, progress, random_dataset,
                                     lr).metrics[task.primary]) for lr in rates}

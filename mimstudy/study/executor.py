@@ -4,7 +4,8 @@ Each independent group (:func:`mimstudy.study.runner.independent_groups`: a run,
 read its checkpoint, after it) becomes one job that executes ``mimstudy run --preset P --runs
 <group>`` on its node, so the steps of a group keep their order and the runner's skipping of current
 results applies inside the job. A job with more than one GPU first trains the group's pre-training
-runs with all of them, through ``torch.distributed.run`` (torchrun) on ``mimstudy.study.train``,
+runs with all of them, through ``torch.distributed.run`` (torchrun) on ``mimstudy.study.train``, and
+its downstream (Section 4) runs likewise on ``mimstudy.study.transfer`` (:data:`TORCHRUN_MODULES`),
 then goes on with the rest on one process. A job that reaches its time limit is requeued by
 submitit and resumes: training restarts from its last checkpoint.
 
@@ -36,6 +37,7 @@ import yaml
 from mimstudy.config import ConfigError
 
 EXECUTORS = ("local", "slurm", "submitit-local")
+TORCHRUN_MODULES = {"pretrain": "mimstudy.study.train", "downstream": "mimstudy.study.transfer"}  # notebook -> command
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -74,17 +76,18 @@ class JobResources:
         return resources
 
 
-def group_commands(preset: str, group: list[str], pretraining: list[tuple[str, bool]], force: bool,
+def group_commands(preset: str, group: list[str], distributed_runs: list[tuple[str, str, bool]], force: bool,
                    results_dir: str, runs_dir: str, gpus: int) -> list[list[str]]:
     """The command lines one job runs, in order: with ``gpus > 1``, torchrun over all of them for each
-    ``(run id, from scratch)`` of ``pretraining`` (the group's pre-training that has to run; from
-    scratch when its finished result is stale), then ``mimstudy run`` for the whole group (which finds
-    those runs current and goes on with the rest)."""
+    ``(notebook, run id, from scratch)`` of ``distributed_runs`` (the group's pre-training and downstream
+    runs that have to run, in order; from scratch when a finished result is stale), on that notebook's
+    command (:data:`TORCHRUN_MODULES`), then ``mimstudy run`` for the whole group (which finds those runs
+    current and goes on with the rest)."""
     commands = []
     if gpus > 1:
-        for run_id, fresh in pretraining:
+        for notebook, run_id, fresh in distributed_runs:
             commands.append([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
-                             "-m", "mimstudy.study.train", "--preset", str(preset), "--run-id", run_id,
+                             "-m", TORCHRUN_MODULES[notebook], "--preset", str(preset), "--run-id", run_id,
                              "--results-dir", results_dir, "--runs-dir", runs_dir]
                             + (["--force"] if force or fresh else []))
     commands.append([sys.executable, "-m", "mimstudy.study.cli", "run", "--preset", str(preset), "--runs",
@@ -145,10 +148,10 @@ def make_executor(kind: str, resources: JobResources, preset_name: str):
 
 
 def submit_groups(preset: str | Path, preset_name: str, groups: list[list[str]],
-                  pretraining: dict[str, list[tuple[str, bool]]], force: bool, results_dir: str, runs_dir: str,
+                  distributed_runs: dict[str, list[tuple[str, str, bool]]], force: bool, results_dir: str, runs_dir: str,
                   kind: str, resources: JobResources, log=print, wait: bool = True) -> list:
-    """Submit one job per group (``pretraining[group[0]]``: its pre-training runs that have to run, as
-    for :func:`group_commands`) and, with ``wait``, wait for all of them; :class:`ClusterRunError`
+    """Submit one job per group (``distributed_runs[group[0]]``: its runs that torchrun trains, as for
+    :func:`group_commands`) and, with ``wait``, wait for all of them; :class:`ClusterRunError`
     names the failed ones."""
     executor = make_executor(kind, resources, preset_name)
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
@@ -156,7 +159,7 @@ def submit_groups(preset: str | Path, preset_name: str, groups: list[list[str]],
     jobs = []
     with executor.batch():  # one sbatch array on Slurm
         for group in groups:
-            commands = group_commands(preset, group, pretraining.get(group[0], []), force, results_dir, runs_dir,
+            commands = group_commands(preset, group, distributed_runs.get(group[0], []), force, results_dir, runs_dir,
                                       resources.gpus)
             jobs.append(executor.submit(GroupJob(commands, str(Path.cwd()), env)))
     for group, job in zip(groups, jobs):

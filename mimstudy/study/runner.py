@@ -386,14 +386,15 @@ def run_preset(preset: str | Path, force: bool = False, results_dir: str = "resu
 def submit_to_executor(preset: str | Path, steps: list[Step], todo: list[Step], reasons: dict[str, str], force: bool,
                        results_dir: str, runs_dir: str, executor: str, resources, log=print) -> None:
     """:func:`run_preset`'s ``--executor slurm``: one job per independent group of the steps to run."""
-    from mimstudy.study.executor import JobResources, submit_groups
+    from mimstudy.study.executor import TORCHRUN_MODULES, JobResources, submit_groups
 
     resources = resources or JobResources.from_preset(preset_file(preset))
     groups = independent_groups(todo)
-    pretraining = {group[0]: [(s.config.run_id, reasons[s.name].startswith(("code changed", "code not recorded")))
-                              for s in todo if isinstance(s.config, PretrainConfig) and s.config.run_id in group]
-                   for group in groups}
-    submit_groups(preset, steps[0].config.preset, groups, pretraining, force, results_dir, runs_dir, executor,
+    distributed_runs = {group[0]: [(s.notebook, s.config.run_id,
+                                    reasons[s.name].startswith(("code changed", "code not recorded")))
+                                   for s in todo if s.notebook in TORCHRUN_MODULES and s.config.run_id in group]
+                        for group in groups}
+    submit_groups(preset, steps[0].config.preset, groups, distributed_runs, force, results_dir, runs_dir, executor,
                   resources, log)
 
 

@@ -20,39 +20,18 @@ preset's parameters make another run, which ``mimstudy run`` would redo; ``devic
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import shutil
 import sys
-import typing
 
 from mimstudy import distributed
 from mimstudy.models.checkpoints.state import CheckpointError
 from mimstudy.config import ConfigError, PretrainConfig
 from mimstudy.data.fashion_mnist import DatasetError
-
-_BOOL_FLAGS = argparse.BooleanOptionalAction
-
-
-def flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+from mimstudy.study.flags import config_from_flags, config_parser, start_run
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """One flag per config field, typed from the dataclass; unset flags are absent from the namespace."""
-    parser = argparse.ArgumentParser(prog="python -m mimstudy.study.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    hints = typing.get_type_hints(PretrainConfig)
-    defaults = PretrainConfig()
-    fields = parser.add_argument_group("parameters (the fields of PretrainConfig)")
-    for field in dataclasses.fields(PretrainConfig):
-        kind = hints[field.name]
-        help_ = f"default: preset's value, else {getattr(defaults, field.name)!r}"
-        if kind is bool:
-            fields.add_argument(flag(field.name), dest=field.name, action=_BOOL_FLAGS, default=argparse.SUPPRESS, help=help_)
-        else:
-            fields.add_argument(flag(field.name), dest=field.name, type=kind, default=argparse.SUPPRESS,
-                                metavar=kind.__name__.upper(), help=help_)
+def build_parser():
+    """One flag per :class:`PretrainConfig` field (:mod:`mimstudy.study.flags`) and the command's own."""
+    parser = config_parser(PretrainConfig, "python -m mimstudy.study.train", __doc__)
     parser.add_argument("--force", action="store_true", help="delete the run's checkpoints and train from scratch")
     parser.add_argument("--stop-after-epoch", type=int, default=None,
                         help="end after this many completed epochs, as an interrupted run would (resume later)")
@@ -60,28 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def preset_defaults(preset: str, run_id: str, results_dir: str, runs_dir: str) -> dict | None:
-    """The parameters of pre-training run ``run_id`` in the preset file, or None when there is none."""
-    from mimstudy.study.runner import plan, preset_file
-
-    try:
-        preset_file(preset)
-    except ConfigError:
-        return None
-    for step in plan(preset, results_dir=results_dir, runs_dir=runs_dir):
-        if isinstance(step.config, PretrainConfig) and step.config.run_id == run_id:
-            return step.config.to_dict()
-    return None
-
-
 def config_from_args(given: dict) -> tuple[PretrainConfig, bool]:
     """The config of the flags given over the preset's run (when there is one); and whether it came from a preset."""
-    base = PretrainConfig().to_dict()
-    base.update({k: given[k] for k in ("preset", "run_id", "results_dir", "runs_dir") if k in given})
-    from_preset = preset_defaults(base["preset"], base["run_id"], base["results_dir"], base["runs_dir"])
-    if from_preset is not None:
-        base = from_preset
-    return PretrainConfig.from_dict({**base, **given}), from_preset is not None
+    return config_from_flags(PretrainConfig, given)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,12 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from mimstudy.results import save_result
 
     try:
-        if main_process:
-            print(f"{config.preset}/{config.run_id} ({'preset run' if from_preset else 'no preset run: defaults'}"
-                  f" + flags) on {distributed.world_size()} process(es), {device}: {config.to_json()}", flush=True)
-            if force and run_dir(config).exists():
-                shutil.rmtree(run_dir(config))
-        distributed.barrier()
+        start_run(config, from_preset, device, run_dir(config), force)
         try:
             result = pretrain(config, device=device, progress=main_process, stop_after_epoch=stop_after)
         except (CheckpointError, DatasetError) as err:
