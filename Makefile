@@ -12,7 +12,7 @@ PRESET ?= quick
 JOBS   ?= 2
 STAMP  := $(VENV)/.installed
 
-.PHONY: study test test-fast install data browser book plan benchmark clean-book
+.PHONY: study test test-fast test-paper install data browser book plan benchmark clean-book
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,10 @@ book: install
 	@echo "book: $(CURDIR)/_build/html/index.html"
 
 test: install data browser  # prints the 25 slowest tests' times (the README's table comes from it)
-	$(BIN)/python -m pytest --durations=25
+	$(BIN)/python -m pytest --durations=25 -m "not paper_dry_run"
+
+test-paper: install data  # the paper preset's Section 4 dry runs: one step of each at SwinV2-B size (minutes each)
+	$(BIN)/python -m pytest -m paper_dry_run -q
 
 test-fast: install data  # the unit tests, for the edit-test loop (not the ci preset, the book or the browser)
 	$(BIN)/python -m pytest -m "not slow" -q

@@ -269,6 +269,7 @@ def swin_simmim(layouts, tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.paper_dry_run  # minutes each at SwinV2-B size on a CPU: `make test-paper`, not `make test` (yet)
 @pytest.mark.parametrize("run_id, layout, sizes", [
     ("cog1_mim", "folder", ["--train-size", "3", "--test-size", "3"]),
     ("aircraft_mim", "folder", ["--train-size", "3", "--test-size", "3", "--lr-grid", "1e-4,1e-3"]),
