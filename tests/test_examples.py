@@ -1,7 +1,5 @@
 """Every downstream task's stored examples can be drawn, by the one drawing function the notebook and the book share."""
 
-from types import SimpleNamespace
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -14,8 +12,21 @@ import xarray as xr  # noqa: E402
 
 from mimstudy.book import examples  # noqa: E402
 from mimstudy.downstream import classification, depth, detection, pose, segmentation  # noqa: E402
+from mimstudy.downstream.split import Split  # noqa: E402
 
 N, S = 3, 32
+
+
+class Held(Split):
+    """A split held in memory: ``images`` and ``targets`` as a task's loader would stack them, plus the
+    attributes its ``examples`` reads (``labels``, ``keypoints``, ``keypoint_names``)."""
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor, **attributes):
+        self._memory = (images, targets)
+        self.__dict__.update(attributes)
+
+    def __len__(self) -> int:
+        return len(self._memory[0])
 
 
 def stored(data_and_coords) -> xr.Dataset:
@@ -27,26 +38,26 @@ def task_examples(kind: str) -> xr.Dataset:
     """A run's examples as the task's own ``examples`` function writes them."""
     images = torch.rand(N, 1, S, S)
     if kind == "label":
-        return stored(classification.examples(SimpleNamespace(images=images, labels=torch.tensor([0, 1, 2])),
+        return stored(classification.examples(Held(images, torch.tensor([0, 1, 2]), labels=torch.tensor([0, 1, 2])),
                                                np.array([0, 2, 2]), N))
     if kind == "mask":
         masks = torch.zeros(N, S, S, dtype=torch.int64)
         masks[:, 8:20, 8:20] = 3
-        return stored(segmentation.examples(SimpleNamespace(images=images, masks=masks), masks.numpy(), N))
+        return stored(segmentation.examples(Held(images, masks), masks.numpy(), N))
     if kind == "instances":
         targets = torch.full((N, 2, 5 + S * S), -1.0)
         targets[:, 0, :5] = torch.tensor([3.0, 4, 6, 20, 18])  # one garment of class 3 per scene; row 1 pads
         found = np.full((N, 2, len(detection.FIELDS)), np.nan, np.float32)
         found[:, 0] = [5, 6, 20, 18, 0.9, 3]
         found[:, 1] = [0, 0, 9, 9, 0.2, 1]  # below SCORE_SHOWN: not drawn
-        return stored(detection.examples(SimpleNamespace(images=images, targets=targets), found, N))
+        return stored(detection.examples(Held(images, targets), found, N))
     if kind == "keypoints":
         keypoints = torch.tensor([[[4.0, 5, 2], [10, 11, 1], [0, 0, 0]]]).repeat(N, 1, 1)  # the third not annotated
-        return stored(pose.examples(SimpleNamespace(images=images, keypoints=keypoints, keypoint_names=("a", "b", "c")),
+        return stored(pose.examples(Held(images, keypoints, keypoints=keypoints, keypoint_names=("a", "b", "c")),
                                     np.full((N, 3, 2), 7.0), N))
     if kind == "depth":
         depths = torch.full((N, 1, S, S), 4.0)
-        return stored(depth.examples(SimpleNamespace(images=images, depths=depths), depths[:, 0].numpy(), N))
+        return stored(depth.examples(Held(images, depths), depths[:, 0].numpy(), N))
     assert kind == "box"  # tracking: the last frame of each test sequence and its last true / tracked box
     boxes = np.tile([4.0, 4, 8, 8], (N, 1))  # as tracking.examples stores them: x, y, w, h
     return xr.Dataset({"example_image": (("example", "y", "x"), images[:, 0].numpy()),
