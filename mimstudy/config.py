@@ -447,7 +447,7 @@ class DownstreamConfig(RunConfig):
     bf16: bool = False
     device: str = "auto"
     resume: bool = True
-    max_steps: int = 0  # stop each fine-tuning after this many steps (0: no cap); for dry runs
+    max_steps: int = 0  # stop each fine-tuning after this many steps in all (0: no cap); for dry runs
     protocol: str = "finetune"  # "finetune": all weights; "frozen": the head over a frozen backbone
     head_lr_scale: float = 1.0  # the head's learning rate over lr (Appendix E's recipe: 10)
     lr_grid: str = ""  # "": train with lr; else comma-separated rates chosen among on val_split

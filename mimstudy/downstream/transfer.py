@@ -158,12 +158,17 @@ def transfer_seed(config: DownstreamConfig, task: Task, train, test, seed: int, 
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history, start = list(state["history"]), int(state["epoch"])
+    cap = config.max_steps or None  # a dry run's steps in all (the schedule stays the whole run's)
+    done = 0 if cap is None else min(start * steps_per_epoch, cap)
     for epoch in range(start, config.epochs):
+        if cap is not None and done >= cap:
+            break
         torch.manual_seed(epoch_seed(seed, epoch))
         record = {"epoch": epoch + 1}
-        record.update(train_one_epoch(model, training_batches(config, train, epoch_seed(seed, epoch), device),
-                                      optimizer, scheduler, epoch, device, config.grad_clip, config.bf16,
-                                      progress and distributed.is_main_process()))
+        batches = training_batches(config, train, epoch_seed(seed, epoch), device, None if cap is None else cap - done)
+        done += len(batches)
+        record.update(train_one_epoch(model, batches, optimizer, scheduler, epoch, device, config.grad_clip,
+                                      config.bf16, progress and distributed.is_main_process()))
         if task.heldout is not None:  # losses on held-out images (Figure 7), seeded per epoch
             record.update({f"heldout_{name}": value for name, value in
                            task.heldout(objective, test, device, epoch_seed(seed, epoch)).items()})
@@ -177,12 +182,13 @@ def transfer_seed(config: DownstreamConfig, task: Task, train, test, seed: int, 
     return SeedRun(objective, history, metrics, predictions)
 
 
-def training_batches(config: DownstreamConfig, train: Split, seed: int, device: torch.device):
+def training_batches(config: DownstreamConfig, train: Split, seed: int, device: torch.device,
+                     cap: int | None = None):
     """One epoch's batches of this process: the global batches of ``batch_size`` in the order seeded by
     ``seed`` (:class:`~mimstudy.data.sampling.ShardedIndices`, this process's rows of each), the first
-    ``max_steps`` of them when capped; slices of an in-memory split, or items read from disk by
+    ``cap`` of them when capped; slices of an in-memory split, or items read from disk by
     ``num_workers`` ``DataLoader`` workers for a streamed one."""
-    rank, world, cap = distributed.rank(), distributed.world_size(), config.max_steps or None
+    rank, world = distributed.rank(), distributed.world_size()
     if train.in_memory:
         return ShardedBatches(TensorDataset(train.images, train.targets), config.batch_size, seed=seed, rank=rank,
                               world_size=world, max_batches=cap)
