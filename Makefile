@@ -36,8 +36,8 @@ study: install data
 plan: install
 	$(BIN)/mimstudy plan --preset $(PRESET)
 
-book: install
-	$(BIN)/jupyter-book build . --warningiserror --keep-going --quiet
+book: install  # jupyter-book build, its pages executed $(JOBS) at a time (mimstudy/book/build.py)
+	$(BIN)/python -m mimstudy.book.build --jobs $(JOBS) . --warningiserror --keep-going --quiet
 	@echo "book: $(CURDIR)/_build/html/index.html"
 
 test: install data browser  # prints the 25 slowest tests' times (the README's table comes from it)

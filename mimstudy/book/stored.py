@@ -9,13 +9,18 @@ folder (e.g. ``MIMSTUDY_BOOK_PRESET=cpu,gpu`` renders the ``cpu`` run next to th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pickle
+import stat
+import sys
 from pathlib import Path
 
 import xarray as xr
 import yaml
 
+from mimstudy.atomic import atomic_path
 from mimstudy.results import combine_runs, load_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -82,15 +87,58 @@ def results_root() -> Path:
 SWEEP_PREFIX = "sweep_"  # run ids of the mask-ratio x mask-patch-size sweep (Figure 2a)
 
 
+def _combined_file(paths: list[Path]) -> Path | None:
+    """Where :func:`load_unique_runs` keeps the combined runs of ``paths`` for the book's other pages
+    (each page runs in a kernel of its own and reads the same folders): a file in the cache folder
+    (:func:`mimstudy.study.staleness.reach_cache`) named by a digest of the files' names and bytes,
+    of this module's and :mod:`mimstudy.results`' sources and of the xarray and Python versions, so
+    that an entry never goes stale; ``None`` without a cache folder."""
+    from mimstudy import results
+    from mimstudy.study.staleness import reach_cache
+
+    folder = reach_cache()
+    if folder is None:
+        return None
+    digest = hashlib.sha256(f"{xr.__version__} {sys.version}".encode())
+    for source in (Path(__file__), Path(results.__file__)):
+        digest.update(source.read_bytes())
+    for path in paths:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return folder / f"runs-{digest.hexdigest()}.pickle"
+
+
+def _private(path: Path) -> bool:
+    """Is ``path`` a file that only this user wrote and can write, in a folder only this user can
+    write? (Unpickling runs code: another user's file is not read.)"""
+    try:
+        file, folder = path.stat(), path.parent.stat()
+    except OSError:
+        return False
+    uid = os.getuid()
+    return (file.st_uid == uid and folder.st_uid == uid
+            and not (file.st_mode | folder.st_mode) & (stat.S_IWGRP | stat.S_IWOTH))
+
+
 def load_unique_runs(folder: Path) -> xr.Dataset:
     """The runs of one notebook folder (``*.nc``, by name) concatenated along ``model``, each run id once.
 
     A file that holds a run id another file already holds (a copy whose ``seed`` attribute alone was
     changed, say) is left out, and ``attrs["duplicate_runs"]`` (JSON ``{run id: why}``) says so: the
-    verdicts read it as seeds that are not independent, instead of failing on a duplicated index."""
+    verdicts read it as seeds that are not independent, instead of failing on a duplicated index.
+
+    The combined runs are kept in the cache folder under a digest of the files' bytes
+    (:func:`_combined_file`): the book's pages, each in its own kernel, read each folder once per build
+    instead of once per page."""
     paths = sorted(Path(folder).glob("*.nc"))
     if not paths:
         raise FileNotFoundError(f"no results in {folder}: run the study first (make study)")
+    cached = _combined_file(paths)
+    if cached is not None and cached.is_file() and _private(cached):
+        try:
+            with open(cached, "rb") as f:
+                return pickle.load(f)
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+            pass  # an unreadable entry is made again
     kept: dict[str, tuple[Path, xr.Dataset]] = {}
     duplicates: dict[str, str] = {}
     for path in paths:
@@ -106,6 +154,13 @@ def load_unique_runs(folder: Path) -> xr.Dataset:
     combined = combine_runs([ds for _, ds in kept.values()])
     if duplicates:
         combined.attrs["duplicate_runs"] = json.dumps(duplicates)
+    if cached is not None:
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(cached) as tmp, open(tmp, "wb") as f:
+                pickle.dump(combined, f, protocol=pickle.HIGHEST_PROTOCOL)
+        except OSError:
+            pass  # a read-only cache folder only costs time
     return combined
 
 

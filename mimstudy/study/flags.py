@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shutil
+import sys
 import typing
+from collections.abc import Callable
 from pathlib import Path
 
 from mimstudy.config import ConfigError, RunConfig
@@ -78,3 +80,32 @@ def start_run(config: RunConfig, from_preset: bool, device, folder: Path, force:
         if force and folder.exists():
             shutil.rmtree(folder)
     distributed.barrier()
+
+
+def run_command(prog: str, config_class: type[RunConfig], given: dict, force: bool,
+                folder: Callable[[RunConfig], Path], work: Callable[[RunConfig, object, bool], None]) -> int:
+    """What the pre-training and transfer commands share: the config of the flags ``given``
+    (:func:`config_from_flags`, validated), the processes set up (:mod:`mimstudy.distributed`),
+    :func:`start_run`, then ``work(config, device, main_process)``; the exit status. A bad parameter,
+    checkpoint, dataset or missing file is one line on stderr (``prog: why``) and status 2."""
+    from mimstudy import distributed
+    from mimstudy.data.fashion_mnist import DatasetError
+    from mimstudy.models.checkpoints.state import CheckpointError
+
+    try:
+        config, from_preset = config_from_flags(config_class, given)
+        config.validate()
+    except ConfigError as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 2
+    device = distributed.setup(config.device)
+    try:
+        start_run(config, from_preset, device, folder(config), force)
+        try:
+            work(config, device, distributed.is_main_process())
+        except (CheckpointError, DatasetError, FileNotFoundError) as err:
+            print(f"{prog}: {err}", file=sys.stderr)
+            return 2
+    finally:
+        distributed.cleanup()
+    return 0

@@ -22,12 +22,8 @@ from __future__ import annotations
 
 import sys
 
-from mimstudy import distributed
-from mimstudy.models.checkpoints.state import CheckpointError
-from mimstudy.config import ConfigError, PretrainConfig
-from mimstudy.data.fashion_mnist import DatasetError
-from mimstudy.study.flags import config_from_flags, config_parser, start_run
-
+from mimstudy.config import PretrainConfig
+from mimstudy.study.flags import config_from_flags, config_parser, run_command
 
 def build_parser():
     """One flag per :class:`PretrainConfig` field (:mod:`mimstudy.study.flags`) and the command's own."""
@@ -47,24 +43,12 @@ def config_from_args(given: dict) -> tuple[PretrainConfig, bool]:
 def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
     force, stop_after, no_results = args.pop("force"), args.pop("stop_after_epoch"), args.pop("no_results")
-    try:
-        config, from_preset = config_from_args(args)
-    except ConfigError as err:
-        print(f"mimstudy.study.train: {err}", file=sys.stderr)
-        return 2
-    device = distributed.setup(config.device)
-    main_process = distributed.is_main_process()
+    from mimstudy.training.pretrain import pretrain, run_dir  # after the flags: --help needs no torch
 
-    from mimstudy.training.pretrain import pretrain, run_dir
-    from mimstudy.results import save_result
+    def train(config: PretrainConfig, device, main_process: bool) -> None:
+        from mimstudy.results import save_result
 
-    try:
-        start_run(config, from_preset, device, run_dir(config), force)
-        try:
-            result = pretrain(config, device=device, progress=main_process, stop_after_epoch=stop_after)
-        except (CheckpointError, DatasetError) as err:
-            print(f"mimstudy.study.train: {err}", file=sys.stderr)
-            return 2
+        result = pretrain(config, device=device, progress=main_process, stop_after_epoch=stop_after)
         if main_process:
             for record in result.history:
                 print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
@@ -72,10 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             finished = bool(result.history) and result.history[-1]["epoch"] == config.epochs
             if finished and not no_results:
                 print("saved:", save_result(result.curves(config), config))
-    finally:
-        distributed.cleanup()
-    return 0
 
+    return run_command("mimstudy.study.train", PretrainConfig, args, force, run_dir, train)
 
 if __name__ == "__main__":
     sys.exit(main())

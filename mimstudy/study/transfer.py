@@ -24,12 +24,8 @@ from __future__ import annotations
 
 import sys
 
-from mimstudy import distributed
-from mimstudy.config import ConfigError, DownstreamConfig
-from mimstudy.data.fashion_mnist import DatasetError
-from mimstudy.models.checkpoints.state import CheckpointError
-from mimstudy.study.flags import config_from_flags, config_parser, start_run
-
+from mimstudy.config import DownstreamConfig
+from mimstudy.study.flags import config_parser, run_command
 
 def build_parser():
     """One flag per :class:`DownstreamConfig` field (:mod:`mimstudy.study.flags`) and the command's own."""
@@ -42,25 +38,12 @@ def build_parser():
 def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
     force, no_results = args.pop("force"), args.pop("no_results")
-    try:
-        config, from_preset = config_from_flags(DownstreamConfig, args)
-        config.validate()
-    except ConfigError as err:
-        print(f"mimstudy.study.transfer: {err}", file=sys.stderr)
-        return 2
-    device = distributed.setup(config.device)
-    main_process = distributed.is_main_process()
+    from mimstudy.downstream.transfer import run_downstream, run_folder  # after the flags: --help needs no torch
 
-    from mimstudy.downstream.transfer import run_downstream, run_folder
-    from mimstudy.results import save_result
+    def transfer(config: DownstreamConfig, device, main_process: bool) -> None:
+        from mimstudy.results import save_result
 
-    try:
-        start_run(config, from_preset, device, run_folder(config), force)
-        try:
-            result = run_downstream(config, progress=main_process)
-        except (CheckpointError, DatasetError, FileNotFoundError) as err:
-            print(f"mimstudy.study.transfer: {err}", file=sys.stderr)
-            return 2
+        result = run_downstream(config, progress=main_process)
         if main_process:
             metrics = [name for name in result.data_vars if result[name].dims == ("seed",)]
             for name in metrics:
@@ -68,10 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                       f" (trivial {float(result[f'trivial_{name}']):.4g})")
             if not no_results:
                 print("saved:", save_result(result, config))
-    finally:
-        distributed.cleanup()
-    return 0
 
+    return run_command("mimstudy.study.transfer", DownstreamConfig, args, force, run_folder, transfer)
 
 if __name__ == "__main__":
     sys.exit(main())
