@@ -37,6 +37,33 @@ def make_fashion_folder(folder: Path, n_train: int = 600, n_test: int = 200, see
     return folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def backbones_validated_once():
+    """Each backbone's arguments validated once per test session. Validation is a pure function of its
+    arguments, but a timm Swin without explicit geometry (the paper preset's ``swinv2_base_window12_192``)
+    is checked on a copy built on the meta device, ~1-2 s each: ``plan("paper")`` validates it 39 times.
+    Rejections are not cached (``lru_cache`` keeps only returns): every bad argument still raises."""
+    import functools
+
+    from mimstudy import config
+
+    real = config.validate_backbone
+
+    @functools.lru_cache(maxsize=None)
+    def validated(name, img_size, overrides):
+        real(name, img_size=img_size, **dict(overrides))
+
+    def validate_backbone(name, img_size=None, **overrides):
+        try:
+            validated(name, img_size, tuple(sorted(overrides.items())))
+        except TypeError:  # an unhashable argument (a list of depths): validated each time
+            real(name, img_size=img_size, **overrides)
+
+    config.validate_backbone = validate_backbone
+    yield
+    config.validate_backbone = real
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny tensors: one torch thread avoids oversubscribing a shared machine (restored afterwards)."""
