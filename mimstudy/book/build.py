@@ -46,5 +46,6 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         sphinx_build.build_sphinx = serial
 
+
 if __name__ == "__main__":
     main()

@@ -85,7 +85,7 @@ def start_run(config: RunConfig, from_preset: bool, device, folder: Path, force:
 def run_command(prog: str, config_class: type[RunConfig], given: dict, force: bool,
                 folder: Callable[[RunConfig], Path], work: Callable[[RunConfig, object, bool], None]) -> int:
     """What the pre-training and transfer commands share: the config of the flags ``given``
-    (:func:`config_from_flags`, validated), the processes set up (:mod:`mimstudy.distributed`),
+    (:func:`config_from_flags`, which validates it), the processes set up (:mod:`mimstudy.distributed`),
     :func:`start_run`, then ``work(config, device, main_process)``; the exit status. A bad parameter,
     checkpoint, dataset or missing file is one line on stderr (``prog: why``) and status 2."""
     from mimstudy import distributed
@@ -94,7 +94,6 @@ def run_command(prog: str, config_class: type[RunConfig], given: dict, force: bo
 
     try:
         config, from_preset = config_from_flags(config_class, given)
-        config.validate()
     except ConfigError as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return 2

@@ -25,6 +25,7 @@ import sys
 from mimstudy.config import PretrainConfig
 from mimstudy.study.flags import config_from_flags, config_parser, run_command
 
+
 def build_parser():
     """One flag per :class:`PretrainConfig` field (:mod:`mimstudy.study.flags`) and the command's own."""
     parser = config_parser(PretrainConfig, "python -m mimstudy.study.train", __doc__)

@@ -27,6 +27,7 @@ import sys
 from mimstudy.config import DownstreamConfig
 from mimstudy.study.flags import config_parser, run_command
 
+
 def build_parser():
     """One flag per :class:`DownstreamConfig` field (:mod:`mimstudy.study.flags`) and the command's own."""
     parser = config_parser(DownstreamConfig, "python -m mimstudy.study.transfer", __doc__)
