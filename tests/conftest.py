@@ -99,14 +99,20 @@ requires_real_data = pytest.mark.skipif(
 
 
 SLOW_FIXTURES = {"ci_results", "committed_book"}  # each runs the ci preset or builds the book
+CI_PRESET_GROUP = "ci-preset"  # the pytest-xdist group of the tests that share those session fixtures
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (--dist loadgroup)
 def pytest_collection_modifyitems(config, items):
     """Tests that run the ci preset, build the book or open it in a browser are ``slow``
-    (``make test-fast`` leaves them out; ``make test`` and CI run everything)."""
+    (``make test-fast`` leaves them out; ``make test`` and CI run everything) and form one
+    ``xdist_group``: ``make test`` runs the suite in two pytest-xdist workers (``-n 2 --dist
+    loadgroup``), where session fixtures are made once per worker, so these tests share one worker, one
+    ci run and one book build (the largest group, scheduled first) while the other worker runs the rest."""
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.xdist_group(CI_PRESET_GROUP))
 
 
 def nbval_preset(preset: str, root: Path, jobs: int = 2) -> list[subprocess.CompletedProcess]:

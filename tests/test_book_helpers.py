@@ -109,6 +109,19 @@ def test_restrict_drops_padding_from_other_models(ds):
     assert book.restrict(ds, ["swin", "sim"]).sizes["layer"] == 4
 
 
+@pytest.mark.parametrize("values", [
+    np.array([[np.nan, 1.0, np.nan], [np.nan, np.nan, np.nan]]),  # floats: NaN is missing
+    np.array([[None, "a", None], [None, None, "b"]], dtype=object),  # objects: None is missing
+    np.array([[1, 2, 3], [4, 5, 6]]),  # integers are never missing
+    np.zeros((2, 0)),  # an empty axis
+])
+def test_present_along_is_xarray_notnull_any(values):
+    da = xr.DataArray(values, dims=("a", "b"))
+    for axis, dim in enumerate(da.dims):
+        expected = da.notnull().any([d for d in da.dims if d != dim]).values
+        np.testing.assert_array_equal(book.present_along(values, axis), expected)
+
+
 def test_per_layer_table_rows_and_stage_column():
     values = xr.DataArray([[1.0, 2.0], [3.0, 4.0]], dims=("model", "layer"),
                           coords={"model": ["a", "b"], "layer": [1, 2], "stage": ("layer", [0, 1])})

@@ -17,6 +17,8 @@ import stat
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import xarray as xr
 import yaml
 
@@ -239,6 +241,13 @@ def absent_note(ds: xr.Dataset, arch_prefix: str = "vit", objectives=OBJECTIVE_O
             f"{', '.join(missing)}, so {'its panel is' if len(missing) == 1 else 'their panels are'} left out.")
 
 
+def present_along(values: np.ndarray, axis: int) -> np.ndarray:
+    """Whether each index of ``axis`` holds some value that is not missing (NaN, NaT, None), as xarray's
+    ``notnull().any(other dims)``: a boolean array as long as that axis."""
+    present = ~pd.isnull(values)
+    return present.any(axis=tuple(i for i in range(present.ndim) if i != axis))
+
+
 def restrict(ds: xr.Dataset, models: list[str]) -> xr.Dataset:
     """``ds`` for ``models`` only, without the NaN padding that concatenation with other models added
     (layers, heads or images that all of ``models`` lack). NaN-padded Swin heads within a model stay."""
@@ -246,13 +255,14 @@ def restrict(ds: xr.Dataset, models: list[str]) -> xr.Dataset:
     for dim in PROBE_DIMS:
         if dim not in sub.dims:
             continue
-        per_image_vars = [v for v in sub.data_vars if dim in sub[v].dims]
         keep = None
-        for var in per_image_vars:
-            present = sub[var].notnull().any([d for d in sub[var].dims if d != dim])
-            keep = present if keep is None else keep | present
+        for name in sub.data_vars:  # on the variables' arrays: a DataArray per variable costs more than the test
+            var = sub.variables[name]
+            if dim in var.dims:
+                present = present_along(var.values, var.dims.index(dim))
+                keep = present if keep is None else keep | present
         if keep is not None:
-            sub = sub.isel({dim: keep.values})
+            sub = sub.isel({dim: keep})
     for name in ("stage", "stage_j"):  # one layer -> stage map shared by all models: make it 1-D again
         if name in sub.coords and "model" in sub[name].dims:
             first = sub[name].isel(model=0, drop=True)

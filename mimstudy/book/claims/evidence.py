@@ -184,12 +184,13 @@ class PresetResults:
             if ds is None or run not in ds["model"].values:
                 continue
             one = restrict(ds, [run]).sel(model=run)
-            chosen = sorted(v for v in one.data_vars if (names is None or v in names) and v not in GEOMETRY
-                            and one[v].dtype.kind == "f" and bool(one[v].notnull().any()))
+            arrays = {v: one.variables[v].values for v in one.data_vars}  # arrays, not DataArrays: read for every run
+            chosen = sorted(v for v, a in arrays.items() if (names is None or v in names) and v not in GEOMETRY
+                            and a.dtype.kind == "f" and not np.isnan(a).all())
             if chosen:
                 digest = hashlib.sha1()
                 for v in chosen:
-                    digest.update(v.encode() + np.ascontiguousarray(one[v].values, dtype=np.float64).tobytes())
+                    digest.update(v.encode() + np.ascontiguousarray(arrays[v], dtype=np.float64).tobytes())
                 found[notebook] = digest.hexdigest()
         self._fingerprints[run] = found
         return found
