@@ -40,8 +40,8 @@ book: install  # jupyter-book build, its pages executed $(JOBS) at a time (mimst
 	$(BIN)/python -m mimstudy.book.build --jobs $(JOBS) . --warningiserror --keep-going --quiet
 	@echo "book: $(CURDIR)/_build/html/index.html"
 
-test: install data browser  # two pytest-xdist workers (the ci-preset tests share one: tests/conftest.py); prints the 25 slowest tests' times
-	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup --durations=25 -m "not paper_dry_run"
+test: install data browser  # two pytest-xdist workers, a test module each (tests/conftest.py); prints the 25 slowest tests' times
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile --no-loadscope-reorder --durations=25 -m "not paper_dry_run"
 
 test-paper: install data  # the paper preset's Section 4 dry runs: one step of each at SwinV2-B size (minutes each)
 	$(BIN)/python -m pytest -m paper_dry_run -q

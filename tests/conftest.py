@@ -99,20 +99,24 @@ requires_real_data = pytest.mark.skipif(
 
 
 SLOW_FIXTURES = {"ci_results", "committed_book"}  # each runs the ci preset or builds the book
-CI_PRESET_GROUP = "ci-preset"  # the pytest-xdist group of the tests that share those session fixtures
+CI_PRESET_MODULE = "test_ci_preset.py"  # the one module whose tests ask for them
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (--dist loadgroup)
 def pytest_collection_modifyitems(config, items):
-    """Tests that run the ci preset, build the book or open it in a browser are ``slow``
-    (``make test-fast`` leaves them out; ``make test`` and CI run everything) and form one
-    ``xdist_group``: ``make test`` runs the suite in two pytest-xdist workers (``-n 2 --dist
-    loadgroup``), where session fixtures are made once per worker, so these tests share one worker, one
-    ci run and one book build (the largest group, scheduled first) while the other worker runs the rest."""
+    """Tests that run the ci preset, build the book or open it in a browser are ``slow`` (``make
+    test-fast`` leaves them out; ``make test`` and CI run everything). They all live in
+    tests/test_ci_preset.py, collected first: ``make test`` runs two pytest-xdist workers with ``--dist
+    loadfile --no-loadscope-reorder`` (a module to one worker, modules in collection order), and session
+    fixtures are made once per worker, so the ci run and the book build are made once, on the worker that
+    starts with them, while the other runs the rest. A test elsewhere that asks for them is refused: it
+    would make a second ci run and a second book on the other worker."""
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-            item.add_marker(pytest.mark.xdist_group(CI_PRESET_GROUP))
+            if item.path.name != CI_PRESET_MODULE:
+                raise pytest.UsageError(f"{item.nodeid} asks for {' / '.join(sorted(SLOW_FIXTURES))}: move it to "
+                                        f"tests/{CI_PRESET_MODULE}, where every test that reads the ci run lives")
+    items.sort(key=lambda item: item.path.name != CI_PRESET_MODULE)  # stable: the ci module first
 
 
 def nbval_preset(preset: str, root: Path, jobs: int = 2) -> list[subprocess.CompletedProcess]:

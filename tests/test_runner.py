@@ -4,7 +4,7 @@ from mimstudy.study.cli import main
 from mimstudy.config import ProbeConfig, ConfigError, PretrainConfig, DownstreamConfig
 from mimstudy.training.pretrain import checkpoint_path, weights_path
 from mimstudy.results import save_result
-from mimstudy.study.runner import PRESET_DIR, independent_groups, plan, run_preset, select_runs, steps_to_run
+from mimstudy.study.runner import PRESET_DIR, independent_groups, plan, select_runs, steps_to_run
 
 from .test_results import small_dataset
 
@@ -219,28 +219,6 @@ def test_cli_reports_missing_dataset(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MIMSTUDY_DATA", str(tmp_path / "empty"))
     assert main(["run", "--preset", "ci", "--results-dir", str(tmp_path), "--runs-dir", str(tmp_path)]) == 2
     assert "MIMSTUDY_DATA" in capsys.readouterr().err
-
-
-def test_ci_preset_end_to_end_then_skips(ci_results):
-    results, runs = ci_results
-    lines = []
-    assert run_preset("ci", results_dir=results, runs_dir=runs, log=lines.append) == []
-    assert sum(line.startswith("[skip]") for line in lines) == len(plan("ci"))
-    from mimstudy.results import load_runs
-
-    ds = load_runs(f"{results}/ci/probes")
-    assert set(ds["objective"].values) == {"supervised", "moco", "simmim", "finetune", "random"}
-    assert {"mean_row_distance", "uniform_distance", "uniform_entropy"} <= set(ds.data_vars)
-    assert ds["arch"].sel(model="swin_random").item() == "swinv2_micro_32"
-    assert ds["attention_distance"].dims == ("model", "layer", "head", "image")
-    distance = ds["attention_distance"]
-    assert distance.min().item() > 0  # NaN where a Swin stage has fewer heads than the widest one
-    assert distance.sel(model="vit_sup").count().item() == 4 * 4 * 16  # vit_micro_32: 4 layers x 4 heads x 16 images
-    accuracy = load_runs(f"{results}/ci/evaluate")
-    assert accuracy["knn_accuracy"].dims == ("model", "weights", "pool")
-    assert list(accuracy["weights"].values) == ["pretrained", "random_init", "raw_pixels"]
-    assert ((accuracy["knn_accuracy"] >= 0) & (accuracy["knn_accuracy"] <= 1)).all()
-    assert list(accuracy["weights"].values) == ["pretrained", "random_init", "raw_pixels"]
 
 
 @pytest.mark.parametrize("preset", sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
