@@ -3,6 +3,8 @@ masked-pixel baselines, locality, patch-mean features and probes through pre-tra
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -323,3 +325,21 @@ def test_mocos_random_init_control_is_its_own_initial_network(tmp_path, fashion_
     assert other != first
     a, b = (build_objective(PretrainConfig.from_dict(p)).state_dict() for p in (params, params))
     assert all(torch.equal(a[k], b[k]) for k in a)  # seeded: the initialisation the run itself started from
+
+
+def test_a_pilot_row_of_older_results_leaves_out_what_they_lack():
+    """Results stored before the raw-pixel baseline and the uniform-attention reference (the committed
+    gpu preset's): the row has what they hold, and no value for what they lack, instead of an error."""
+    from mimstudy.study.regime import pilot_row
+
+    params = dict(epochs=2, train_size=256, batch_size=128)
+    curves = xr.Dataset({"seconds": ("epoch", [10.0, 12.0]), "images_per_s": ("epoch", [25.0, 21.0]),
+                         "val_loss": ("epoch", [0.9, 0.8])},
+                        coords={"epoch": [1, 2], "objective": "simmim", "arch": "vit_micro_32"},
+                        attrs={"parameters": json.dumps(params)})
+    evaluation = xr.Dataset({m: (("weights", "pool"), np.full((2, 2), 0.4)) for m in ("knn_accuracy", "linear_accuracy")},
+                            coords={"weights": ["pretrained", "random_init"], "pool": ["head", "patch_mean"]})
+    probes = xr.Dataset({"attention_distance": (("layer", "head", "image"), np.ones((2, 2, 3)))})
+    row = pilot_row(curves, evaluation, probes, None)
+    assert row["knn_head_pretrained"] == 0.4 and row["linear_patch_mean_random_init"] == 0.4
+    assert not [k for k in row if k.endswith("raw_pixels")] and "lambda_max" not in row and row["steps"] == 4

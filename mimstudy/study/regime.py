@@ -194,12 +194,14 @@ def pilot_row(curves: xr.Dataset, evaluate: xr.Dataset | None, probes: xr.Datase
     if evaluate is not None:
         for metric in ("knn_accuracy", "linear_accuracy"):
             for weights in WEIGHTS:
+                if weights not in evaluate["weights"].values:  # an evaluation from before that baseline existed
+                    continue
                 for pool in POOLS:
                     value = evaluate[metric].sel(weights=weights)
                     value = value.sel(pool=pool) if "pool" in value.dims else value
                     row[f"{metric.split('_')[0]}_{pool}_{weights}"] = float(value)
     for name, ds in (("lambda_max", probes), ("control_lambda_max", control)):
-        if ds is not None and "attention_distance" in ds:
+        if ds is not None and {"attention_distance", "uniform_distance"} <= set(ds.data_vars):  # older probes: left out
             row[name] = most_local_head(summarize(ds)["locality"]).values.astype(float)
     if baselines:
         row.update(baselines)
