@@ -41,9 +41,9 @@ book: install  # jupyter-book build, its pages executed $(JOBS) at a time (mimst
 	@echo "book: $(CURDIR)/_build/html/index.html"
 
 test: install data browser  # two pytest-xdist workers, a test module each (tests/conftest.py); prints the 25 slowest tests' times
-	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile --no-loadscope-reorder --durations=25 -m "not paper_dry_run"
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile --no-loadscope-reorder --durations=25
 
-test-paper: install data  # the paper preset's Section 4 dry runs: one step of each at SwinV2-B size (minutes each)
+test-paper: install data  # only the paper preset's Section 4 dry runs (make test runs them too): one step of each at SwinV2-B size
 	$(BIN)/python -m pytest -m paper_dry_run -q
 
 test-fast: install data  # the unit tests, for the edit-test loop (not the ci preset, the book or the browser)
