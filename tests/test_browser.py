@@ -25,4 +25,3 @@ def test_the_checker_catches_what_a_reader_would_see_broken(tmp_path):
                      "JavaScript error: ReferenceError: undefined_function is not defined"):
         assert expected in problems, problems
     assert not [p for p in check.problems if p.startswith("good.html")]
-

@@ -22,4 +22,3 @@ def test_parameters_cell_matches_config(notebook):
 def test_notebooks_are_committed_without_outputs(notebook):
     cells = json.loads((NOTEBOOK_DIR / f"{notebook}.ipynb").read_text())["cells"]
     assert all(not c.get("outputs") for c in cells if c["cell_type"] == "code")
-
