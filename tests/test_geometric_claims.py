@@ -12,9 +12,11 @@ from mimstudy.book.claims.geometric import (AP_FLOOR, drop_last_verdict, dropped
 from mimstudy.book.claims.registry import claim
 
 
-def runs(spec: dict[str, tuple], trivial: float = 0.1, init: dict[str, str] | None = None) -> xr.Dataset:
+def runs(spec: dict[str, tuple], trivial: float = 0.1, init: dict[str, str] | None = None,
+         arch: dict[str, str] | None = None) -> xr.Dataset:
     """``{model: (objective, blocks, block_order, [ap per seed])}`` as load_runs would concatenate them;
-    ``init``: the pre-training run each model starts from (its provenance ``init_from``)."""
+    ``init``: the pre-training run each model starts from (its provenance ``init_from``); ``arch``: a
+    model's backbone when not ``vit_mini_32``."""
     seeds = max(len(v[3]) for v in spec.values())
     models = list(spec)
     ap = np.full((len(models), seeds), np.nan)
@@ -25,7 +27,7 @@ def runs(spec: dict[str, tuple], trivial: float = 0.1, init: dict[str, str] | No
     return xr.Dataset(
         {"ap": (("model", "seed"), ap), "trivial_ap": ("model", np.full(len(models), trivial))},
         coords={"model": models, "seed": np.arange(seeds), "task": ("model", ["pose"] * len(models)),
-                "arch": ("model", ["vit_mini_32"] * len(models)),
+                "arch": ("model", [(arch or {}).get(m, "vit_mini_32") for m in models]),
                 "objective": ("model", [spec[m][0] for m in models]),
                 "blocks": ("model", [spec[m][1] for m in models]), "total_blocks": ("model", [8] * len(models)),
                 "block_order": ("model", [spec[m][2] for m in models]), "provenance": ("model", provenance)})
@@ -80,6 +82,18 @@ def test_the_family_counts_pretraining_seeds_from_the_stored_runs():
     verdict = claim("geometric").judge(pose_preset(runs(spec, init=init)))
     assert verdict.verdict == "supported", verdict.summary()
     assert verdict.checks[0].estimate.interval == "t interval over pre-training seeds"
+
+
+def test_table2_keeps_each_backbones_learnability_and_random_init_gap():
+    # pose on a ViT and on a SwinV2: the details name each random-init run (one arch's must not overwrite the other's)
+    swin = {"ssup": ("supervised", 8, "", [0.40, 0.41, 0.39]), "smim": ("simmim", 8, "", [0.45, 0.46, 0.44]),
+            "srand": ("random", 8, "", [0.20, 0.21, 0.19])}
+    ds = runs({**BASE, **swin}, arch={m: "swinv2_micro_32" for m in swin})
+    details = claim("geometric").judge(pose_preset(ds)).details
+    assert np.isclose(details["pose learnability (random init `rand` minus the trivial predictor)"].value, 0.30 - 0.1)
+    assert np.isclose(details["pose learnability (random init `srand` minus the trivial predictor)"].value, 0.20 - 0.1)
+    assert np.isclose(details["pose: supervised minus random init `rand`"].value, 0.50 - 0.30)
+    assert np.isclose(details["pose: supervised minus random init `srand`"].value, 0.40 - 0.20)
 
 
 def test_drop_last_and_shuffle_verdicts_read_the_right_runs():

@@ -78,7 +78,8 @@ def _table2_parts(runs, task, supervised, mim, random_model, metric="ap", higher
                 f"{better} is better)", gap_estimate(runs, mim, supervised, metric),
                 "positive" if higher_is_better else "negative", floor if higher_is_better else -floor)
     details = {f"{task}: MIM minus random init `{random_model}`": gap_estimate(runs, mim, [random_model], metric),
-               f"{task}: supervised minus random init": gap_estimate(runs, supervised, [random_model], metric)}
+               f"{task}: supervised minus random init `{random_model}`": gap_estimate(runs, supervised, [random_model],
+                                                                                     metric)}
     sign = 1 if higher_is_better else -1
     notes = []
     if not any(sign * d.value > floor for d in details.values()):
@@ -190,7 +191,7 @@ class GeometricClaim(DownstreamClaim):
                 notes += more_notes
                 est, gate = learnability(runs, rand, metric, higher)
                 gates.append(gate)
-                details[f"{task} learnability (random init minus the trivial predictor)"] = est
+                details[f"{task} learnability (random init `{rand}` minus the trivial predictor)"] = est  # per arch
                 pretrained[f"{task} {prefix} supervised"], pretrained[f"{task} {prefix} SimMIM"] = sup, mim
         if not checks:
             return ClaimVerdict.not_run(self.text, f"`{results.preset}` lacks a full supervised, SimMIM and random-init "
