@@ -101,17 +101,68 @@ def test_drop_last_and_shuffle_verdicts_read_the_right_runs():
                 sup_s0=("supervised", 6, "3,1,0,7,2,5", [0.40, 0.41, 0.39]),
                 mim_s0=("simmim", 6, "3,1,0,7,2,5", [0.48, 0.49, 0.47]))
     ds = runs(spec)
-    assert dropped_runs(ds, "pose", "supervised") == {0: "sup", 2: "sup_d2"}
-    assert sampled_pairs(ds, "pose", "simmim") == ("mim_d2", ["mim_s0"])
+    assert dropped_runs(ds, "pose", "supervised") == {0: ["sup"], 2: ["sup_d2"]}
+    assert sampled_pairs(ds, "pose", "simmim") == [("mim_d2", ["mim_s0"])]
     verdict = drop_last_verdict(ds, "pose", {0: "sup", 2: "sup_d2"}, {0: "mim", 2: "mim_d2"})
     assert [c.holds for c in verdict.checks] == [True, True]
-    verdict = shuffle_verdict(ds, "pose", ("sup_d2", ["sup_s0"]), ("mim_d2", ["mim_s0"]))
+    verdict = shuffle_verdict(ds, "pose", [("sup_d2", ["sup_s0"])], [("mim_d2", ["mim_s0"])])
     assert verdict.verdict == "supported" and np.isclose(verdict.checks[0].estimate.value, 0.16 - 0.02)
     assert AP_FLOOR == 0.01
     # the registry's layer-drop and layer-shuffle rows select the same runs (no longer "not run")
     for key in ("layer-drop", "layer-shuffle"):
         judged = claim(key).judge(pose_preset(ds))
         assert judged.verdict == "undetermined" and [b.tag for b in judged.blockers] == ["seeds"], key
+
+
+def seeded(spec: dict[str, tuple], seeds=(0, 1, 2), step: float = 0.004) -> tuple[dict, dict]:
+    """``spec`` repeated over pre-training seeds as the cpu preset stores it: ``<model>-s<seed>``, one
+    fine-tuning seed each, starting from ``<pretraining run>-s<seed>`` (a pre-trained model's runs all
+    share one ``init_from`` per seed: its full, truncated and sampled-block runs); seed s adds s × step."""
+    out, init = {}, {}
+    for s in seeds:
+        for m, (objective, blocks, order, values) in spec.items():
+            out[f"{m}-s{s}"] = (objective, blocks, order, [values[0] + s * step])
+            if objective != "random":
+                init[f"{m}-s{s}"] = f"vit_{m.split('_')[0]}-s{s}"
+    return out, init
+
+
+def test_learnability_reads_every_random_init_seed():
+    # one fine-tuning seed per run and three training seeds (the cpu preset): decided over the three runs
+    spec, init = seeded(BASE)
+    ds = runs(spec, init=init)
+    est, gate = learnability(ds, ["rand-s0", "rand-s1", "rand-s2"])
+    assert gate.status == "pass" and est.interval == "t interval over training seeds" and est.n == 3
+    assert np.isclose(est.value, 0.304 - 0.1) and gate.model == "rand-s{0,1,2}"
+    assert learnability(ds, "rand-s0")[1].status == "unknown"  # one run of one fine-tuning seed: no interval
+    assert learnability(runs(spec, trivial=0.31, init=init), ["rand-s0", "rand-s1", "rand-s2"])[1].status == "fail"
+    # so the registry's row is decided: the gate passes, the MIM-minus-supervised gap is judged over seeds
+    verdict = claim("geometric").judge(pose_preset(ds))
+    assert verdict.verdict == "supported" and not verdict.blockers, verdict.summary()
+    assert np.isclose(verdict.details["pose: MIM minus random init `rand-s{0,1,2}`"].value, 0.30)
+
+
+def test_drop_and_shuffle_pair_runs_of_the_same_pretraining_seed():
+    # truncation helps supervised by 0.03 on every seed while seeds differ by far more: paired, the gain is clear
+    spec = dict(BASE, sup_d2=("supervised", 6, "", [0.53]), mim_d2=("simmim", 6, "", [0.58]),
+                sup_s0=("supervised", 6, "3,1,0,7,2,5", [0.40]), mim_s0=("simmim", 6, "3,1,0,7,2,5", [0.56]))
+    spec, init = seeded(spec, step=0.05)
+    ds = runs(spec, init=init)
+    assert dropped_runs(ds, "pose", "supervised") == {0: ["sup-s0", "sup-s1", "sup-s2"],
+                                                      2: ["sup_d2-s0", "sup_d2-s1", "sup_d2-s2"]}
+    assert sampled_pairs(ds, "pose", "supervised") == [(f"sup_d2-s{s}", [f"sup_s0-s{s}"]) for s in range(3)]
+    for key in ("layer-drop", "layer-shuffle"):  # three pre-training seeds counted: no seeds blocker
+        judged = claim(key).judge(pose_preset(ds))
+        assert judged.verdict == "supported" and not judged.blockers, (key, judged.summary())
+    drop = claim("layer-drop").judge(pose_preset(ds)).checks[0].estimate
+    assert np.isclose(drop.value, 0.03) and drop.interval == "t interval over pre-training seeds, paired"
+    assert drop.low > 0.02  # unpaired, seeds 0.05 apart would give an interval of about ±0.12
+    shuffle = claim("layer-shuffle").judge(pose_preset(ds)).checks[0].estimate
+    assert np.isclose(shuffle.value, (0.53 - 0.40) - (0.58 - 0.56)) and shuffle.n == 3
+    # a pre-training run's truncated model is never read against another seed's full model
+    missing = runs({m: v for m, v in spec.items() if m != "sup-s1"}, init=init)
+    assert dropped_runs(missing, "pose", "supervised")[0] == ["sup-s0", "sup-s2"]
+    assert claim("layer-drop").judge(pose_preset(missing)).checks[0].estimate.n == 2
 
 
 def test_depth_verdict_reads_lower_rmse_as_better():
@@ -123,3 +174,23 @@ def test_depth_verdict_reads_lower_rmse_as_better():
     assert verdict.checks[0].threshold == -0.02
     swapped = table2_verdict(ds, "depth", ["mim"], ["sup"], "rand", metric="rmse", higher_is_better=False)
     assert swapped.checks[0].holds is False
+
+
+def test_figure5_and_the_shuffle_table_show_every_pretraining_seed(monkeypatch):
+    from mimstudy.book.pages import geometric_tasks as page
+
+    shown = []
+    monkeypatch.setattr(page, "display", lambda obj: shown.append(getattr(obj, "data", obj)))
+    monkeypatch.setattr(page.plt, "show", lambda: shown.append("figure"))
+    spec = dict(BASE, sup_d2=("supervised", 6, "", [0.53]), mim_d2=("simmim", 6, "", [0.58]),
+                sup_s0=("supervised", 6, "3,1,0,7,2,5", [0.40]), mim_s0=("simmim", 6, "3,1,0,7,2,5", [0.56]))
+    spec, init = seeded(spec, step=0.05)
+    page.show_figure5(pose_preset(runs(spec, init=init)))
+    assert "figure" in shown and "mean over pre-training runs" in shown[-1]
+    mean_lines = [line for line in page.plt.gcf().axes[0].lines if line.get_linestyle() == "-"]
+    assert [list(line.get_xdata()) for line in mean_lines] == [[0, 2], [0, 2]]
+    assert np.allclose(mean_lines[0].get_ydata(), [100 * 0.55, 100 * 0.58])  # supervised: seeds 0.50 .. 0.60, mean 0.55
+    shown.clear()
+    page.show_shuffled(pose_preset(runs(spec, init=init)))
+    table = shown[-1]
+    assert all(f"`{m}-s{s}`" in table for m in ("sup_d2", "sup_s0", "mim_d2", "mim_s0") for s in range(3))

@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 
 from mimstudy.book.claims.evidence import PresetResults
-from mimstudy.book.claims.downstream import DownstreamClaim, full_model, full_models, gap_estimate, learnability
+from mimstudy.book.claims.downstream import DownstreamClaim, full_models, gap_estimate, learnability
 from mimstudy.book.claims.verdicts import FLOORS, Check, ClaimVerdict, seed_estimate
 
 LOSS_FLOOR = 0.05  # a loss gap counts when it is at least 5 % of the supervised model's final held-out loss
@@ -69,8 +69,8 @@ class CombinedClaim(DownstreamClaim):
         task = "detection" if self.kind == "losses" else TASKS[self.kind][0]
         if runs is None:
             return ClaimVerdict.not_run(self.text, f"no downstream results in `{results.preset}`")
-        sup, mim = (full_models(runs, task, o, self.arch, protocol="finetune") for o in ("supervised", "simmim"))
-        rand = full_model(runs, task, "random", self.arch, protocol="finetune")
+        sup, mim, rand = (full_models(runs, task, o, self.arch, protocol="finetune")
+                          for o in ("supervised", "simmim", "random"))
         if not (sup and mim and rand):
             return ClaimVerdict.not_run(self.text, f"`{results.preset}` lacks fine-tuned supervised, SimMIM and "
                                         f"random-init {self.arch} runs of {task}")
@@ -85,8 +85,8 @@ class CombinedClaim(DownstreamClaim):
         floor = FLOORS["ap"]
         check = Check(f"{task}: {'MIM minus supervised' if mim_ahead else 'supervised minus MIM'} {metric} "
                       f"(floor {floor:g})", gap_estimate(runs, ahead, behind, metric), "positive", floor)
-        details[f"{task}: MIM minus random init"] = gap_estimate(runs, mim, [rand], metric)
-        details[f"{task}: supervised minus random init"] = gap_estimate(runs, sup, [rand], metric)
+        details[f"{task}: MIM minus random init"] = gap_estimate(runs, mim, rand, metric)
+        details[f"{task}: supervised minus random init"] = gap_estimate(runs, sup, rand, metric)
         return ClaimVerdict.of(self.text, [check], details, blockers=blocked)
 
     def _losses(self, runs, sup, mim, rand, details, blocked) -> ClaimVerdict:
@@ -98,5 +98,5 @@ class CombinedClaim(DownstreamClaim):
             floor = LOSS_FLOOR * float(np.mean([final_losses(runs, m, name).mean() for m in sup]))
             checks.append(Check(f"held-out {name}, last epoch: {what} (floor {floor:.3g})",
                                 loss_gap(runs, higher, lower, name), "positive", floor))
-            details[f"held-out {name}, last epoch: random init minus MIM"] = loss_gap(runs, [rand], mim, name)
+            details[f"held-out {name}, last epoch: random init minus MIM"] = loss_gap(runs, rand, mim, name)
         return ClaimVerdict.of(self.text, checks, details, blockers=blocked)

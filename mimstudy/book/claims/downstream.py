@@ -4,7 +4,8 @@ how a claim reads them.
 :class:`DownstreamClaim` is the base of the Section 4 families (:mod:`~mimstudy.book.claims.geometric`,
 :mod:`~mimstudy.book.claims.semantic`, :mod:`~mimstudy.book.claims.combined`): one blockers call over the
 pre-training runs each estimate reads (distinct ``init_from``, so seeds come from the stored runs), the
-tasks' learnability gates and the backbones' own quality gates. The helpers find runs by their coords
+tasks' learnability gates (over the random-init runs of every training seed) and the backbones' own
+quality gates. The helpers find runs by their coords
 and estimate gaps: a t interval over pre-training seeds of each run's mean over fine-tuning seeds with
 ≥ 2 pre-training runs a side, else a t interval over the fine-tuning seeds of one run.
 """
@@ -12,6 +13,7 @@ and estimate gaps: a t interval over pre-training seeds of each run's mean over 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -95,20 +97,68 @@ def difference_of(a: Estimate, b: Estimate) -> Estimate:
     return Estimate(value, value - half, value + half, "t intervals over seeds, combined")
 
 
-def learnability(runs: xr.Dataset, random_model: str, metric: str = "ap", higher_is_better: bool = True
-                 ) -> tuple[Estimate, GateResult]:
+def as_runs(models: str | Sequence[str]) -> list[str]:
+    """One run id or several as a list."""
+    return [models] if isinstance(models, str) else list(models)
+
+
+def runs_label(models: str | Sequence[str]) -> str:
+    """A short name for runs of one model over training seeds: ``pose_vit_random-s{0,1,2}`` for
+    ``pose_vit_random-s0`` .. ``-s2``; other lists joined with commas."""
+    models = as_runs(models)
+    stems = {re.sub(r"-s\d+$", "", m) for m in models}
+    if len(models) > 1 and len(stems) == 1 and all(re.search(r"-s\d+$", m) for m in models):
+        return f"{stems.pop()}-s{{{','.join(m.rsplit('-s', 1)[1] for m in models)}}}"
+    return ", ".join(models)
+
+
+def same_pretraining(runs: xr.Dataset, a: Sequence[str], b: Sequence[str]) -> list[tuple[str, str]]:
+    """Pairs ``(run of a, run of b)`` that start from the same pre-training run (their ``init_from``), in
+    ``a``'s order: e.g. a truncated backbone and the full one of the same pre-training seed."""
+    by_origin = {init_from(runs, m): m for m in b}
+    return [(m, by_origin[init_from(runs, m)]) for m in a if init_from(runs, m) in by_origin]
+
+
+def paired_gap(runs: xr.Dataset, pairs: Sequence[tuple[str, str]], metric: str = "ap") -> Estimate:
+    """Mean ``metric`` of ``a`` minus ``b`` over pairs from the same pre-training run: a t interval over
+    pre-training runs of the paired differences of their means over fine-tuning seeds with two or more
+    pairs, else over the fine-tuning seeds of the one pair."""
+    if len(pairs) >= 2:
+        est = seed_estimate([scores(runs, a, metric).mean() - scores(runs, b, metric).mean() for a, b in pairs])
+        est.interval = "t interval over pre-training seeds, paired"
+        return est
+    a, b = pairs[0]
+    est = seed_estimate(scores(runs, a, metric), scores(runs, b, metric))
+    if est.has_interval:
+        est.interval = "t interval over the fine-tuning seeds of one pre-training run"
+    return est
+
+
+def learnability(runs: xr.Dataset, random_models: str | Sequence[str], metric: str = "ap",
+                 higher_is_better: bool = True) -> tuple[Estimate, GateResult]:
     """The task's quality gate: fine-tuned random weights beat the trivial predictor (else the task is
-    broken). Pass when the whole interval over fine-tuning seeds is past it, fail when it is wholly on the
-    wrong side, unknown without an interval."""
-    trivial = float(runs[f"trivial_{metric}"].sel(model=random_model))
-    est = seed_estimate(scores(runs, random_model, metric) - trivial)
+    broken). ``random_models``: the random-init runs, one per training seed; each is read against the
+    trivial predictor of its own data. The interval is over those runs (each run's mean over its
+    fine-tuning seeds) when there are two or more, else over the fine-tuning seeds of the one run. Pass
+    when the whole interval is past the trivial predictor, fail when it is not (wholly or partly on the
+    wrong side: a learnability gate must be clear), unknown without an interval."""
+    models = as_runs(random_models)
+    margins = [scores(runs, m, metric) - float(runs[f"trivial_{metric}"].sel(model=m)) for m in models]
+    if len(models) >= 2:
+        est = seed_estimate([m.mean() for m in margins])
+        est.interval = "t interval over training seeds"
+    else:
+        est = seed_estimate(margins[0])
+    trivial = float(np.mean([float(runs[f"trivial_{metric}"].sel(model=m)) for m in models]))
+    label = runs_label(models)
+    words = (f"random-init `{label}` {metric.upper()} minus the trivial predictor's "
+             f"({trivial:.3f}{', mean over runs' if len(models) > 1 else ''}): {est}")
     good, bad = (est.above(0), est.below(0)) if higher_is_better else (est.below(0), est.above(0))
-    words = f"random-init `{random_model}` {metric.upper()} minus the trivial predictor's ({trivial:.3f}): {est}"
     if good:
-        return est, GateResult(random_model, "pass", [words])
+        return est, GateResult(label, "pass", [words])
     if bad or (est.has_interval and not good):
-        return est, GateResult(random_model, "fail", [words], failed=[f"the task is not learned ({words})"])
-    return est, GateResult(random_model, "unknown", [words], unknown=[f"task learnability not decidable ({words})"])
+        return est, GateResult(label, "fail", [words], failed=[f"the task is not learned ({words})"])
+    return est, GateResult(label, "unknown", [words], unknown=[f"task learnability not decidable ({words})"])
 
 
 @dataclass(frozen=True)

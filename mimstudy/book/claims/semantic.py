@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import xarray as xr
 
 from mimstudy.book.claims.evidence import PresetResults
-from mimstudy.book.claims.downstream import DownstreamClaim, difference_of, full_model, full_models, gap_estimate, learnability
+from mimstudy.book.claims.downstream import DownstreamClaim, difference_of, full_models, gap_estimate, learnability
 from mimstudy.book.claims.verdicts import FLOORS, Check, ClaimVerdict
 
 TOP1_FLOOR = FLOORS["top1"]
@@ -37,10 +37,9 @@ ALSO = {"fine": ("inat_lite", "top1")}  # a second task shown beside a claim's (
 FINETUNE = {"protocol": "finetune"}
 
 
-def sides(runs: xr.Dataset, task: str, arch: str, protocol: str = "finetune") -> tuple[list[str], list[str], str | None]:
-    """(supervised runs, SimMIM runs, the random-init run) of ``task`` on ``arch`` under ``protocol``."""
-    sup, mim = (full_models(runs, task, o, arch, protocol=protocol) for o in ("supervised", "simmim"))
-    return sup, mim, full_model(runs, task, "random", arch, protocol=protocol)
+def sides(runs: xr.Dataset, task: str, arch: str, protocol: str = "finetune") -> tuple[list[str], list[str], list[str]]:
+    """(supervised runs, SimMIM runs, random-init runs) of ``task`` on ``arch`` under ``protocol``: one per training seed."""
+    return tuple(full_models(runs, task, o, arch, protocol=protocol) for o in ("supervised", "simmim", "random"))
 
 
 @dataclass(frozen=True)
@@ -76,8 +75,8 @@ class SemanticClaim(DownstreamClaim):
         check = Check(f"{task}: {label} {metric} (floor {TOP1_FLOOR:g})", gap_estimate(runs, ahead, behind, metric),
                       "positive", TOP1_FLOOR)
         learned, gate = learnability(runs, rand, metric)
-        details = {f"{task}: MIM minus random init": gap_estimate(runs, mim, [rand], metric),
-                   f"{task}: supervised minus random init": gap_estimate(runs, sup, [rand], metric),
+        details = {f"{task}: MIM minus random init": gap_estimate(runs, mim, rand, metric),
+                   f"{task}: supervised minus random init": gap_estimate(runs, sup, rand, metric),
                    f"{task} learnability (random init minus the majority class)": learned}
         details.update(self._frozen(runs, [task], metric))
         if self.kind in ALSO:
@@ -103,7 +102,7 @@ class SemanticClaim(DownstreamClaim):
             sup, mim, rand = found[level]
             name = f"L{LEVELS.index(level) + 1}"
             details[f"{name}: MIM minus supervised"] = gaps[level]
-            details[f"{name}: MIM minus random init"] = gap_estimate(runs, mim, [rand], "top1")
+            details[f"{name}: MIM minus random init"] = gap_estimate(runs, mim, rand, "top1")
             learned, gate = learnability(runs, rand, "top1")
             details[f"{name} learnability (random init minus the majority class)"] = learned
             gates.append(gate)

@@ -116,12 +116,13 @@ def show_figure5(results: PresetResults) -> list[Judged]:
         return judged
     fig, ax = plt.subplots(figsize=(4.6, 3.2))
     for objective, by_d in series.items():
-        ax.plot(list(by_d), [100 * scores(runs, m).mean() for m in by_d.values()], "o-", label=PAPER_LABELS[objective])
-        for d, m in by_d.items():
-            ax.plot([d] * len(scores(runs, m)), 100 * scores(runs, m), ".", color=ax.lines[-1].get_color(), alpha=0.4)
+        means = {d: [scores(runs, m).mean() for m in ms] for d, ms in by_d.items()}  # one per pre-training run
+        ax.plot(list(means), [100 * np.mean(v) for v in means.values()], "o-", label=PAPER_LABELS[objective])
+        for d, v in means.items():
+            ax.plot([d] * len(v), 100 * np.asarray(v), ".", color=ax.lines[-1].get_color(), alpha=0.4)
     ax.set(xlabel="last blocks dropped (d)", ylabel="Puppet-Pose OKS AP (×100)", ylim=(0, 100))
-    show_figure(fig, ax, "Pose AP against the number of last blocks dropped; lines: mean over fine-tuning seeds, "
-                "dots: single seeds; absolute axis from 0.")
+    show_figure(fig, ax, "Pose AP against the number of last blocks dropped; lines: mean over pre-training runs, "
+                "dots: single pre-training runs (each the mean over its fine-tuning seeds); absolute axis from 0.")
     return judged
 
 
@@ -131,8 +132,8 @@ def show_shuffled(results: PresetResults) -> list[Judged]:
     if runs is None:
         return judged
     rows = ["| model | blocks loaded | AP × 100 (seeds) |", "|---|---|---|"]
-    for pair in (sampled_pairs(runs, "pose", o) for o in ("supervised", "simmim")):
-        for m in [pair[0], *pair[1]] if pair else []:
+    for pairs in (sampled_pairs(runs, "pose", o) for o in ("supervised", "simmim")):
+        for m in [m for base, sampled in pairs for m in (base, *sampled)]:
             rows.append(f"| `{m}` | {coord(runs, m, 'block_order') or 'in order'} | {cell(scores(runs, m))} |")
     if len(rows) > 2:
         display(Markdown("\n".join(rows)))
