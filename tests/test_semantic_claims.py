@@ -16,6 +16,7 @@ from mimstudy.book.pages.semantic import scores_markdown
 def runs(rows: list[tuple], trivial: float = 0.1) -> xr.Dataset:
     """``rows``: ``(task, objective, init_from, [score per seed], protocol)`` as load_runs concatenates them."""
     models = [f"{task}-{objective}-{init or 'rand'}-{protocol}" for task, objective, init, _, protocol in rows]
+    models = [m if models.count(m) == 1 else f"{m}-s{models[:i].count(m)}" for i, m in enumerate(models)]  # random: one per seed
     seeds = max(len(r[3]) for r in rows)
     data = {name: np.full((len(rows), seeds), np.nan) for name in ("top1", "mean_class_acc")}
     for i, (task, _, _, values, _) in enumerate(rows):
@@ -54,6 +55,22 @@ def test_a_growing_gap_supports_the_trend_and_a_flat_one_does_not():
     assert {"L1: MIM minus supervised", "L5: MIM minus supervised"} <= set(verdict.details)
     flat = claim("semantic-cog").judge(preset(runs(ladder([0.03] * 5))))
     assert flat.verdict == "not supported", flat.summary()
+
+
+def test_the_trend_reads_each_pretraining_run_on_both_levels():
+    # backbones differ by 0.05 from seed to seed on every level alike; MIM's lead grows by 0.02 from L1 to L5
+    # on each: read per pre-training run the growth is exact, while the two levels' gaps alone straddle 0.02
+    rows = []
+    for level, gap, wobble in zip(LEVELS, [0.0, 0.005, 0.01, 0.015, 0.02], [0.0, 0.0, 0.0, 0.0, 0.002]):
+        for s in range(3):
+            rows.append((level, "supervised", f"vit_sup-s{s}", [0.60 + 0.05 * s], "finetune"))
+            rows.append((level, "simmim", f"vit_simmim-s{s}", [0.60 + gap + 0.05 * (2 - s) + wobble * s], "finetune"))
+        rows += [(level, "random", "", [0.30 + 0.001 * s], "finetune") for s in range(3)]
+    verdict = claim("semantic-cog").judge(preset(runs(rows)))
+    trend = verdict.checks[0].estimate
+    assert trend.interval == "t interval over pre-training seeds, each run's far minus near task" and trend.n == 3
+    assert np.isclose(trend.value, 0.02 + 0.002) and trend.low > 0.01  # combining the two gaps: about ±0.35
+    assert verdict.details["L5: MIM minus supervised"].low < 0  # the gap of L5 alone is not even clear of zero
 
 
 def test_one_pretraining_seed_or_an_unlearned_task_leaves_it_undetermined():

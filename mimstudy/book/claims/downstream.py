@@ -87,6 +87,24 @@ def gap_estimate(runs: xr.Dataset, a: Sequence[str], b: Sequence[str], metric: s
     return est
 
 
+def trend_estimate(runs: xr.Dataset, far: tuple[Sequence[str], Sequence[str]], near: tuple[Sequence[str], Sequence[str]],
+                   metric: str = "top1") -> Estimate:
+    """How much more ``a`` leads ``b`` on a far task than on a near one: (a − b on far) − (a − b on near),
+    with ``far`` and ``near`` each ``(runs a, runs b)``. Each pre-training run is read on both tasks, so with
+    two or more a side the estimate is a two-sample t interval over pre-training runs of each run's far
+    minus near score (the pairing removes what a backbone carries to every task); otherwise the two gaps'
+    intervals are combined (:func:`difference_of`)."""
+    (a_far, b_far), (a_near, b_near) = far, near
+    pairs = {side: same_pretraining(runs, hi, lo) for side, hi, lo in (("a", a_far, a_near), ("b", b_far, b_near))}
+    if len(pairs["a"]) >= 2 and len(pairs["b"]) >= 2:
+        change = {side: [scores(runs, hi, metric).mean() - scores(runs, lo, metric).mean() for hi, lo in found]
+                  for side, found in pairs.items()}
+        est = seed_estimate(change["a"], change["b"])
+        est.interval = "t interval over pre-training seeds, each run's far minus near task"
+        return est
+    return difference_of(gap_estimate(runs, a_far, b_far, metric), gap_estimate(runs, a_near, b_near, metric))
+
+
 def difference_of(a: Estimate, b: Estimate) -> Estimate:
     """``a - b`` for two estimates from separate runs: the half-widths of their intervals combined in
     quadrature (no interval unless both have one)."""

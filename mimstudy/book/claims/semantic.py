@@ -14,7 +14,8 @@ One claim family, :class:`SemanticClaim`, with one ``kind`` per claim (rows: ful
 
 Quality gates: each task's learnability (the random-init fine-tune beats the majority class) and the
 pre-trained backbones' own gates; seeds and intervals as Section 4.2
-(:func:`mimstudy.book.claims.downstream.gap_estimate`: over pre-training seeds when there are ≥ 2).
+(:func:`mimstudy.book.claims.downstream.gap_estimate`: over pre-training seeds when there are ≥ 2); the
+trend reads each pre-training run on L5 and L1 (:func:`mimstudy.book.claims.downstream.trend_estimate`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import xarray as xr
 
 from mimstudy.book.claims.evidence import PresetResults
-from mimstudy.book.claims.downstream import DownstreamClaim, difference_of, full_models, gap_estimate, learnability
+from mimstudy.book.claims.downstream import DownstreamClaim, full_models, gap_estimate, learnability, trend_estimate
 from mimstudy.book.claims.verdicts import FLOORS, Check, ClaimVerdict
 
 TOP1_FLOOR = FLOORS["top1"]
@@ -94,7 +95,8 @@ class SemanticClaim(DownstreamClaim):
             return ClaimVerdict.not_run(self.text, f"`{results.preset}` lacks fine-tuned supervised, SimMIM and "
                                         f"random-init {self.arch} runs of CoG L1 and L5")
         gaps = {level: gap_estimate(runs, found[level][1], found[level][0], "top1") for level in ran}
-        trend = difference_of(gaps[LEVELS[-1]], gaps[LEVELS[0]])
+        (sup_far, mim_far, _), (sup_near, mim_near, _) = found[LEVELS[-1]], found[LEVELS[0]]
+        trend = trend_estimate(runs, (mim_far, sup_far), (mim_near, sup_near), "top1")
         check = Check(f"MIM minus supervised top-1 on L5 minus on L1 (floor {TOP1_FLOOR:g})", trend, "positive",
                       TOP1_FLOOR)
         details, gates, read = {}, [], {}
