@@ -194,3 +194,15 @@ def test_figure5_and_the_shuffle_table_show_every_pretraining_seed(monkeypatch):
     page.show_shuffled(pose_preset(runs(spec, init=init)))
     table = shown[-1]
     assert all(f"`{m}-s{s}`" in table for m in ("sup_d2", "sup_s0", "mim_d2", "mim_s0") for s in range(3))
+
+
+def test_our_table2_reads_one_value_per_pretraining_seed_and_the_mean_trivial_predictor():
+    from mimstudy.book.pages.geometric_tasks import table2_markdown
+
+    spec, init = seeded(BASE)
+    ds = runs(spec, init=init)
+    ds["trivial_ap"] = ("model", np.linspace(0.0, 0.02, ds.sizes["model"]))  # each seed's data has its own
+    table = table2_markdown(ds)
+    assert "| SUP | 50.4 ± 1.0 (n=3) |" in table  # 0.500 / 0.504 / 0.508 over three pre-training runs
+    assert table.strip().endswith("| 1.0 |")  # the trivial predictor: the mean over the runs, x 100
+    assert "(n=3)" in table2_markdown(runs(BASE))  # one run of three fine-tuning seeds (quick): those seeds

@@ -32,6 +32,21 @@ def scores(runs: xr.Dataset, model: str, metric: str = "ap") -> np.ndarray:
     return values[np.isfinite(values)]
 
 
+def seed_values(runs: xr.Dataset, models: Sequence[str], metric: str = "ap") -> np.ndarray:
+    """What an interval over seeds reads for ``models`` (one run per training seed): each run's mean over its
+    fine-tuning seeds when there are two or more runs, else the fine-tuning seeds of the one run."""
+    if len(models) >= 2:
+        return np.array([scores(runs, m, metric).mean() for m in models])
+    return scores(runs, models[0], metric) if models else np.array([])
+
+
+def trivial_score(runs: xr.Dataset, task: str, metric: str) -> float:
+    """The trivial predictor's ``metric`` on ``task``: the mean over the runs of ``task`` (each seed's data
+    has its own)."""
+    models = find_runs(runs, task)
+    return float(np.mean([float(runs[f"trivial_{metric}"].sel(model=m)) for m in models]))
+
+
 def coord(runs: xr.Dataset, model: str, name: str):
     """A run's scalar coord ``name`` (``None`` when no run has it, e.g. ``protocol`` before it was recorded)."""
     return runs[name].sel(model=model).item() if name in runs.variables else None

@@ -11,7 +11,8 @@ from IPython.display import Markdown, display
 
 from mimstudy.book.claims.evidence import PresetResults
 from mimstudy.book.examples import show_examples
-from mimstudy.book.claims.downstream import coord, find_runs, full_model, full_models, scores
+from mimstudy.book.claims.downstream import (coord, find_runs, full_model, full_models, scores, seed_values,
+                                             trivial_score)
 from mimstudy.book.claims.geometric import TASKS, dropped_runs, sampled_pairs
 from mimstudy.book.stored import PAPER_LABELS, preset_heading, provenance_markdown
 from mimstudy.book.claims.registry import claim
@@ -58,12 +59,12 @@ def table2_markdown(runs: xr.Dataset) -> str:
             if not any(models.values()):
                 continue
             rows.append(f"| {arch} | {PAPER_LABELS.get(objective, objective)} | " + " | ".join(
-                cell(np.concatenate([scores(runs, m, TASKS[t][1]) for m in ms]), TASKS[t][3]) if ms else "–"
+                cell(seed_values(runs, ms, TASKS[t][1]), TASKS[t][3]) if ms else "–"
                 for t, ms in models.items()) + " |")
     trivial = []
     for t in tasks:
         _, metric, _, scale = TASKS[t]
-        value = float(runs[f"trivial_{metric}"].sel(model=find_runs(runs, t)[0]))
+        value = trivial_score(runs, t, metric)
         trivial.append(f"{scale * value:.{1 if scale == 100 else 3}f}")
     rows.append("| – | trivial predictor (mean keypoints / mean depth map / first box kept) | " + " | ".join(trivial) + " |")
     return "\n".join(rows)

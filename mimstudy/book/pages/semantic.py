@@ -10,7 +10,7 @@ import xarray as xr
 from IPython.display import Markdown, display
 
 from mimstudy.book.claims.evidence import PresetResults
-from mimstudy.book.claims.downstream import find_runs, full_models, scores
+from mimstudy.book.claims.downstream import full_models, scores, seed_values, trivial_score
 from mimstudy.book.pages.geometric_tasks import cell, show_figure, show_verdicts
 from mimstudy.book.stored import PAPER_LABELS, provenance_markdown, results_root
 from mimstudy.book.rendering import Judged
@@ -56,10 +56,10 @@ def scores_markdown(runs: xr.Dataset, arch: str, protocol: str) -> str:
         models = {t: full_models(runs, t, objective, arch, protocol=protocol) for t in tasks}
         if any(models.values()):
             rows.append(f"| {PAPER_LABELS.get(objective, objective)} | " + " | ".join(
-                cell(np.concatenate([scores(runs, m, METRICS[t]) for m in ms])) if ms else "–"
+                cell(seed_values(runs, ms, METRICS[t])) if ms else "–"
                 for t, ms in models.items()) + " |")
     rows.append("| majority class | " + " | ".join(
-        f"{100 * float(runs[f'trivial_{METRICS[t]}'].sel(model=find_runs(runs, t)[0])):.1f}" for t in tasks) + " |")
+        f"{100 * trivial_score(runs, t, METRICS[t]):.1f}" for t in tasks) + " |")
     return "\n".join(rows)
 
 
