@@ -161,10 +161,7 @@ def paired_gap(runs: xr.Dataset, pairs: Sequence[tuple[str, str]], metric: str =
         est.interval = "t interval over pre-training seeds, paired"
         return est
     a, b = pairs[0]
-    est = seed_estimate(scores(runs, a, metric), scores(runs, b, metric))
-    if est.has_interval:
-        est.interval = "t interval over the fine-tuning seeds of one pre-training run"
-    return est
+    return gap_estimate(runs, [a], [b], metric)  # one pair: over its fine-tuning seeds
 
 
 def learnability(runs: xr.Dataset, random_models: str | Sequence[str], metric: str = "ap",

@@ -137,10 +137,9 @@ def shuffle_verdict(runs: xr.Dataset, task: str, supervised: Sequence[tuple[str,
         return scores(runs, base), np.concatenate([scores(runs, m) for m in sampled])
 
     if len(supervised) >= 2 and len(mim) >= 2:
-        lost = {arm: [b.mean() - s.mean() for b, s in map(loss, pairs)] for arm, pairs in (("sup", supervised),
-                                                                                            ("mim", mim))}
-        drop_sup, drop_mim = seed_estimate(lost["sup"]), seed_estimate(lost["mim"])
-        difference = seed_estimate(lost["sup"], lost["mim"])
+        lost_sup, lost_mim = ([b.mean() - s.mean() for b, s in map(loss, pairs)] for pairs in (supervised, mim))
+        drop_sup, drop_mim = seed_estimate(lost_sup), seed_estimate(lost_mim)
+        difference = seed_estimate(lost_sup, lost_mim)
         for est in (drop_sup, drop_mim, difference):
             est.interval = "t interval over pre-training seeds"
     else:
